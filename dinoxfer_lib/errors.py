@@ -1,0 +1,30 @@
+"""Errors a user can act on.
+
+Every failure caused by the user's input (a config key, a file, a label, a download) raises a subclass of
+:class:`DinoxferError` whose message is one line naming the thing and what was expected. The CLI prints that
+line without a traceback; notebooks show it as the cell's error.
+"""
+
+
+class DinoxferError(Exception):
+    """Base class: a one-line, user-facing error."""
+
+
+class ConfigError(DinoxferError):
+    """A profile or override has an unknown key, a wrong type or an impossible value."""
+
+
+class DataError(DinoxferError):
+    """An image, table or label does not match what the reader expected."""
+
+
+class FetchError(DinoxferError):
+    """A download failed: offline, server gone, or checksum mismatch."""
+
+
+class StoreError(DinoxferError):
+    """An artifact in the run store is missing or cannot be trusted."""
+
+
+class NotebookError(DinoxferError):
+    """A notebook failed while the runner executed it."""
