@@ -181,7 +181,7 @@ def _build(cls: type, values: Any, prefix: str) -> Any:
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ConfigError(
-            f"unknown config key {prefix}{unknown[0]!r}: expected one of {', '.join(sorted(fields))}"
+            f"unknown config key {prefix + unknown[0]!r}: expected one of {', '.join(sorted(fields))}"
         )
     hints = typing.get_type_hints(cls)
     kwargs = {}

@@ -1,0 +1,113 @@
+"""The ``dinoxfer`` command: run the notebooks, build the book, fetch data, print the environment.
+
+Errors a user can act on (a bad profile key, a missing file, a failed download, a failing notebook) print one line
+and exit with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from dinoxfer_lib.config import DEFAULT_PROFILE, available_profiles
+from dinoxfer_lib.errors import DinoxferError
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    from dinoxfer_lib.runner import parse_overrides, run_notebooks
+
+    started = time.perf_counter()
+    results = run_notebooks(
+        profile=args.profile,
+        notebook_dir=args.notebooks,
+        runs_root=args.runs,
+        only=args.only or (),
+        force=args.force,
+        overrides=parse_overrides(args.set or ()),
+    )
+    reused = sum(len(r.reused) for r in results)
+    computed = sum(len(r.computed) for r in results)
+    print(
+        f"done: {len(results)} notebook(s) in {time.perf_counter() - started:.1f} s; "
+        f"{reused} stage(s) reused, {computed} computed; executed notebooks in "
+        f"{Path(args.runs).resolve() / Path(args.profile).stem / 'notebooks'}"
+    )
+
+
+def _cmd_book(args: argparse.Namespace) -> None:
+    from dinoxfer_lib.book import build_book
+
+    index = build_book(profile=args.profile, runs_root=args.runs, repo_root=args.repo, output_dir=args.output)
+    print(f"book built from profile {args.profile!r}: {index}")
+
+
+def _cmd_info(args: argparse.Namespace) -> None:
+    from dinoxfer_lib.provenance import device_description, git_state, package_versions
+
+    state = git_state()
+    print(f"device: {device_description()}")
+    print(f"git: {state['commit'] or 'unknown'}{' (dirty)' if state['dirty'] else ''}")
+    print(f"profiles: {', '.join(available_profiles())}")
+    for name, version in package_versions().items():
+        print(f"{name}: {version}")
+
+
+def _cmd_fetch(args: argparse.Namespace) -> None:
+    from dinoxfer_lib.data.manifests import fetch, list_manifests
+
+    if args.list or not args.name:
+        for name in list_manifests():
+            print(name)
+        return
+    for path in fetch(args.name, cache_dir=args.cache):
+        print(path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dinoxfer", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_profile(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(available_profiles())} "
+                       "or a YAML file of the same shape (default: %(default)s)")
+        p.add_argument("--runs", type=Path, default=Path("runs"), help="artifact store root (default: %(default)s)")
+
+    run = sub.add_parser("run", help="execute the notebooks with papermill, in order")
+    add_profile(run)
+    run.add_argument("--only", nargs="+", metavar="NAME", help="notebooks to run, e.g. 01_datasets or 01")
+    run.add_argument("--force", action="store_true", help="recompute stages even when they are unchanged")
+    run.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="override a config value, e.g. seed=1")
+    run.add_argument("--notebooks", type=Path, default=Path("notebooks"), help="notebook folder (default: %(default)s)")
+    run.set_defaults(func=_cmd_run)
+
+    book = sub.add_parser("book", help="build the HTML book from the executed notebooks of a profile")
+    add_profile(book)
+    book.add_argument("--repo", type=Path, default=Path("."), help="folder with _config.yml, _toc.yml, book/")
+    book.add_argument("--output", type=Path, default=Path("."), help="the HTML goes to OUTPUT/_build/html")
+    book.set_defaults(func=_cmd_book)
+
+    info = sub.add_parser("info", help="print the device, git commit and package versions")
+    info.set_defaults(func=_cmd_info)
+
+    fetch = sub.add_parser("fetch", help="download a dataset or checkpoint recorded in data_manifests/")
+    fetch.add_argument("name", nargs="?", help="manifest name; omit to list them")
+    fetch.add_argument("--list", action="store_true", help="list the manifests")
+    fetch.add_argument("--cache", type=Path, default=None, help="download folder (default: the user cache)")
+    fetch.set_defaults(func=_cmd_fetch)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except DinoxferError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""The book's stages as functions a notebook calls once each.
+
+Each stage reads the config section it depends on, runs through the :class:`~dinoxfer_lib.store.ArtifactStore`
+(reused when unchanged, recomputed with ``force``) and returns plain objects. Notebooks start with
+:func:`open_run` and never hard-code a hyperparameter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from dinoxfer_lib.config import Config, load_config
+from dinoxfer_lib.data.classes import (
+    HPA_CHANNELS,
+    HPA_CLASSES,
+    NATURAL_CHANNELS,
+    OPENCELL_CHANNELS,
+    OPENCELL_CLASSES,
+)
+from dinoxfer_lib.data.dataset import ImageSet, load_imageset, save_imageset
+from dinoxfer_lib.data.splits import Split, make_split
+from dinoxfer_lib.store import Artifact, ArtifactStore
+
+DOMAINS = ("opencell", "hpa", "natural")
+# What a table source of each domain must provide: its channels and, where fixed, its class vocabulary.
+_TABLE_SCHEMA = {
+    "opencell": (OPENCELL_CHANNELS, OPENCELL_CLASSES),
+    "hpa": (HPA_CHANNELS, HPA_CLASSES),
+    "natural": (NATURAL_CHANNELS, None),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    """A validated config and the store its stages write to."""
+
+    config: Config
+    store: ArtifactStore
+    force: bool = False
+
+
+def open_run(
+    profile: str = "demo",
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    runs_root: str | Path = "../runs",
+    force: bool = False,
+) -> Run:
+    """What every notebook's first code cell calls with its papermill parameters."""
+    config = load_config(profile, overrides)
+    return Run(config=config, store=ArtifactStore(runs_root, config.profile), force=force)
+
+
+def _dataset_artifact(run: Run, domain: str) -> Artifact:
+    domain_config = getattr(run.config.data, domain)
+
+    def compute(folder: Path) -> None:
+        save_imageset(_make_dataset(domain, domain_config, seed=run.config.seed), folder)
+
+    return run.store.run_stage(
+        f"datasets/{domain}",
+        compute,
+        config={"domain": domain, **dataclasses.asdict(domain_config), "seed": run.config.seed},
+        seed=run.config.seed,
+        force=run.force,
+    )
+
+
+def _make_dataset(domain: str, domain_config, *, seed: int) -> ImageSet:
+    source, path, size = domain_config.source, domain_config.path, domain_config.image_size
+    if source == "synthetic":
+        from dinoxfer_lib.data.synthetic import SYNTHETIC_DOMAINS
+
+        return SYNTHETIC_DOMAINS[domain](domain_config, seed=seed)
+    from dinoxfer_lib.data import readers
+
+    if source == "opencell":
+        # The paper uses the 6,120 labelled of OpenCell's 6,301 images.
+        return readers.read_opencell(path, image_size=size, unlabelled="drop")
+    if source == "hpa_kaggle":
+        return readers.read_hpa_kaggle(path, image_size=size)
+    channels, classes = _TABLE_SCHEMA[domain]
+    return readers.read_table(path, channel_names=channels, class_names=classes, image_size=size, domain=domain)
+
+
+def load_datasets(run: Run, domains: tuple[str, ...] = DOMAINS) -> dict[str, ImageSet]:
+    """The profile's datasets (synthetic stand-ins or real data), generated or read once and then reused."""
+    return {domain: load_imageset(_dataset_artifact(run, domain).path) for domain in domains}
+
+
+def load_split(run: Run, domain: str = "opencell", *, grouped: bool | None = None) -> Split:
+    """The hold-out + K-fold split of ``domain``, by image or grouped by protein (default: the config's choice)."""
+    grouped = run.config.split.group_by_protein if grouped is None else grouped
+    dataset_artifact = _dataset_artifact(run, domain)
+    dataset = load_imageset(dataset_artifact.path)
+    split_config = run.config.split
+
+    def compute(folder: Path) -> None:
+        split = make_split(
+            dataset.labels,
+            groups=dataset.obs["group"].to_numpy() if grouped else None,
+            test_fraction=split_config.test_fraction,
+            n_folds=split_config.n_folds,
+            seed=run.config.seed,
+        )
+        split.to_frame(dataset.obs["image_id"]).to_csv(folder / "split.csv", index=False)
+
+    name = f"splits/{domain}_{'grouped' if grouped else 'by_image'}"
+    artifact = run.store.run_stage(
+        name,
+        compute,
+        config={**dataclasses.asdict(split_config), "grouped": grouped, "seed": run.config.seed},
+        inputs=[dataset_artifact],
+        seed=run.config.seed,
+        force=run.force,
+    )
+    import pandas as pd
+
+    frame = pd.read_csv(artifact.path / "split.csv", dtype={"image_id": str})
+    return Split.from_frame(frame, dataset.obs["image_id"], grouped=grouped, seed=run.config.seed)

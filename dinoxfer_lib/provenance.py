@@ -1,0 +1,69 @@
+"""What produced an artifact: config, inputs, code version, packages, device, seed, wall time.
+
+Written beside every stage's outputs as ``provenance.json`` (DESIGN.md "Artifacts and provenance"), in the spirit
+of DINO printing its git commit and arguments at every start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+# Packages whose versions can change a number in the book.
+TRACKED_PACKAGES = (
+    "dinoxfer", "numpy", "scipy", "pandas", "scikit-learn", "scikit-image", "iterative-stratification", "torch",
+    "torchvision", "timm", "anndata", "harmonypy", "umap-learn", "papermill", "jupyter-book",
+)
+
+
+def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+@lru_cache(maxsize=1)
+def git_state() -> dict[str, str | bool | None]:
+    """Commit of the source tree and whether it had uncommitted changes (a dirty tree is not reproducible)."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+@lru_cache(maxsize=1)
+def device_description() -> str:
+    """The accelerator a run used: CUDA device name(s) or the CPU."""
+    try:
+        import torch
+    except ImportError:
+        return f"cpu ({platform.processor() or platform.machine()})"
+    if torch.cuda.is_available():
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        return f"cuda: {', '.join(names)}"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"

@@ -1,0 +1,159 @@
+"""Execute the book's notebooks with papermill, in order, into the run store.
+
+Notebooks live as jupytext percent-format ``notebooks/NN_name.py``. Each is converted in memory, executed with the
+profile (and overrides) injected into its ``parameters`` cell, and written to
+``runs/<profile>/notebooks/NN_name.ipynb``. A failing notebook stops the run with its name, the failing cell and
+the error; the executed notebook is kept beside the last good one as ``NN_name.failed.ipynb``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dinoxfer_lib.config import load_config
+from dinoxfer_lib.errors import ConfigError, NotebookError
+from dinoxfer_lib.store import EVENTS
+
+NOTEBOOK_PATTERN = re.compile(r"^\d\d_[a-z0-9_]+\.py$")
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    """What one notebook did: where its executed copy is, how long it took, which stages it reused or computed."""
+
+    name: str
+    output: Path
+    seconds: float
+    reused: tuple[str, ...]
+    computed: tuple[str, ...]
+
+    def summary(self) -> str:
+        parts = [f"{self.name}: {self.seconds:.1f} s"]
+        if self.reused:
+            parts.append(f"reused {len(self.reused)} stage(s) ({', '.join(self.reused)})")
+        if self.computed:
+            parts.append(f"computed {len(self.computed)} stage(s) ({', '.join(self.computed)})")
+        return "; ".join(parts)
+
+
+def discover_notebooks(notebook_dir: Path) -> list[Path]:
+    """The book's notebooks in execution order (``NN_name.py``)."""
+    paths = sorted(p for p in Path(notebook_dir).glob("*.py") if NOTEBOOK_PATTERN.match(p.name))
+    if not paths:
+        raise NotebookError(f"no notebooks (NN_name.py) found in {notebook_dir}")
+    return paths
+
+
+def select_notebooks(paths: list[Path], only: Iterable[str]) -> list[Path]:
+    """Filter by name (``01_datasets``), number (``01``) or stem prefix; an unknown name is an error."""
+    only = list(only)
+    if not only:
+        return paths
+    selected = []
+    for key in only:
+        matches = [p for p in paths if p.stem == key or p.stem.split("_", 1)[0] == key or p.stem.startswith(key)]
+        if not matches:
+            raise NotebookError(f"--only {key!r} matches no notebook: expected one of {', '.join(p.stem for p in paths)}")
+        selected.extend(m for m in matches if m not in selected)
+    return [p for p in paths if p in selected]
+
+
+def run_notebooks(
+    *,
+    profile: str,
+    notebook_dir: Path,
+    runs_root: Path,
+    only: Iterable[str] = (),
+    force: bool = False,
+    overrides: Mapping[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+) -> list[NotebookRun]:
+    """Execute the selected notebooks in order; stop at the first failure (raising :class:`NotebookError`)."""
+    load_config(profile, overrides)  # fail on a bad profile or override before any kernel starts
+    runs_root = Path(runs_root).resolve()
+    notebooks = select_notebooks(discover_notebooks(Path(notebook_dir)), only)
+    out_dir = runs_root / Path(profile).stem / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parameters = {
+        "profile": profile,
+        "overrides": dict(overrides or {}),
+        "runs_root": str(runs_root),
+        "force": force,
+    }
+    results = []
+    for path in notebooks:
+        log(f"running {path.stem} (profile {profile})")
+        result = _execute(path, out_dir, parameters, events=runs_root / Path(profile).stem / EVENTS)
+        log("  " + result.summary())
+        results.append(result)
+    return results
+
+
+def _execute(path: Path, out_dir: Path, parameters: dict[str, Any], *, events: Path) -> NotebookRun:
+    import jupytext
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    source = out_dir / f".{path.stem}.input.ipynb"
+    executing = out_dir / f".{path.stem}.executing.ipynb"
+    final = out_dir / f"{path.stem}.ipynb"
+    jupytext.write(jupytext.read(path), source)
+    events_offset = events.stat().st_size if events.exists() else 0
+    started = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(source),
+            str(executing),
+            parameters=parameters,
+            kernel_name="python3",
+            cwd=str(path.parent),
+            progress_bar=False,
+        )
+    except PapermillExecutionError as exc:
+        failed = out_dir / f"{path.stem}.failed.ipynb"
+        os.replace(executing, failed)
+        evalue = str(exc.evalue).strip().splitlines()[0] if str(exc.evalue).strip() else ""
+        raise NotebookError(
+            f"notebook {path.stem} failed in cell {exc.exec_count}: {exc.ename}: {evalue} "
+            f"(executed notebook kept at {failed})"
+        ) from None
+    finally:
+        source.unlink(missing_ok=True)
+    os.replace(executing, final)
+    reused, computed = _stage_events(events, events_offset)
+    return NotebookRun(path.stem, final, time.perf_counter() - started, reused, computed)
+
+
+def _stage_events(events: Path, offset: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    if not events.exists():
+        return (), ()
+    with open(events) as handle:
+        handle.seek(offset)
+        records = [json.loads(line) for line in handle if line.strip()]
+    reused = tuple(r["stage"] for r in records if r["action"] == "reused")
+    computed = tuple(r["stage"] for r in records if r["action"] == "computed")
+    return reused, computed
+
+
+def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
+    """``--set data.opencell.n_images=500`` → nested dict; values are parsed as YAML scalars."""
+    import yaml
+
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. data.opencell.n_images=500")
+        key, raw = pair.split("=", 1)
+        node = overrides
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return overrides

@@ -1,0 +1,174 @@
+"""Artifact store: ``runs/<profile>/<stage>/`` with provenance, reuse and atomic writes.
+
+A stage is computed into a private temporary folder; only when it finished are its file hashes and
+``provenance.json`` written and the folder renamed into place. A stage is reused only when its provenance exists,
+its config hash and input hashes match, and every recorded file is present with its recorded size. So a crash
+mid-write never leaves an artifact a later run would trust, and a failing computation never touches the previous
+result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from dinoxfer_lib.config import config_hash
+from dinoxfer_lib.errors import StoreError
+from dinoxfer_lib.provenance import device_description, file_sha256, git_state, package_versions
+
+PROVENANCE = "provenance.json"
+EVENTS = "events.jsonl"
+_SCRATCH = ".scratch"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A finished stage: its folder and provenance record."""
+
+    name: str
+    path: Path
+    provenance: dict[str, Any]
+    reused: bool
+
+    @property
+    def hash(self) -> str:
+        """Content hash of the stage (its files' hashes): what downstream stages record as their input."""
+        return self.provenance["artifact_hash"]
+
+
+class ArtifactStore:
+    """Stages of one profile under ``root/<profile>``."""
+
+    def __init__(self, root: str | os.PathLike, profile: str) -> None:
+        self.root = Path(root).resolve() / profile
+        self.profile = profile
+
+    def path(self, stage: str) -> Path:
+        return self.root / stage
+
+    def load(self, stage: str) -> Artifact:
+        """The finished artifact of ``stage``, or a StoreError saying which notebook makes it."""
+        provenance = self._read_provenance(self.path(stage))
+        if provenance is None or not self._files_intact(self.path(stage), provenance):
+            raise StoreError(f"stage {stage!r} has no finished artifact under {self.root}: run the notebook that makes it")
+        return Artifact(stage, self.path(stage), provenance, reused=True)
+
+    def run_stage(
+        self,
+        stage: str,
+        compute: Callable[[Path], Any],
+        *,
+        config: Mapping[str, Any],
+        inputs: Sequence[Artifact] = (),
+        seed: int | None = None,
+        force: bool = False,
+    ) -> Artifact:
+        """Reuse ``stage`` if unchanged, else run ``compute(folder)`` into a scratch folder and publish it.
+
+        ``config`` is what the stage's result depends on (a config section as a dict); ``inputs`` are the upstream
+        artifacts it reads. ``compute`` writes files into the folder it is given and must not write elsewhere.
+        """
+        final = self.path(stage)
+        cfg_hash = config_hash(config)
+        input_hashes = {a.name: a.hash for a in inputs}
+        existing = self._read_provenance(final)
+        if (
+            not force
+            and existing is not None
+            and existing.get("config_hash") == cfg_hash
+            and existing.get("inputs") == input_hashes
+            and self._files_intact(final, existing)
+        ):
+            self._log(stage, "reused", cfg_hash)
+            return Artifact(stage, final, existing, reused=True)
+
+        scratch = self.root / _SCRATCH / f"{stage.replace('/', '__')}-{uuid.uuid4().hex[:8]}"
+        scratch.mkdir(parents=True)
+        started = time.perf_counter()
+        try:
+            compute(scratch)
+            files = {
+                str(p.relative_to(scratch)): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
+                for p in sorted(scratch.rglob("*"))
+                if p.is_file()
+            }
+            provenance = {
+                "stage": stage,
+                "profile": self.profile,
+                "config": config,
+                "config_hash": cfg_hash,
+                "inputs": input_hashes,
+                "files": files,
+                "artifact_hash": config_hash(files),
+                "seed": seed,
+                "git": git_state(),
+                "packages": package_versions(),
+                "device": device_description(),
+                "wall_time_s": round(time.perf_counter() - started, 3),
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+            # Written last: a folder without provenance is never trusted.
+            atomic_write_text(scratch / PROVENANCE, json.dumps(provenance, indent=2, default=str))
+            _publish(scratch, final)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        self._log(stage, "computed", cfg_hash)
+        return Artifact(stage, final, provenance, reused=False)
+
+    def _read_provenance(self, folder: Path) -> dict[str, Any] | None:
+        try:
+            return json.loads((folder / PROVENANCE).read_text())
+        except (OSError, ValueError):
+            return None
+
+    @staticmethod
+    def _files_intact(folder: Path, provenance: Mapping[str, Any]) -> bool:
+        files = provenance.get("files")
+        if not isinstance(files, Mapping):
+            return False
+        for rel, record in files.items():
+            path = folder / rel
+            if not path.is_file() or path.stat().st_size != record.get("bytes"):
+                return False
+        return True
+
+    def _log(self, stage: str, action: str, cfg_hash: str) -> None:
+        """Append to ``events.jsonl`` so the runner can say which stages a notebook reused or computed."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"stage": stage, "action": action, "config_hash": cfg_hash[:12], "time": time.time()})
+        with open(self.root / EVENTS, "a") as handle:
+            handle.write(line + "\n")
+
+
+def _publish(scratch: Path, final: Path) -> None:
+    """Swap ``scratch`` into ``final`` with renames; the old result is removed only after the new one is in place."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    retired = None
+    if final.exists():
+        retired = scratch.parent / f"retired-{uuid.uuid4().hex[:8]}"
+        os.replace(final, retired)
+    os.replace(scratch, final)
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename: readers see the old or the new file, never half."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

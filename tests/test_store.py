@@ -1,0 +1,137 @@
+"""The artifact store reuses unchanged stages, recomputes on change or --force, and never trusts a partial write."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from dinoxfer_lib.errors import StoreError
+from dinoxfer_lib.store import PROVENANCE, ArtifactStore, atomic_write_text
+
+
+def writer(text, calls):
+    def compute(folder):
+        calls.append(text)
+        (folder / "out.txt").write_text(text)
+
+    return compute
+
+
+def test_stage_is_computed_then_reused(tmp_path):
+    store = ArtifactStore(tmp_path, "smoke")
+    calls = []
+    first = store.run_stage("a", writer("x", calls), config={"k": 1}, seed=0)
+    second = store.run_stage("a", writer("x", calls), config={"k": 1}, seed=0)
+    assert calls == ["x"]
+    assert not first.reused and second.reused
+    assert (second.path / "out.txt").read_text() == "x"
+    assert first.hash == second.hash
+
+
+def test_provenance_records_what_made_the_artifact(tmp_path):
+    artifact = ArtifactStore(tmp_path, "smoke").run_stage("a", writer("x", []), config={"k": 1}, seed=5)
+    record = json.loads((artifact.path / PROVENANCE).read_text())
+    for key in ("config", "config_hash", "inputs", "files", "git", "packages", "device", "seed", "wall_time_s"):
+        assert key in record
+    assert record["seed"] == 5 and record["config"] == {"k": 1}
+    assert record["files"]["out.txt"]["bytes"] == 1
+    assert "numpy" in record["packages"]
+    assert artifact.path == tmp_path / "smoke" / "a"
+
+
+def test_changed_config_force_or_changed_input_recompute(tmp_path):
+    store = ArtifactStore(tmp_path, "smoke")
+    calls = []
+    upstream = store.run_stage("up", writer("u1", calls), config={})
+    store.run_stage("down", writer("d", calls), config={"k": 1}, inputs=[upstream])
+    store.run_stage("down", writer("d", calls), config={"k": 2}, inputs=[upstream])
+    store.run_stage("down", writer("d", calls), config={"k": 2}, inputs=[upstream], force=True)
+    upstream2 = store.run_stage("up", writer("u2", calls), config={}, force=True)
+    assert upstream2.hash != upstream.hash
+    store.run_stage("down", writer("d", calls), config={"k": 2}, inputs=[upstream2])
+    assert calls == ["u1", "d", "d", "d", "u2", "d"]
+
+
+def test_failed_compute_keeps_the_previous_result(tmp_path):
+    store = ArtifactStore(tmp_path, "smoke")
+    store.run_stage("a", writer("good", []), config={"k": 1})
+
+    def broken(folder):
+        (folder / "out.txt").write_text("half")
+        raise ValueError("bad input")
+
+    with pytest.raises(ValueError):
+        store.run_stage("a", broken, config={"k": 2})
+    assert (tmp_path / "smoke" / "a" / "out.txt").read_text() == "good"
+    assert store.load("a").provenance["config"] == {"k": 1}
+    assert not list((tmp_path / "smoke" / ".scratch").iterdir())
+
+
+def test_truncated_file_is_not_trusted(tmp_path):
+    store = ArtifactStore(tmp_path, "smoke")
+    artifact = store.run_stage("a", writer("complete", []), config={})
+    (artifact.path / "out.txt").write_text("comp")  # a later partial overwrite
+    calls = []
+    again = store.run_stage("a", writer("complete", calls), config={})
+    assert calls == ["complete"] and not again.reused
+    with pytest.raises(StoreError, match="'missing'"):
+        store.load("missing")
+
+
+def test_folder_without_provenance_is_not_trusted(tmp_path):
+    (tmp_path / "smoke" / "a").mkdir(parents=True)
+    (tmp_path / "smoke" / "a" / "out.txt").write_text("orphan")
+    calls = []
+    ArtifactStore(tmp_path, "smoke").run_stage("a", writer("fresh", calls), config={})
+    assert calls == ["fresh"]
+
+
+def test_process_killed_mid_stage_leaves_nothing_trusted(tmp_path):
+    """Kill a real process while it writes a stage: the next run must recompute, never reuse the half-written files."""
+    script = textwrap.dedent(
+        f"""
+        import time
+        from dinoxfer_lib.store import ArtifactStore
+
+        def slow(folder):
+            with open(folder / "big.bin", "wb") as handle:
+                handle.write(b"0" * 1000)
+                handle.flush()
+                print("writing", flush=True)
+                time.sleep(60)
+
+        ArtifactStore({str(tmp_path)!r}, "smoke").run_stage("a", slow, config={{}})
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    store = ArtifactStore(tmp_path, "smoke")
+    with pytest.raises(StoreError):
+        store.load("a")
+    calls = []
+    artifact = store.run_stage("a", writer("done", calls), config={})
+    assert calls == ["done"] and not artifact.reused
+
+
+def test_atomic_write_replaces_whole_file(tmp_path):
+    path = tmp_path / "m.json"
+    atomic_write_text(path, "old")
+    atomic_write_text(path, "new")
+    assert path.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_events_log_says_reused_or_computed(tmp_path):
+    store = ArtifactStore(tmp_path, "smoke")
+    store.run_stage("a", writer("x", []), config={})
+    store.run_stage("a", writer("x", []), config={})
+    events = [json.loads(line) for line in (tmp_path / "smoke" / "events.jsonl").read_text().splitlines()]
+    assert [e["action"] for e in events] == ["computed", "reused"]
+    assert time.time() - events[-1]["time"] < 60
