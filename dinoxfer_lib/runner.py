@@ -104,7 +104,9 @@ def _execute(path: Path, out_dir: Path, parameters: dict[str, Any], *, events: P
     source = out_dir / f".{path.stem}.input.ipynb"
     executing = out_dir / f".{path.stem}.executing.ipynb"
     final = out_dir / f"{path.stem}.ipynb"
-    jupytext.write(jupytext.read(path), source)
+    notebook = jupytext.read(path)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    jupytext.write(notebook, source)
     events_offset = events.stat().st_size if events.exists() else 0
     started = time.perf_counter()
     try:
@@ -113,6 +115,7 @@ def _execute(path: Path, out_dir: Path, parameters: dict[str, Any], *, events: P
             str(executing),
             parameters=parameters,
             kernel_name="python3",
+            language="python",
             cwd=str(path.parent),
             progress_bar=False,
         )
