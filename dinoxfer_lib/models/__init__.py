@@ -1,0 +1,1 @@
+"""Backbones (timm ViTs), checkpoint loading for every published DINO layout, and channel strategies."""
