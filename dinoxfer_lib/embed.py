@@ -59,9 +59,10 @@ def extract_embeddings(
     with torch.inference_mode(), autocast:
         for start in tqdm(range(0, n, batch_size), desc=f"embedding {dataset.domain}", disable=None, leave=False):
             raw = np.asarray(dataset.images[start : start + batch_size], dtype=np.float32)  # (B, C, H, W)
-            x = scale_per_image(torch.from_numpy(raw).to(device, non_blocking=True))
+            x = torch.from_numpy(raw).to(device, non_blocking=True)
             if img_size is not None and tuple(x.shape[-2:]) != (img_size, img_size):
                 x = F.interpolate(x, size=(img_size, img_size), mode="bilinear", antialias=True, align_corners=False)
+            x = scale_per_image(x)  # after resizing: percentiles of fewer pixels, same contrast
             X[start : start + len(raw)] = encoder(x).float().cpu().numpy()
     seconds = time.perf_counter() - started
     adata = anndata.AnnData(X=X, obs=dataset.obs.set_index("image_id", drop=False).rename_axis(None).astype(str))
