@@ -65,6 +65,19 @@ def _cmd_fetch(args: argparse.Namespace) -> None:
         print(path)
 
 
+def _cmd_bench(args: argparse.Namespace) -> None:
+    import json
+
+    from dinoxfer_lib.bench import BENCHMARKS, run_benchmarks
+
+    results = run_benchmarks(args.only or list(BENCHMARKS), size=args.size, device=args.device)
+    for result in results:
+        print(f"{result['benchmark']}: {result['ratio']:.2f}x the reference ({json.dumps(result, default=str)})")
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2, default=str))
+        print(f"results written to {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dinoxfer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--list", action="store_true", help="list the manifests")
     fetch.add_argument("--cache", type=Path, default=None, help="download folder (default: the user cache)")
     fetch.set_defaults(func=_cmd_fetch)
+    bench = sub.add_parser("bench", help="time the hot paths against reference implementations (ratios)")
+    bench.add_argument("--only", nargs="+", metavar="NAME", help="benchmarks to run (default: all)")
+    bench.add_argument("--size", choices=("small", "demo", "paper"), default="demo",
+                       help="problem size: small (seconds), demo (CPU-sized), paper (ViT-B/8 at 224 px; GPU)")
+    bench.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    bench.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 

@@ -104,6 +104,36 @@ class SplitConfig:
 
 
 @dataclass(frozen=True)
+class EmbedConfig:
+    """Backbones and embedding extraction (PAPER_SPEC.md §3; paper: ViT-B/8 at 224 px, CLS token)."""
+
+    # Architecture of the backbones this profile trains with DINO (paper: vit_base_patch8; CPU: vit_micro).
+    arch: str = "vit_micro"
+    # Side of the images the backbone sees; images of another size are resized batch-wise (paper: 224).
+    img_size: int = 64
+    # Images per forward pass. Larger is faster until memory runs out (ViT-B/8 at 224 px: ~256 on an 80 GB GPU).
+    batch_size: int = 128
+    # cls = the last block's CLS token (the paper); cls4_patchmean = CLS of the last 4 blocks + mean patch token
+    # (Cell-DINO / DINO BoC), 5x wider.
+    feature: Literal["cls", "cls4_patchmean"] = "cls"
+    # Bag-of-channels: concatenate the per-channel features (keeps which channel said what) or average them.
+    bag_reduce: Literal["concat", "mean"] = "concat"
+    # Weights of the backbone pretrained on each domain: "store" = this profile's own DINO run (randomly
+    # initialised until one exists; the chapter says which), a registered name (dino_vitb8_imagenet,
+    # dino4cells_hpa_fov) or a checkpoint path.
+    natural_weights: str = "store"
+    hpa_weights: str = "store"
+    opencell_weights: str = "store"
+
+    def validate(self, key: str) -> None:
+        from dinoxfer_lib.models.backbones import ARCHITECTURES
+
+        _require(self.arch in ARCHITECTURES, f"{key}.arch", self.arch, f"one of {', '.join(ARCHITECTURES)}")
+        _require(self.img_size >= 16, f"{key}.img_size", self.img_size, ">= 16")
+        _require(self.batch_size >= 1, f"{key}.batch_size", self.batch_size, ">= 1")
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything a run needs. Built only by :func:`load_config`; frozen afterwards."""
 
@@ -112,11 +142,13 @@ class Config:
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
 
     def validate(self) -> None:
         _require(self.seed >= 0, "seed", self.seed, ">= 0")
         self.data.validate("data")
         self.split.validate("split")
+        self.embed.validate("embed")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

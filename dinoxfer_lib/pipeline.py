@@ -121,3 +121,59 @@ def load_split(run: Run, domain: str = "opencell", *, grouped: bool | None = Non
 
     frame = pd.read_csv(artifact.path / "split.csv", dtype={"image_id": str})
     return Split.from_frame(frame, dataset.obs["image_id"], grouped=grouped, seed=run.config.seed)
+
+
+def load_backbones(run: Run, domains: tuple[str, ...] = DOMAINS):
+    """The backbone pretrained on each domain, as ``embed.<domain>_weights`` asks (store, published, or path)."""
+    from dinoxfer_lib.embedding_sets import resolve_backbone
+
+    channels = {"opencell": OPENCELL_CHANNELS, "hpa": HPA_CHANNELS, "natural": NATURAL_CHANNELS}
+    return {d: resolve_backbone(run.config, run.store, d, channels=channels[d]) for d in domains}
+
+
+def load_embeddings(run: Run, names: tuple[str, ...] | None = None) -> dict:
+    """Embeddings of the OpenCell-like images for each Table III set, as AnnData (computed once, then reused)."""
+    import anndata
+
+    from dinoxfer_lib.embed import extract_embeddings
+    from dinoxfer_lib.embedding_sets import EMBEDDING_SETS, single_channel_backbone
+    from dinoxfer_lib.models.channels import make_encoder
+
+    sets = [s for s in EMBEDDING_SETS if names is None or s.name in names]
+    dataset_artifact = _dataset_artifact(run, "opencell")
+    dataset = load_imageset(dataset_artifact.path)
+    backbones = load_backbones(run, tuple(dict.fromkeys(s.pretraining for s in sets)))
+    embed = run.config.embed
+    out = {}
+    for spec in sets:
+        backbone = backbones[spec.pretraining]
+        inputs = [dataset_artifact]
+        if backbone.source.startswith("store: "):
+            inputs.append(run.store.load(backbone.source.removeprefix("store: ")))
+
+        def compute(folder: Path, spec=spec, backbone=backbone) -> None:
+            model, slots = backbone.model, backbone.slots
+            if spec.strategy == "bag_of_channels":
+                model, slots = single_channel_backbone(model), ("any",)
+            encoder = make_encoder(
+                spec.strategy, model, target_channels=dataset.channel_names, slots=slots,
+                slot_table=spec.slot_table, mean=None if spec.strategy == "bag_of_channels" else backbone.mean,
+                std=None if spec.strategy == "bag_of_channels" else backbone.std,
+                feature=embed.feature, reduce=embed.bag_reduce,
+            )
+            extract_embeddings(
+                dataset, encoder, batch_size=embed.batch_size, img_size=embed.img_size,
+                out_path=folder / "embeddings.h5ad",
+                description={"set": spec.name, "arch": embed.arch, "backbone": backbone.describe()},
+            )
+
+        artifact = run.store.run_stage(
+            f"embeddings/{spec.name}",
+            compute,
+            config={"set": dataclasses.asdict(spec), "embed": dataclasses.asdict(embed), "backbone": backbone.describe()},
+            inputs=inputs,
+            seed=run.config.seed,
+            force=run.force,
+        )
+        out[spec.name] = anndata.read_h5ad(artifact.path / "embeddings.h5ad")
+    return out

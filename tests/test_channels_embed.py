@@ -36,7 +36,7 @@ def images(n=6, c=2, size=16, seed=0):
 
 def test_mapping_places_protein_red_nucleus_green_blue_black():
     rec = Recorder(3)
-    enc = make_encoder("mapping", rec, target_channels=("protein", "nucleus"), slots=("R", "G", "B"), slot_table="imagenet")
+    enc = make_encoder("mapping", rec, target_channels=("protein", "nucleus"), slots=("red", "green", "blue"), slot_table="imagenet")
     x = images()
     enc(x)
     fed = rec.seen[-1]
@@ -57,7 +57,7 @@ def test_mapping_into_hpa_slots_follows_the_slot_names():
 
 def test_replication_concatenates_per_channel_in_order():
     backbone = create_backbone("vit_micro", in_chans=3, img_size=16).eval()
-    enc = make_encoder("replication", backbone, target_channels=("protein", "nucleus"), slots=("R", "G", "B"))
+    enc = make_encoder("replication", backbone, target_channels=("protein", "nucleus"), slots=("red", "green", "blue"))
     x = images()
     with torch.no_grad():
         out, swapped = enc(x), enc(x.flip(1))
@@ -104,7 +104,7 @@ def test_bad_strategy_settings_are_clear(kwargs, fragment):
     backbone = create_backbone("vit_micro", in_chans=3, img_size=16)
     strategy = kwargs.pop("strategy")
     with pytest.raises(ConfigError, match=fragment):
-        make_encoder(strategy, backbone, target_channels=("protein", "nucleus"), slots=("R", "G", "B"), **kwargs)
+        make_encoder(strategy, backbone, target_channels=("protein", "nucleus"), slots=("red", "green", "blue"), **kwargs)
 
 
 def dataset(n=10):

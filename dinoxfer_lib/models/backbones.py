@@ -54,7 +54,7 @@ class PretrainedWeights:
 PRETRAINED: dict[str, PretrainedWeights] = {
     "dino_vitb8_imagenet": PretrainedWeights(
         arch="vit_base_patch8",
-        slots=("R", "G", "B"),
+        slots=("red", "green", "blue"),
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         manifest="dino_vitb8_imagenet",

@@ -28,7 +28,7 @@ FEATURES = ("cls", "cls4_patchmean")
 
 # Which input slot of a backbone each target channel fills under "mapping": data, not code.
 SLOT_TABLES: dict[str, dict[str, str]] = {
-    "imagenet": {"protein": "R", "nucleus": "G"},  # paper: protein → red, nucleus → green, blue empty
+    "imagenet": {"protein": "red", "nucleus": "green"},  # paper: protein → red, nucleus → green, blue empty
     "hpa": {"protein": "protein", "nucleus": "nucleus", "microtubules": "microtubules", "er": "er"},
 }
 

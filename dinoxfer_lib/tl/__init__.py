@@ -1,0 +1,1 @@
+"""Tools over embeddings (AnnData): neighbour checks, and later UMAP, Harmony and domain-shift diagnostics."""
