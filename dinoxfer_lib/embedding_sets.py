@@ -92,14 +92,12 @@ def resolve_backbone(config: Config, store: ArtifactStore, domain: str, *, chann
 
 def single_channel_backbone(backbone: nn.Module) -> nn.Module:
     """A 1-channel copy of ``backbone`` for bag-of-channels: the patch embedding's filters summed over channels
-    (timm's ``adapt_input_conv``), so a single channel sees the filters the model learned for all of them."""
+    (as timm adapts RGB stems to grey), so a single channel sees the filters the model learned for all of them."""
     import copy
-
-    from timm.models import adapt_input_conv
 
     single = copy.deepcopy(backbone)
     proj = single.patch_embed.proj
-    weight = adapt_input_conv(1, proj.weight.data)
+    weight = proj.weight.data.sum(dim=1, keepdim=True)  # (D, C, p, p) → (D, 1, p, p)
     new = nn.Conv2d(1, proj.out_channels, proj.kernel_size, proj.stride, bias=proj.bias is not None)
     new.weight.data.copy_(weight)
     if proj.bias is not None:

@@ -140,8 +140,8 @@ def _stage_events(events: Path, offset: int) -> tuple[tuple[str, ...], tuple[str
     with open(events) as handle:
         handle.seek(offset)
         records = [json.loads(line) for line in handle if line.strip()]
-    reused = tuple(r["stage"] for r in records if r["action"] == "reused")
-    computed = tuple(r["stage"] for r in records if r["action"] == "computed")
+    computed = tuple(dict.fromkeys(r["stage"] for r in records if r["action"] == "computed"))
+    reused = tuple(dict.fromkeys(r["stage"] for r in records if r["action"] == "reused" and r["stage"] not in computed))
     return reused, computed
 
 

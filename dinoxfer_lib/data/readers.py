@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from skimage.transform import resize
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from dinoxfer_lib.data.checks import read_image
 from dinoxfer_lib.data.classes import HPA_CHANNELS, HPA_CLASSES, HPA_KAGGLE_COLOURS, OPENCELL_CHANNELS, OPENCELL_CLASSES

@@ -10,7 +10,6 @@ import math
 import warnings
 from collections.abc import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -32,8 +31,8 @@ def _figure_and_axes(ax: Axes | None, *, figsize: tuple[float, float]) -> tuple[
     """The caller's axes and its root figure (``.figure`` of a subfigure), or a new figure of ``figsize``."""
     if ax is not None:
         return ax.figure.figure, ax
-    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
-    return fig, ax
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.subplots()
 
 
 def _pick_class_images(
@@ -53,10 +52,10 @@ def _montage_grid(n_rows: int, n_cols: int) -> tuple[Figure, np.ndarray]:
     label, title, gap, edge = 2.2, 0.5, 0.05, 0.05  # inches: row labels, 2-line title, between cells, edges
     width = label + n_cols * CELL_INCHES + (n_cols - 1) * gap + edge
     height = title + n_rows * CELL_INCHES + (n_rows - 1) * gap + edge
-    fig, axes = plt.subplots(
+    fig = Figure(figsize=(width, height))
+    axes = fig.subplots(
         n_rows,
         n_cols,
-        figsize=(width, height),
         squeeze=False,
         gridspec_kw={
             "left": label / width,
@@ -204,7 +203,7 @@ def plot_batch_effects(dataset: ImageSet, *, images_per_row: int = 8) -> Figure:
     n_rows = math.ceil(len(means) / images_per_row)
     n_cols = min(len(means), images_per_row)
     width = max(3.2 * dataset.n_channels, 1.3 * n_cols, 6.0)
-    fig = plt.figure(figsize=(width, 5.2 + 1.4 * n_rows), layout="constrained")
+    fig = Figure(figsize=(width, 5.2 + 1.4 * n_rows), layout="constrained")
     top, bottom = fig.subfigures(2, 1, height_ratios=[5.2, 1.4 * n_rows])
 
     box_axes = top.subplots(2, dataset.n_channels, squeeze=False)
@@ -265,9 +264,8 @@ def plot_split(split_summary_frame: pd.DataFrame) -> Figure:
     positions = np.arange(len(wide))
     offsets = np.linspace(-0.3, 0.3, len(subsets)) if len(subsets) > 1 else np.zeros(1)
 
-    fig, (ax_prev, ax_diff) = plt.subplots(
-        1, 2, figsize=(9.5, 0.3 * len(wide) + 1.5), sharey=True, layout="constrained"
-    )
+    fig = Figure(figsize=(9.5, 0.3 * len(wide) + 1.5), layout="constrained")
+    ax_prev, ax_diff = fig.subplots(1, 2, sharey=True)
     ax_prev.barh(positions, wide["all"], color="0.85", label="all")
     ax_diff.axvline(0, color="0.6", linewidth=0.8)
     for offset, subset in zip(offsets, subsets):

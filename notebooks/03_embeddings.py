@@ -1,0 +1,104 @@
+# %% [markdown]
+# # Embeddings
+#
+# **Question.** How does a backbone pretrained on one channel set (RGB photographs, 4-channel HPA fields of view)
+# embed 2-channel OpenCell images, and do the embeddings carry localisation before any classifier sees a label?
+# This chapter reproduces the paper's *Embedding Methods* section: channel mapping and channel replication for the
+# two foreign backbones, the native OpenCell backbone, and — an extension from DINO BoC — a bag-of-channels encoder.
+#
+# ## Overview
+# 1. The backbones of the profile and where their weights come from.
+# 2. What each channel strategy feeds a backbone.
+# 3. The Table III embedding sets: dimensions and throughput.
+# 4. A label-free sanity check: do nearest neighbours share localisation?
+#
+# ## Prerequisites
+# *Datasets* (the OpenCell-like images). Backbones come from the *DINO pretraining* chapter's store stages
+# (`runs/<profile>/dino/<domain>/`) when they exist, else from published checkpoints named in the profile, else a
+# seeded random initialisation — the table below says which. CPU: about a minute on `demo`; GPU for `paper`.
+
+# %% tags=["parameters"]
+profile = "demo"
+overrides = {}
+runs_root = "../runs"
+force = False
+
+# %%
+# %matplotlib inline
+from IPython.display import Markdown, display
+
+from dinoxfer_lib import pipeline, report
+from dinoxfer_lib.pl import embeddings as pl_embeddings
+from dinoxfer_lib.tl import neighbours
+
+run = pipeline.open_run(profile, overrides, runs_root=runs_root, force=force)
+opencell = pipeline.load_datasets(run, ("opencell",))["opencell"]
+display(Markdown(report.data_banner({"opencell": opencell}, profile=run.config.profile)))
+
+# %% [markdown]
+# ## Backbones
+#
+# The paper uses the official DINO ViT-B/8 trained on ImageNet-1k, the DINO4Cells ViT-B/8 trained on HPA fields of
+# view (4 input channels), and a ViT-B/8 it trains on OpenCell. Each row says where this run's backbone came from.
+
+# %%
+backbones = pipeline.load_backbones(run)
+report.backbone_table(backbones, arch=run.config.embed.arch)
+
+# %%
+display(Markdown(report.backbone_note(backbones)))
+
+# %% [markdown]
+# ## Channel strategies
+#
+# OpenCell images have two channels (protein, nucleus). *Channel mapping* places each in the input slot with the
+# same meaning and leaves the others black: one forward pass. *Channel replication* copies each channel alone into
+# every slot, embeds it separately and concatenates the embeddings (2 × the width). *Bag of channels* passes each
+# channel through a single-channel encoder (here: the HPA backbone with its patch-embedding filters summed over
+# input channels) and concatenates. Every channel is first scaled to [0, 1] between its own 1st and 99.8th
+# percentile in each image; backbones trained on photographs then get ImageNet's mean and standard deviation.
+
+# %%
+example = int(opencell.labels[:, list(opencell.class_names).index("nucleoplasm")].argmax())
+pl_embeddings.plot_channel_strategies(opencell.images[example], opencell.channel_names)
+
+# %% [markdown]
+# ## The embedding sets
+#
+# One set per row of the paper's Table III, plus bag of channels. Throughput is measured by this run on its device.
+
+# %%
+embeddings = pipeline.load_embeddings(run)
+report.embedding_table(embeddings)
+
+# %% [markdown]
+# ## Do neighbours share localisation?
+#
+# Before any probe is trained: for each image, the share of its 10 nearest neighbours (cosine) that share at least
+# one label with it, against chance (random pairs). Images of one protein share its labels, so the check is repeated
+# with same-protein neighbours excluded — that version cannot be won by recognising the protein.
+
+# %%
+agreement = neighbours.agreement_table(embeddings, k=10, seed=run.config.seed)
+agreement.round(3)
+
+# %%
+pl_embeddings.plot_neighbour_agreement(agreement)
+
+# %%
+display(Markdown(report.agreement_note(agreement)))
+
+# %% [markdown]
+# ## Summary
+#
+# - Mapping needs one forward pass and keeps the backbone's width; replication needs one pass per channel and
+#   doubles the width for OpenCell; bag of channels works for any channel count.
+# - The embeddings are stored as AnnData (`runs/<profile>/embeddings/<set>/embeddings.h5ad`: X = embeddings,
+#   obs = image metadata, `uns["embedding"]` = backbone, strategy, feature, device) and open directly in scanpy.
+#
+# **What's next:** the classifier chapter trains the paper's MLP probe on each set (Table III).
+#
+# ## References
+# - Caron et al. (2021). Emerging properties in self-supervised vision transformers (DINO). *ICCV*.
+# - Doron et al. (2023). Unbiased single-cell morphology with self-supervised vision transformers (DINO4Cells).
+# - Pham et al. (2024). Scaling channel-invariant self-supervised learning for microscopy images (DINO BoC).

@@ -1,0 +1,63 @@
+"""The smoke book end to end: every notebook runs with papermill, a second run reuses every stage, the HTML builds.
+
+This is what `make book` does on the demo profile, on the tiny smoke profile so CI can afford it.
+"""
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from dinoxfer_lib.book import build_book, toc_notebooks
+from dinoxfer_lib.errors import StoreError
+from dinoxfer_lib.runner import discover_notebooks, run_notebooks
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    started = time.perf_counter()
+    first = run_notebooks(profile="smoke", notebook_dir=REPO / "notebooks", runs_root=runs, log=lambda s: None)
+    first_seconds = time.perf_counter() - started
+    return runs, first, first_seconds
+
+
+def test_every_notebook_runs_on_smoke(smoke_runs):
+    runs, first, _ = smoke_runs
+    assert [r.name for r in first] == [p.stem for p in discover_notebooks(REPO / "notebooks")]
+    assert all(r.output.is_file() for r in first)
+    assert sum(len(r.computed) for r in first) > 0
+
+
+def test_second_run_reuses_every_stage(smoke_runs):
+    runs, first, _ = smoke_runs
+    second = run_notebooks(profile="smoke", notebook_dir=REPO / "notebooks", runs_root=runs, log=lambda s: None)
+    assert all(r.computed == () for r in second), [r.summary() for r in second]
+    assert sum(len(r.reused) for r in second) >= sum(len(r.computed) for r in first)
+
+
+def test_toc_lists_every_notebook():
+    assert toc_notebooks(REPO / "_toc.yml") == [p.stem for p in discover_notebooks(REPO / "notebooks")]
+
+
+def test_book_needs_executed_notebooks(tmp_path):
+    with pytest.raises(StoreError, match="dinoxfer run --profile smoke"):
+        build_book(profile="smoke", runs_root=tmp_path / "empty", repo_root=REPO, output_dir=tmp_path)
+
+
+def test_book_builds_with_tables_and_rendered_figures(smoke_runs, tmp_path):
+    runs, _, _ = smoke_runs
+    index = build_book(profile="smoke", runs_root=runs, repo_root=REPO, output_dir=tmp_path)
+    assert index == tmp_path / "_build" / "html" / "index.html"
+    page = tmp_path / "_build" / "html" / "book" / "notebooks" / "01_datasets.html"
+    html = page.read_text()
+    assert "<table" in html and "Synthetic data" in html
+    images = re.findall(r'<img[^>]+src="([^"]+)"', html)
+    assert len(images) >= 5
+    for src in images:
+        assert (page.parent / src).resolve().is_file(), src
+    assert "Traceback" not in html
