@@ -4,10 +4,14 @@ Notebooks live as jupytext percent-format ``notebooks/NN_name.py``. Each is conv
 profile (and overrides) injected into its ``parameters`` cell, and written to
 ``runs/<profile>/notebooks/NN_name.ipynb``. A failing notebook stops the run with its name, the failing cell and
 the error; the executed notebook is kept beside the last good one as ``NN_name.failed.ipynb``.
+
+A notebook whose source, parameters, library code and every stage it used are unchanged since its last
+successful run is not executed again: its executed copy is reused (``--force`` re-executes everything).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -19,7 +23,9 @@ from typing import Any
 
 from dinoxfer_lib.config import load_config
 from dinoxfer_lib.errors import ConfigError, NotebookError
-from dinoxfer_lib.store import EVENTS
+from dinoxfer_lib.store import EVENTS, ArtifactStore
+
+LIBRARY_ROOT = Path(__file__).resolve().parent
 
 NOTEBOOK_PATTERN = re.compile(r"^\d\d_[a-z0-9_]+\.py$")
 
@@ -33,8 +39,11 @@ class NotebookRun:
     seconds: float
     reused: tuple[str, ...]
     computed: tuple[str, ...]
+    skipped: bool = False
 
     def summary(self) -> str:
+        if self.skipped:
+            return f"{self.name}: unchanged, reused the executed notebook and its {len(self.reused)} stage(s)"
         parts = [f"{self.name}: {self.seconds:.1f} s"]
         if self.reused:
             parts.append(f"reused {len(self.reused)} stage(s) ({', '.join(self.reused)})")
@@ -87,13 +96,60 @@ def run_notebooks(
         "runs_root": str(runs_root),
         "force": force,
     }
+    store = ArtifactStore(runs_root, Path(profile).stem)
     results = []
     for path in notebooks:
+        fingerprint = _fingerprint(path, parameters)
+        reusable = None if force else _reusable_run(path, out_dir, fingerprint, store)
+        if reusable is not None:
+            log("  " + reusable.summary())
+            results.append(reusable)
+            continue
         log(f"running {path.stem} (profile {profile})")
-        result = _execute(path, out_dir, parameters, events=runs_root / Path(profile).stem / EVENTS)
+        result = _execute(path, out_dir, parameters, events=store.root / EVENTS)
+        _write_record(out_dir / f"{path.stem}.run.json", fingerprint, result, store)
         log("  " + result.summary())
         results.append(result)
     return results
+
+
+def _library_hash() -> str:
+    """Hash of the library's code and profiles: a change there can change any notebook's output."""
+    digest = hashlib.sha256()
+    for file in sorted([*LIBRARY_ROOT.rglob("*.py"), *LIBRARY_ROOT.rglob("*.yaml")]):
+        digest.update(str(file.relative_to(LIBRARY_ROOT)).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def _fingerprint(path: Path, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "notebook_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "parameters": {k: v for k, v in parameters.items() if k != "force"},
+        "library_sha256": _library_hash(),
+    }
+
+
+def _reusable_run(path: Path, out_dir: Path, fingerprint: Mapping, store: ArtifactStore) -> NotebookRun | None:
+    """The last run of ``path`` if nothing it depends on changed, else None."""
+    final, record_path = out_dir / f"{path.stem}.ipynb", out_dir / f"{path.stem}.run.json"
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not final.is_file() or record.get("fingerprint") != fingerprint:
+        return None
+    stages = record.get("stages", {})
+    if any(store.artifact_hash(stage) != artifact_hash for stage, artifact_hash in stages.items()):
+        return None
+    return NotebookRun(path.stem, final, 0.0, tuple(stages), (), skipped=True)
+
+
+def _write_record(record_path: Path, fingerprint: Mapping, result: NotebookRun, store: ArtifactStore) -> None:
+    from dinoxfer_lib.store import atomic_write_text
+
+    stages = {stage: store.artifact_hash(stage) for stage in (*result.computed, *result.reused)}
+    atomic_write_text(record_path, json.dumps({"fingerprint": fingerprint, "stages": stages}, indent=2))
 
 
 def _execute(path: Path, out_dir: Path, parameters: dict[str, Any], *, events: Path) -> NotebookRun:

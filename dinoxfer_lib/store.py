@@ -54,6 +54,11 @@ class ArtifactStore:
     def path(self, stage: str) -> Path:
         return self.root / stage
 
+    def artifact_hash(self, stage: str) -> str | None:
+        """Content hash of a finished ``stage``, None when it has none (what a cached notebook run checks)."""
+        provenance = self._read_provenance(self.path(stage))
+        return provenance.get("artifact_hash") if provenance else None
+
     def load(self, stage: str) -> Artifact:
         """The finished artifact of ``stage``, or a StoreError saying which notebook makes it."""
         provenance = self._read_provenance(self.path(stage))

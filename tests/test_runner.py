@@ -86,3 +86,22 @@ def test_cli_info_names_device_and_versions(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "device: " in out and "torch: " in out and "git: " in out
+
+
+def test_unchanged_notebook_is_not_executed_again_but_a_change_or_force_reruns_it(tmp_path):
+    nb_dir = tmp_path / "nbs"
+    body = (
+        "# %%\nfrom dinoxfer_lib.store import ArtifactStore\n"
+        "store = ArtifactStore(runs_root, 'smoke')\n"
+        "store.run_stage('s', lambda f: (f / 'x').write_text('1'), config={})\nprint('executed')\n"
+    )
+    write_notebook(nb_dir, "01_stage.py", body)
+    run = lambda **kw: run_notebooks(profile="smoke", notebook_dir=nb_dir, runs_root=tmp_path / "runs", log=lambda s: None, **kw)
+    first = run()[0]
+    assert not first.skipped and first.computed == ("s",)
+    second = run()[0]
+    assert second.skipped and second.reused == ("s",) and "unchanged" in second.summary()
+    assert run(force=True)[0].skipped is False
+    write_notebook(nb_dir, "01_stage.py", body + "# %%\nprint('edited')\n")
+    assert run()[0].skipped is False
+    assert run(overrides={"seed": 2})[0].skipped is False
