@@ -134,6 +134,14 @@ class EmbedConfig:
 
 
 @dataclass(frozen=True)
+class BenchConfig:
+    """Benchmarks of the performance chapter (``dinoxfer bench`` takes the same sizes)."""
+
+    # small = seconds (CI), demo = CPU-sized problems, paper = ViT-B/8 at 224 px (a GPU).
+    size: Literal["small", "demo", "paper"] = "demo"
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything a run needs. Built only by :func:`load_config`; frozen afterwards."""
 
@@ -143,6 +151,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
 
     def validate(self) -> None:
         _require(self.seed >= 0, "seed", self.seed, ">= 0")

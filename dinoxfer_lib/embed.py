@@ -1,9 +1,16 @@
 """Embedding extraction: an ImageSet through a channel encoder into an AnnData (X = embeddings, obs = metadata).
 
-Images are streamed batch by batch from the (memory-mapped) ImageSet, converted and scaled in torch, resized on
-the device when the encoder expects another size, and embedded under ``torch.inference_mode`` — bf16 autocast on
-CUDA, fp32 on CPU. Only one batch of images is ever held as floats; the embeddings themselves (N × D float32,
-e.g. 6,301 × 1,536 ≈ 39 MB) are kept in memory and written as ``.h5ad`` so they open directly in scanpy.
+The hot loop does no per-image Python work. Batches are sliced from the (memory-mapped) ImageSet in their raw
+dtype — the next one is read by a background thread while the current one is embedded — moved to the device,
+converted to float there, resized batch-wise when the encoder expects another size, scaled and embedded under
+``torch.inference_mode`` (bf16 autocast on CUDA, fp32 on CPU). Only one batch is ever held as floats. With
+``out_path`` the embeddings are written row block by row block into the ``.h5ad`` file's ``X`` dataset as they are
+computed, so nothing N-sized is kept in memory during extraction; the file is written under a temporary name and
+renamed at the end, so a crash never leaves half an embedding file.
+
+The result opens directly in scanpy: ``obs`` = the ImageSet's metadata (index = ``image_id``), ``obsm["labels"]``
+/ ``obsm["grades"]`` = the label matrices over ``uns["class_names"]``, ``uns["embedding"]`` = how the numbers were
+made (backbone, checkpoint hash, strategy, feature, normalisation, image size, device, dtype, throughput).
 """
 
 from __future__ import annotations
@@ -11,16 +18,29 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from dinoxfer_lib.data.dataset import ImageSet
-from dinoxfer_lib.models.channels import ChannelEncoder, scale_per_image
+from dinoxfer_lib.errors import ConfigError, DataError
+from dinoxfer_lib.models.channels import ChannelEncoder, check_channels
 from dinoxfer_lib.provenance import device_description
+
+if TYPE_CHECKING:
+    import anndata
+
+# Images per forward pass on CPU. Measured with vit_micro at 64 px on 2 cores: 470-480 images/s at 8-64 images per
+# pass, 384 at 128 (activations no longer fit in cache). GPUs take the whole batch.
+CPU_CHUNK = 32
 
 
 def default_device() -> torch.device:
@@ -36,62 +56,162 @@ def extract_embeddings(
     device: str | torch.device | None = None,
     out_path: str | os.PathLike | None = None,
     description: dict | None = None,
-):
-    """Embed every image of ``dataset`` in order; return (and optionally write) an AnnData.
+) -> anndata.AnnData:
+    """Embed every image of ``dataset`` in order; return (and with ``out_path`` write) an AnnData.
 
     Parameters
     ----------
+    dataset
+        Images ``(N, C, H, W)`` in their raw dtype (uint16, uint8 or float), possibly memory-mapped; their
+        ``channel_names`` must be the encoder's target channels in the same order.
     encoder
-        A :class:`~dinoxfer_lib.models.channels.ChannelEncoder` (backbone + channel strategy + feature type).
+        A :class:`~dinoxfer_lib.models.channels.ChannelEncoder`: backbone + channel strategy + feature
+        (``cls`` or ``cls4_patchmean``) + intensity normalisation.
+    batch_size
+        Images read and moved to the device at once. Larger is faster on a GPU until memory runs out
+        (replication and bag of channels run C x this many images through the backbone).
     img_size
-        Side the encoder sees; images of another size are resized (bilinear, antialiased) batch-wise on the device.
+        Side the encoder sees (default: the backbone's own); images of another size are resized batch-wise
+        (bilinear, antialiased when shrinking). Non-square images are stretched to a square.
+    device
+        Default: CUDA when available, else CPU.
+    out_path
+        Write an ``.h5ad`` here, streaming ``X``; the returned AnnData is read back from it.
     description
-        Extra provenance for ``uns["embedding"]`` (backbone name, checkpoint hash, ...).
+        Extra provenance merged into ``uns["embedding"]`` (e.g. the embedding set and where the backbone came from).
+
+    Returns
+    -------
+    anndata.AnnData
+        ``X`` float32 ``(N, encoder.out_dim)``; ``obs`` indexed by ``image_id``; ``var`` names say which channel and
+        feature each column is; ``obsm["labels"]`` (uint8), ``obsm["grades"]``; ``uns["class_names"]``,
+        ``uns["channel_names"]``, ``uns["embedding"]``.
     """
     import anndata
 
+    check_channels(encoder, dataset.channel_names)
+    if batch_size < 1:
+        raise ConfigError(f"batch_size = {batch_size}: expected >= 1")
+    if len(dataset) == 0:
+        raise DataError(f"{dataset.domain}: no images to embed")
     device = torch.device(device) if device is not None else default_device()
+    size = (img_size or encoder.img_size,) * 2
     encoder = encoder.to(device).eval()
     n = len(dataset)
-    X = np.empty((n, encoder.out_dim), dtype=np.float32)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    started = time.perf_counter()
-    with torch.inference_mode(), autocast:
-        for start in tqdm(range(0, n, batch_size), desc=f"embedding {dataset.domain}", disable=None, leave=False):
-            raw = np.asarray(dataset.images[start : start + batch_size], dtype=np.float32)  # (B, C, H, W)
-            x = torch.from_numpy(raw).to(device, non_blocking=True)
-            if img_size is not None and tuple(x.shape[-2:]) != (img_size, img_size):
-                x = F.interpolate(x, size=(img_size, img_size), mode="bilinear", antialias=True, align_corners=False)
-            x = scale_per_image(x)  # after resizing: percentiles of fewer pixels, same contrast
-            X[start : start + len(raw)] = encoder(x).float().cpu().numpy()
-    seconds = time.perf_counter() - started
-    adata = anndata.AnnData(X=X, obs=dataset.obs.set_index("image_id", drop=False).rename_axis(None).astype(str))
-    adata.obsm["labels"] = dataset.labels.astype(np.uint8)
-    adata.obsm["grades"] = dataset.grades
-    adata.uns["class_names"] = list(dataset.class_names)
-    adata.uns["embedding"] = {
-        **encoder.describe(),
-        **(description or {}),
-        "domain": dataset.domain,
-        "synthetic": dataset.synthetic,
-        "img_size": int(img_size or dataset.images.shape[-1]),
-        "device": device_description() if device.type == "cuda" else "cpu",
-        "dtype": "bfloat16" if device.type == "cuda" else "float32",
-        "seconds": round(seconds, 3),
-        "images_per_second": round(n / max(seconds, 1e-9), 2),
-    }
-    if out_path is not None:
-        write_h5ad(adata, out_path)
-    return adata
+    skeleton = anndata.AnnData(obs=_obs(dataset), var=pd.DataFrame(index=encoder.feature_names()))
+    skeleton.obsm["labels"] = dataset.labels.astype(np.uint8)
+    skeleton.obsm["grades"] = dataset.grades
+    skeleton.uns["class_names"] = list(dataset.class_names)
+    skeleton.uns["channel_names"] = list(dataset.channel_names)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    chunk = CPU_CHUNK if device.type == "cpu" else batch_size
+
+    with _EmbeddingSink(skeleton, out_path) as X:
+        started = time.perf_counter()
+        bar = tqdm(total=n, desc=f"embedding {dataset.domain}", unit="img", disable=None, leave=False)
+        with torch.inference_mode(), autocast, bar:
+            for start, raw in _prefetched_batches(dataset.images, batch_size):
+                x = _to_float(raw, device)  # (B, C, H, W), raw intensities
+                if x.shape[-2:] != size:
+                    shrink = x.shape[-2] > size[0] or x.shape[-1] > size[1]
+                    x = F.interpolate(x, size=size, mode="bilinear", antialias=shrink, align_corners=False)
+                out = torch.cat([encoder(part) for part in x.split(chunk)])  # (B, dim)
+                X[start : start + len(out)] = out.float().cpu().numpy()
+                bar.update(len(out))
+        seconds = time.perf_counter() - started
+        skeleton.uns["embedding"] = {
+            **encoder.describe(),
+            **(description or {}),
+            "domain": dataset.domain,
+            "synthetic": bool(dataset.synthetic),
+            "img_size": int(size[0]),
+            "batch_size": int(batch_size),
+            "device": device_description() if device.type == "cuda" else "cpu",
+            "dtype": "bfloat16 autocast" if device.type == "cuda" else "float32",
+            "n_images": int(n),
+            "seconds": round(seconds, 3),
+            "images_per_second": round(n / max(seconds, 1e-9), 2),
+        }
+    if out_path is None:
+        skeleton.X = X
+        return skeleton
+    return anndata.read_h5ad(out_path)
 
 
-def write_h5ad(adata, path: str | os.PathLike) -> Path:
-    """Write via a temporary file and a rename, so a crash never leaves half an embedding file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.h5ad")
-    try:
-        adata.write_h5ad(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+def _obs(dataset: ImageSet) -> pd.DataFrame:
+    """The ImageSet's metadata indexed by ``image_id``; text columns as str so h5ad can store them."""
+    obs = dataset.obs.copy()
+    obs.index = pd.Index(obs["image_id"].astype(str).to_numpy())
+    for column in obs.columns:
+        if obs[column].dtype == object:
+            obs[column] = obs[column].astype(str)
+    return obs
+
+
+def _to_float(raw: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A raw batch as float32 on ``device``; it travels in its own (smaller) dtype and is converted there.
+
+    uint16 travels as int16 (the same bytes) and is widened and masked back to 0..65535 on the device, because
+    PyTorch's uint16 dtype has only limited kernel support outside the CPU.
+    """
+    if raw.dtype == np.uint16:
+        return (torch.from_numpy(raw.view(np.int16)).to(device).int() & 0xFFFF).float()
+    return torch.from_numpy(raw).to(device).float()
+
+
+def _prefetched_batches(images: np.ndarray, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(start, raw batch copy) in order; the next batch is read from disk while the caller embeds this one."""
+
+    def read(start: int) -> np.ndarray:
+        return np.array(images[start : start + batch_size])  # plain in-memory copy of the memmap slice
+
+    starts = range(0, len(images), batch_size)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(read, starts[0]) if starts else None
+        for i, start in enumerate(starts):
+            batch = pending.result()
+            if i + 1 < len(starts):
+                pending = pool.submit(read, starts[i + 1])
+            yield start, batch
+
+
+class _EmbeddingSink:
+    """Where embedding rows go: a preallocated array, or the ``X`` dataset of an ``.h5ad`` being written.
+
+    For a file, the AnnData skeleton (obs, var, obsm, uns) is written first under a temporary name, ``X`` is
+    created as an empty (N, D) float32 dataset and filled block by block, ``uns`` is rewritten with the final
+    provenance on exit, and only a complete file is renamed to ``out_path``.
+    """
+
+    def __init__(self, skeleton, out_path: str | os.PathLike | None) -> None:
+        self.skeleton, self.out_path = skeleton, None if out_path is None else Path(out_path)
+        self.shape = (skeleton.n_obs, skeleton.n_vars)
+
+    def __enter__(self):
+        if self.out_path is None:
+            return np.empty(self.shape, dtype=np.float32)
+        import h5py
+
+        self.out_path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.out_path.with_name(f".{self.out_path.stem}.{uuid.uuid4().hex[:8]}.h5ad")
+        self.skeleton.write_h5ad(self.tmp)
+        self.file = h5py.File(self.tmp, "r+")
+        rows = max(1, min(self.shape[0], (1 << 20) // max(1, 4 * self.shape[1])))  # ~1 MB row-block chunks
+        X = self.file.create_dataset("X", shape=self.shape, dtype="f4", chunks=(rows, max(1, self.shape[1])))
+        X.attrs["encoding-type"], X.attrs["encoding-version"] = "array", "0.2.0"  # anndata's dense-array spec
+        return X
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.out_path is None:
+            return
+        from anndata.io import write_elem
+
+        try:
+            if exc_type is None:
+                del self.file["uns"]
+                write_elem(self.file, "uns", dict(self.skeleton.uns))
+            self.file.close()
+            if exc_type is None:
+                os.replace(self.tmp, self.out_path)
+        finally:
+            self.tmp.unlink(missing_ok=True)

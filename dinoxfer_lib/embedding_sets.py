@@ -62,6 +62,7 @@ class ResolvedBackbone:
     std: tuple[float, ...] | None
     source: str  # "store: <stage>", "random init (seed N)", a registered name or a path
     sha256: str | None
+    per_image_zscore: bool = False  # DINO4Cells' self-normalisation, where the weights were trained with it
 
     def describe(self) -> dict:
         return {"domain": self.domain, "source": self.source, "sha256": self.sha256, "slots": list(self.slots)}
@@ -86,21 +87,7 @@ def resolve_backbone(config: Config, store: ArtifactStore, domain: str, *, chann
     model, report = build_backbone(weights, img_size=config.embed.img_size)
     if weights in PRETRAINED:
         meta = PRETRAINED[weights]
-        return ResolvedBackbone(domain, model, meta.slots, meta.mean, meta.std, weights, report.sha256)
+        return ResolvedBackbone(
+            domain, model, meta.slots, meta.mean, meta.std, weights, report.sha256, meta.per_image_zscore
+        )
     return ResolvedBackbone(domain, model, channels, *photo_norm, os.fspath(weights), report.sha256)
-
-
-def single_channel_backbone(backbone: nn.Module) -> nn.Module:
-    """A 1-channel copy of ``backbone`` for bag-of-channels: the patch embedding's filters summed over channels
-    (as timm adapts RGB stems to grey), so a single channel sees the filters the model learned for all of them."""
-    import copy
-
-    single = copy.deepcopy(backbone)
-    proj = single.patch_embed.proj
-    weight = proj.weight.data.sum(dim=1, keepdim=True)  # (D, C, p, p) → (D, 1, p, p)
-    new = nn.Conv2d(1, proj.out_channels, proj.kernel_size, proj.stride, bias=proj.bias is not None)
-    new.weight.data.copy_(weight)
-    if proj.bias is not None:
-        new.bias.data.copy_(proj.bias.data)
-    single.patch_embed.proj = new
-    return single.eval()

@@ -136,8 +136,8 @@ def load_embeddings(run: Run, names: tuple[str, ...] | None = None) -> dict:
     import anndata
 
     from dinoxfer_lib.embed import extract_embeddings
-    from dinoxfer_lib.embedding_sets import EMBEDDING_SETS, single_channel_backbone
-    from dinoxfer_lib.models.channels import make_encoder
+    from dinoxfer_lib.embedding_sets import EMBEDDING_SETS
+    from dinoxfer_lib.models.channels import make_encoder, single_channel_copy
 
     sets = [s for s in EMBEDDING_SETS if names is None or s.name in names]
     dataset_artifact = _dataset_artifact(run, "opencell")
@@ -153,13 +153,13 @@ def load_embeddings(run: Run, names: tuple[str, ...] | None = None) -> dict:
 
         def compute(folder: Path, spec=spec, backbone=backbone) -> None:
             model, slots = backbone.model, backbone.slots
-            if spec.strategy == "bag_of_channels":
-                model, slots = single_channel_backbone(model), ("any",)
+            bag = spec.strategy == "bag_of_channels"
+            if bag:  # the shared 1-channel encoder: patch filters summed over the backbone's input channels
+                model, slots = single_channel_copy(model), ("any",)
             encoder = make_encoder(
                 spec.strategy, model, target_channels=dataset.channel_names, slots=slots,
-                slot_table=spec.slot_table, mean=None if spec.strategy == "bag_of_channels" else backbone.mean,
-                std=None if spec.strategy == "bag_of_channels" else backbone.std,
-                feature=embed.feature, reduce=embed.bag_reduce,
+                slot_table=spec.slot_table, mean=None if bag else backbone.mean, std=None if bag else backbone.std,
+                per_image_zscore=backbone.per_image_zscore, feature=embed.feature, reduce=embed.bag_reduce,
             )
             extract_embeddings(
                 dataset, encoder, batch_size=embed.batch_size, img_size=embed.img_size,

@@ -1,1 +1,6 @@
-"""Backbones (timm ViTs), checkpoint loading for every published DINO layout, and channel strategies."""
+"""Backbones and how images reach them (PAPER_SPEC.md §3).
+
+``backbones`` names ViT architectures and pretrained weights; ``checkpoints`` loads every published DINO layout
+safely (and saves ours); ``channels`` wraps a backbone in a channel strategy (mapping, replication, bag of
+channels, native) with explicit intensity normalisation.
+"""

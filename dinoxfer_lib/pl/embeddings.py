@@ -13,7 +13,7 @@ def plot_channel_strategies(image: np.ndarray, channel_names: tuple[str, ...]) -
     """One OpenCell image as each strategy presents it to a backbone: one row per strategy, one panel per pass.
 
     mapping → one RGB pass (protein red, nucleus green, blue black); replication → one grey RGB pass per channel;
-    mapping into HPA → one 4-slot pass (microtubules and ER black); bag of channels → one 1-channel pass per channel.
+    mapping into HPA → one 4-slot pass in DINO4Cells' slot order (microtubules and ER black); bag of channels → one 1-channel pass per channel.
     """
     stretched = [composite(image[i : i + 1], (name,), mapping={name: "white"})[..., 0] for i, name in enumerate(channel_names)]
     black = np.zeros_like(stretched[0])
@@ -23,8 +23,8 @@ def plot_channel_strategies(image: np.ndarray, channel_names: tuple[str, ...]) -
         ("replication → ImageNet RGB", [np.stack([c] * 3, -1) for c in stretched], [f"pass: {n} in R, G, B" for n in channel_names]),
         (
             "mapping → HPA 4 slots",
-            [black, by_name["protein"], by_name["nucleus"], black],
-            ["microtubules = 0", "protein", "nucleus", "ER = 0"],
+            [by_name["nucleus"], by_name["protein"], black, black],
+            ["nucleus", "protein", "microtubules = 0", "ER = 0"],
         ),
         ("bag of channels (1-ch encoder)", stretched, [f"pass: {n}" for n in channel_names]),
     ]
