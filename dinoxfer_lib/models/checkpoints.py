@@ -23,7 +23,6 @@ import argparse
 import os
 import pickle
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +34,7 @@ from torch import nn
 from dinoxfer_lib.errors import ConfigError, DataError, FetchError, StoreError
 from dinoxfer_lib.models.backbones import ARCHITECTURES, PRETRAINED, create_backbone, pretrained_weights
 from dinoxfer_lib.provenance import file_sha256
+from dinoxfer_lib.store import atomic_path
 
 if TYPE_CHECKING:
     from dinoxfer_lib.store import ArtifactStore
@@ -313,7 +313,6 @@ def save_backbone(model: nn.Module, path: str | os.PathLike) -> Path:
     from safetensors.torch import save_file
 
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     metadata = {
         "format": "dinoxfer-backbone",
@@ -321,9 +320,6 @@ def save_backbone(model: nn.Module, path: str | os.PathLike) -> Path:
         "in_chans": str(model.patch_embed.proj.in_channels),
         "img_size": str(model.patch_embed.img_size[0]),
     }
-    try:
+    with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
