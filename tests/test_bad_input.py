@@ -147,7 +147,7 @@ def test_unknown_opencell_label_names_row_and_valid_names(tmp_path):
 def test_unlabelled_row_says_to_drop(tmp_path):
     _opencell(tmp_path, [_row("a.tif", g3="er"), _row("b.tif"), _row("c.tif", g1="golgi")])
     raises_one_line(lambda: read_opencell(tmp_path), "row 2", "b.tif", "unlabelled='drop'")
-    assert read_opencell(tmp_path, unlabelled="drop").extra["n_unlabelled_dropped"] == 1
+    assert read_opencell(tmp_path, unlabelled="drop").extra["unlabelled_dropped"] == 1
 
 
 def test_unlabelled_policy_is_validated(tmp_path):
@@ -217,6 +217,12 @@ def test_hpa_rgb_png_where_grayscale_expected(tmp_path):
     _hpa(tmp_path, {"i1": "0"})
     iio.imwrite(tmp_path / "train" / "i1_green.png", np.zeros((SIZE, SIZE, 3), np.uint8))
     raises_one_line(lambda: read_hpa_kaggle(tmp_path), "row 1", "i1_green.png", "has 3 channels, expected 1 (protein)")
+
+
+def test_hpa_channels_of_one_image_differ_in_size(tmp_path):
+    _hpa(tmp_path, {"i1": "0"})
+    iio.imwrite(tmp_path / "train" / "i1_blue.png", np.zeros((SIZE, SIZE + 2), np.uint8))
+    raises_one_line(lambda: read_hpa_kaggle(tmp_path), "row 1", "i1_blue.png", "24x26", "i1_green.png", "share a size")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -246,3 +246,14 @@ def test_pretrained_weights_point_at_shipped_manifests():
             continue
         filenames = [item.filename for item in load_manifest(weights.manifest).files]
         assert weights.filename in filenames
+
+
+def test_cli_lists_manifests_and_reports_errors_in_one_line(capsys):
+    from dinoxfer_lib.cli import main
+
+    assert main(["fetch", "--list"]) == 0
+    assert capsys.readouterr().out.split() == list_manifests()
+
+    assert main(["fetch", "no_such_asset"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown manifest 'no_such_asset'" in err and "opencell" in err

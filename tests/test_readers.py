@@ -67,7 +67,7 @@ def test_read_opencell_values_labels_grades_groups(tmp_path):
     assert ds.labels[1, [col["nuclear_membrane"], col["chromatin"]]].all()
     assert ds.grades[2, col["mitochondria"]] == 2
     assert ds.labels.sum(axis=1).tolist() == [2, 2, 1]
-    assert ds.extra["n_unlabelled_dropped"] == 1
+    assert ds.extra["unlabelled_dropped"] == 1
     assert ds.pixel_size_um == pytest.approx(0.102)
 
 
@@ -98,7 +98,7 @@ def test_opencell_roundtrips_through_the_imageset_folder(tmp_path):
     back = load_imageset(tmp_path / "saved", mmap=False)
     np.testing.assert_array_equal(back.images, ds.images)
     np.testing.assert_array_equal(back.grades, ds.grades)
-    assert back.extra["n_unlabelled_dropped"] == 1
+    assert back.extra["unlabelled_dropped"] == 1
     assert list(back.obs["well_id"]) == list(ds.obs["well_id"])
 
 
