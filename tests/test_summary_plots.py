@@ -182,11 +182,12 @@ def _axes_count(fig):
     [
         (lambda d: pl_datasets.plot_class_montage(d, per_class=2), 3 * 2),  # "er" has no image: skipped
         (lambda d: pl_datasets.plot_label_frequency(summary.label_frequency(d)), 1),
+        (lambda d: pl_datasets.plot_label_frequency(summary.label_frequency(d), log=True), 1),
         (lambda d: pl_datasets.plot_cooccurrence(summary.label_cooccurrence(d)), 2),  # heatmap + colour bar
         (lambda d: pl_datasets.plot_cooccurrence(summary.label_cooccurrence(d, normalize=True)), 2),
         (pl_datasets.plot_batch_effects, 2 * 2 + 2),  # 2 boxplots per channel, 1 mean image per plate
     ],
-    ids=["montage", "frequency", "cooccurrence", "cooccurrence-normalized", "batch-effects"],
+    ids=["montage", "frequency", "frequency-log", "cooccurrence", "cooccurrence-normalized", "batch-effects"],
 )
 def test_plots_return_figures(dataset, draw, expected_axes):
     fig = draw(dataset)

@@ -55,17 +55,28 @@ class Split:
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, image_ids: Sequence[str], *, grouped: bool, seed: int) -> Split:
-        """Rebuild a split stored by :meth:`to_frame`, checking it belongs to the dataset at hand."""
+        """Rebuild a split stored by :meth:`to_frame`, checking it belongs to the dataset at hand.
+
+        A stored split is trusted only if it lists exactly the dataset's image ids in the same order and its
+        ``subset`` and ``fold`` columns agree; anything else means the dataset changed under the split.
+        ``grouped`` and ``seed`` are not in the table: the store records them in the split's provenance.
+        """
+        missing = [c for c in ("image_id", "subset", "fold") if c not in frame.columns]
+        if missing:
+            raise DataError(f"stored split lacks columns {missing}: expected image_id, subset, fold")
         image_ids = np.asarray(image_ids, dtype=str)
         stored = frame["image_id"].astype(str).to_numpy()
         if len(stored) != len(image_ids) or not np.array_equal(stored, image_ids):
             raise DataError(f"stored split lists {len(stored)} image ids that do not match the dataset's {len(image_ids)}")
-        fold = frame["fold"].to_numpy()
-        n_folds = int(fold.max()) + 1
+        fold = frame["fold"].to_numpy(dtype=int)
+        expected_subset = np.where(fold < 0, "test", "dev")
+        n_folds = int(fold.max()) + 1 if len(fold) else 0
+        if (frame["subset"].astype(str).to_numpy() != expected_subset).any() or fold.min() < -1:
+            raise DataError("stored split is inconsistent: subset must be 'test' exactly where fold is -1")
+        if n_folds < 2 or set(fold[fold >= 0]) != set(range(n_folds)):
+            raise DataError(f"stored split is inconsistent: folds must be numbered 0..K-1 with K >= 2, got {n_folds}")
         positions = np.arange(len(fold))
-        folds = tuple(
-            (positions[(fold >= 0) & (fold != k)], positions[fold == k]) for k in range(n_folds)
-        )
+        folds = tuple((positions[(fold >= 0) & (fold != k)], positions[fold == k]) for k in range(n_folds))
         return cls(test=positions[fold < 0], folds=folds, grouped=grouped, seed=seed)
 
 
@@ -79,18 +90,37 @@ def make_split(
 ) -> Split:
     """Multilabel-stratified hold-out + K folds; grouped by ``groups`` when given.
 
+    The hold-out is drawn first (``MultilabelStratifiedShuffleSplit``) and never looked at again; the K folds
+    (``MultilabelStratifiedKFold``) partition the rest, so DINO training and every probe see the same test set.
+    With ``groups`` the units that are stratified are the groups, each labelled by the union of its images'
+    labels; a group's images then follow it. Sizes are counted in groups, so with uneven group sizes the
+    test fraction and fold sizes hold in groups exactly and in images only approximately.
+
     Parameters
     ----------
     labels
-        ``(N, K)`` multi-hot matrix.
+        ``(N, K)`` multi-hot matrix. Unlabelled rows are allowed; they fill the subsets up to their sizes.
     groups
         Optional length-N group id per image (protein). Images of one group end up on the same side everywhere.
     test_fraction, n_folds, seed
         The hold-out fraction (paper: 0.1), the number of folds (paper: 5) and the seed; same inputs, same split.
+
+    Returns
+    -------
+    Split
+        Sorted absolute image indices of the test set and of each fold's train and validation sets.
+
+    Raises
+    ------
+    ConfigError
+        ``test_fraction`` outside (0, 1) or fewer than 2 folds.
+    DataError
+        ``labels`` not 2-D, ``groups`` of the wrong length, or too few images (groups) for one test unit plus
+        ``n_folds`` non-empty folds.
     """
     labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise DataError(f"labels must be a 2-D (images, classes) matrix, got shape {labels.shape}")
+    if labels.ndim != 2 or labels.shape[1] == 0:
+        raise DataError(f"labels must be a 2-D (images, classes) matrix with classes, got shape {labels.shape}")
     if not 0 < test_fraction < 1:
         raise ConfigError(f"config key 'split.test_fraction' = {test_fraction!r}: expected between 0 and 1")
     if n_folds < 2:
@@ -113,10 +143,13 @@ def make_split(
             f"{n_units} {what} cannot give a {test_fraction:.0%} hold-out and {n_folds} folds: "
             f"need at least {n_folds + 1} {what} and one test {what[:-1]}"
         )
+    # iterstrat accepts only multi-label matrices; one class plus its complement is plain stratification. (With
+    # more classes the unlabelled rows stay unmarked: iterstrat uses them last, to even out the subset sizes.)
+    strata = np.column_stack([units, ~units.any(axis=1)]) if units.shape[1] == 1 else units
     holdout = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=n_test, random_state=seed)
-    dev_units, test_units = next(holdout.split(np.zeros(n_units), units))
+    dev_units, test_units = next(holdout.split(np.zeros(n_units), strata))
     kfold = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    unit_folds = [(dev_units[tr], dev_units[va]) for tr, va in kfold.split(np.zeros(len(dev_units)), units[dev_units])]
+    unit_folds = [(dev_units[tr], dev_units[va]) for tr, va in kfold.split(np.zeros(len(dev_units)), strata[dev_units])]
 
     def images_of(selected_units: np.ndarray) -> np.ndarray:
         return np.flatnonzero(np.isin(unit_of_image, selected_units))

@@ -121,13 +121,18 @@ def plot_class_montage(
     return fig
 
 
-def plot_label_frequency(freq_frame: pd.DataFrame, *, ax: Axes | None = None) -> Figure:
+def plot_label_frequency(freq_frame: pd.DataFrame, *, log: bool = False, ax: Axes | None = None) -> Figure:
     """Images per class as horizontal bars stacked by grade (3 dark, 1 light), in the frame's row order.
 
     Parameters
     ----------
     freq_frame
         From :func:`dinoxfer_lib.data.summary.label_frequency`.
+    log
+        Log-scaled counts: rare classes (HPA's Rods & rings, OpenCell's big_aggregates) stay visible beside
+        classes a hundred times larger, at the cost of making the grade segments harder to compare.
+    ax
+        Draw into this axes instead of a new figure.
     """
     fig, ax = _figure_and_axes(ax, figsize=(6.5, 0.28 * len(freq_frame) + 1.2))
     positions = np.arange(len(freq_frame))
@@ -137,10 +142,13 @@ def plot_label_frequency(freq_frame: pd.DataFrame, *, ax: Axes | None = None) ->
         ax.barh(positions, values, left=left, color=colour, label=f"grade {grade}")
         left += values
     for y, count in zip(positions, freq_frame["count"]):
-        ax.text(count, y, f" {count:,}", va="center", fontsize=7)
+        if count > 0 or not log:  # zero has no place on a log axis
+            ax.text(count, y, f" {count:,}", va="center", fontsize=7)
     ax.set_yticks(positions, freq_frame["class"], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("images with the label")
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel("images with the label" + (" (log scale)" if log else ""))
     ax.margins(x=0.1)
     ax.legend(loc="lower right", frameon=False, fontsize=8)
     sns.despine(ax=ax)
