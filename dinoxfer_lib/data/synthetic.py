@@ -1,25 +1,30 @@
 """Embedded synthetic stand-ins for the three domains of the study (DESIGN.md "Data layer").
 
-The real data (OpenCell, Cho et al. 2022 *Science*; the HPA Kaggle challenge, Ouyang et al. 2019 *Nat Methods*;
-ImageNet) cannot be downloaded everywhere, so the default profiles run on procedural images that keep what the
-study depends on:
+The real data cannot be downloaded everywhere, so the default profiles run on procedural images that keep what
+the study depends on:
 
-- fields of view with several touching cells (cytoplasm + nucleus + nucleoli), a nucleus channel, and a protein
-  channel whose pattern follows the image's localisation labels, one renderer per compartment;
-- labels that belong to proteins (all images of a protein share them), 1-3 per protein with grades 3/2/1 setting
-  the pattern's strength, imbalanced classes and realistic co-occurrence;
-- look-alike compartments (nucleoplasm vs chromatin, golgi vs centrosome, vesicles vs punctae vs mitochondrial
-  fragments), weak grade-1 labels and noise, so the classes are learnable but not trivially separable;
-- imaging: PSF blur, background, Poisson-Gaussian noise, 16-bit counts, and per-plate illumination gradient, gain,
-  offset and noise level, so batch correction has something to correct.
+- **OpenCell-like** (emulates OpenCell, Cho et al. 2022, *Science*): 2-channel (protein, Hoechst) 16-bit fields of
+  HEK293T-like small round cells in clumps; 17 localisation classes; labels belong to proteins (every image of a
+  protein shares its labels, grades, expression and pattern style), 1-3 per protein with grades 3/2/1 setting how
+  strong each pattern is; imbalanced classes with realistic co-occurrence.
+- **HPA-like** (emulates the HPA Kaggle 2018 challenge, Ouyang et al. 2019, *Nat Methods*): 4 channels (protein,
+  microtubules, nucleus, ER), larger flatter cells in several cell-line families, the 28 HPA classes drawn with
+  the same renderers (:data:`HPA_RENDERERS`, a table), 1-4 labels an image, antibodies as groups.
+- **Natural** (stands in for ImageNet): random crops of the photographs scikit-image ships.
 
-Generation is deterministic per seed. Everything is rendered at the profile's image size; cell sizes scale with it.
+Microscopy is "imaged" with PSF blur, out-of-focus haze, background, Poisson-Gaussian noise and 16-bit counts;
+each plate has its own illumination (vignetting + tilt), gain, offset, read noise, background and focus, scaled
+by ``batch_effect``, so batch correction has something to correct. Look-alike compartments (nucleoplasm vs
+chromatin, golgi vs centrosome, vesicles vs nuclear punctae vs mitochondrial fragments, membrane vs cell
+contact), weak grade-1 labels and per-protein variation keep the classes learnable but not trivially separable.
+Generation is deterministic per seed; the patterns themselves live in :mod:`dinoxfer_lib.data.patterns`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
@@ -35,20 +40,32 @@ from dinoxfer_lib.data.classes import (
     OPENCELL_CLASSES,
 )
 from dinoxfer_lib.data.dataset import ImageSet
+from dinoxfer_lib.data.patterns import (
+    REFERENCE_SIZE,
+    RENDERERS,
+    CellStyle,
+    Field,
+    hoechst,
+    make_field,
+    render_cytoskeleton,
+    render_er,
+)
 
-# --------------------------------------------------------------------------------------------------------------
-# Class statistics (data). OpenCell-like prevalence of each class as a protein's first label, and the classes
-# that tend to come with it (co-occurrence), loosely following the OpenCell annotation statistics.
-# --------------------------------------------------------------------------------------------------------------
+DEFAULT_SIZE = 64
+
+# ----------------------------------------------------------------------------------------------------------------
+# OpenCell-like label statistics (data). Prevalence of each class as a protein's first (grade-3) label, loosely
+# following the OpenCell annotation counts, and the classes that tend to come with it.
+# ----------------------------------------------------------------------------------------------------------------
 OPENCELL_PRIOR: dict[str, float] = {
-    "nucleoplasm": 0.20, "cytoplasmic": 0.20, "vesicles": 0.08, "er": 0.07, "chromatin": 0.05,
-    "mitochondria": 0.05, "membrane": 0.05, "nuclear_punctae": 0.045, "golgi": 0.04, "nucleolus_gc": 0.035,
+    "nucleoplasm": 0.20, "cytoplasmic": 0.19, "vesicles": 0.08, "er": 0.07, "chromatin": 0.05,
+    "mitochondria": 0.05, "membrane": 0.05, "nuclear_punctae": 0.045, "golgi": 0.045, "nucleolus_gc": 0.04,
     "cytoskeleton": 0.03, "nuclear_membrane": 0.03, "centrosome": 0.025, "nucleolus_fc_dfc": 0.025,
-    "cell_contact": 0.02, "big_aggregates": 0.015, "focal_adhesions": 0.015,
+    "cell_contact": 0.015, "big_aggregates": 0.015, "focal_adhesions": 0.015,
 }
-COMPANIONS: dict[str, tuple[str, ...]] = {
-    "nucleoplasm": ("cytoplasmic", "nuclear_punctae", "nucleolus_gc", "chromatin"),
-    "cytoplasmic": ("nucleoplasm", "membrane", "vesicles"),
+OPENCELL_COMPANIONS: dict[str, tuple[str, ...]] = {
+    "nucleoplasm": ("cytoplasmic", "cytoplasmic", "nuclear_punctae", "nucleolus_gc", "chromatin"),
+    "cytoplasmic": ("nucleoplasm", "nucleoplasm", "membrane", "vesicles", "centrosome"),
     "vesicles": ("cytoplasmic", "golgi", "er"),
     "er": ("nuclear_membrane", "vesicles", "cytoplasmic"),
     "chromatin": ("nucleoplasm", "nuclear_punctae"),
@@ -57,519 +74,496 @@ COMPANIONS: dict[str, tuple[str, ...]] = {
     "nuclear_punctae": ("nucleoplasm",),
     "golgi": ("vesicles", "cytoplasmic"),
     "nucleolus_gc": ("nucleoplasm", "nucleolus_fc_dfc"),
-    "cytoskeleton": ("cytoplasmic", "focal_adhesions"),
+    "cytoskeleton": ("cytoplasmic", "focal_adhesions", "membrane"),
     "nuclear_membrane": ("er", "nucleoplasm"),
     "centrosome": ("cytoplasmic", "nucleoplasm"),
     "nucleolus_fc_dfc": ("nucleolus_gc", "nucleoplasm"),
-    "cell_contact": ("membrane",),
+    "cell_contact": ("membrane", "cytoplasmic"),
     "big_aggregates": ("cytoplasmic",),
     "focal_adhesions": ("cytoskeleton", "membrane"),
 }
-# Relative pattern strength of a label by its grade (3 prominent, 2 less pronounced, 1 weak).
-GRADE_STRENGTH = {3: 1.0, 2: 0.5, 1: 0.22}
+OPENCELL_CARDINALITY = (0.45, 0.38, 0.17)  # P(1, 2, 3 labels)
 
-# HPA classes drawn with the same renderers: (renderer, variant parameters), and their prevalence.
+# Signal strength of a label by grade (3 prominent, 2 less pronounced, 1 weak) and P(grade 2) for later labels.
+GRADE_STRENGTH: dict[int, float] = {3: 1.0, 2: 0.5, 1: 0.22}
+P_SECOND_GRADE_2 = 0.6
+
+# HEK293T cells: small, round, large nucleus, in clumps. Cell diameter sets the physical field width.
+OPENCELL_STYLE = CellStyle(n_cells=(3, 6), radius=0.16, aspect=1.35, nucleus_ratio=0.58)
+HEK_CELL_DIAMETER_UM = 13.0
+OPENCELL_PIXEL_UM = 0.102
+
+# ----------------------------------------------------------------------------------------------------------------
+# HPA-like classes drawn with the OpenCell renderers: class -> (renderer, variant keywords). A table, so the
+# mapping is reviewable at a glance; prevalence from the Kaggle 2018 training counts (31,072 images).
+# ----------------------------------------------------------------------------------------------------------------
 HPA_RENDERERS: dict[str, tuple[str, dict]] = {
     "Nucleoplasm": ("nucleoplasm", {}),
     "Nuclear membrane": ("nuclear_membrane", {}),
     "Nucleoli": ("nucleolus_gc", {}),
     "Nucleoli fibrillar center": ("nucleolus_fc_dfc", {}),
-    "Nuclear speckles": ("nuclear_punctae", {"count": 10, "sigma": 0.9}),
-    "Nuclear bodies": ("nuclear_punctae", {"count": 3, "sigma": 0.7}),
+    "Nuclear speckles": ("nuclear_punctae", {"count": 12, "sigma": 0.8}),
+    "Nuclear bodies": ("nuclear_punctae", {"count": 3, "sigma": 0.6}),
     "Endoplasmic reticulum": ("er", {}),
-    "Golgi apparatus": ("golgi", {}),
-    "Peroxisomes": ("vesicles", {"count": 40, "sigma": 0.5}),
-    "Endosomes": ("vesicles", {"count": 20, "sigma": 0.8}),
-    "Lysosomes": ("vesicles", {"count": 14, "sigma": 1.0}),
-    "Intermediate filaments": ("cytoskeleton", {"curvy": 1.0}),
-    "Actin filaments": ("cytoskeleton", {"curvy": 0.0, "cortical": 1.0}),
+    "Golgi apparatus": ("golgi", {"count": 14}),
+    "Peroxisomes": ("vesicles", {"count": 30, "sigma": 0.4}),
+    "Endosomes": ("vesicles", {"count": 18, "sigma": 0.6}),
+    "Lysosomes": ("vesicles", {"count": 12, "sigma": 0.8}),
+    "Intermediate filaments": ("cytoskeleton", {"count": 14, "length": 1.2, "curvy": 0.35}),
+    "Actin filaments": ("cytoskeleton", {"count": 10, "length": 1.6, "curvy": 0.03, "cortical": 0.6}),
     "Focal adhesion sites": ("focal_adhesions", {}),
-    "Microtubules": ("cytoskeleton", {"radial": 1.0}),
-    "Microtubule ends": ("focal_adhesions", {"count": 18, "sigma": 0.5}),
-    "Cytokinetic bridge": ("cell_contact", {"width": 0.6}),
-    "Mitotic spindle": ("centrosome", {"count": 2, "sigma": 1.6}),
-    "Microtubule organizing center": ("centrosome", {"count": 1, "sigma": 1.0}),
-    "Centrosome": ("centrosome", {"count": 2, "sigma": 0.6}),
-    "Lipid droplets": ("vesicles", {"count": 6, "sigma": 1.3}),
+    "Microtubules": ("cytoskeleton", {"count": 22, "length": 1.0, "curvy": 0.25, "radial": True}),
+    "Microtubule ends": ("focal_adhesions", {"count": 16, "length": 1.0, "band": (0.3, 0.95)}),
+    "Cytokinetic bridge": ("cell_contact", {"width": 0.5}),
+    "Mitotic spindle": ("cytoskeleton", {"count": 8, "length": 0.35, "curvy": 0.1, "radial": True, "reach": 0.15}),
+    "Microtubule organizing center": ("centrosome", {"count": 1, "sigma": 0.9}),
+    "Centrosome": ("centrosome", {"count": 2, "sigma": 0.5}),
+    "Lipid droplets": ("vesicles", {"count": 6, "sigma": 1.1}),
     "Plasma membrane": ("membrane", {}),
     "Cell junctions": ("cell_contact", {}),
-    "Mitochondria": ("mitochondria", {}),
-    "Aggresome": ("big_aggregates", {"count": 1}),
+    "Mitochondria": ("mitochondria", {"count": 16, "length": 4.5}),
+    "Aggresome": ("big_aggregates", {"count": 1, "size": 1.8}),
     "Cytosol": ("cytoplasmic", {}),
-    "Cytoplasmic bodies": ("big_aggregates", {"count": 3, "size": 0.6}),
-    "Rods & rings": ("mitochondria", {"count": 3, "length": 2.0}),
+    "Cytoplasmic bodies": ("big_aggregates", {"count": 3, "size": 0.8}),
+    "Rods & rings": ("mitochondria", {"count": 2, "length": 6.0}),
 }
-HPA_PRIOR: dict[str, float] = dict(zip(HPA_CLASSES, (
-    0.30, 0.02, 0.06, 0.03, 0.03, 0.04, 0.03, 0.04, 0.01, 0.01, 0.01, 0.02, 0.02, 0.01,
-    0.02, 0.005, 0.008, 0.008, 0.02, 0.02, 0.01, 0.06, 0.02, 0.05, 0.01, 0.15, 0.02, 0.004,
-)))
-
-NATURAL_PHOTOS: tuple[str, ...] = (
-    "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "camera",
-    "coins", "brick", "grass", "gravel", "moon", "clock",
-)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Geometry of one field of view
-# --------------------------------------------------------------------------------------------------------------
-@dataclass
-class Field:
-    """Masks and distance maps of one field of view; renderers draw into it."""
-
-    size: int
-    owner: np.ndarray  # (S, S) int: cell index per pixel, -1 = background
-    cell_d: np.ndarray  # (S, S) normalised distance to the owning cell's outline (1 = boundary)
-    nuc_d: np.ndarray  # (S, S) normalised distance to the owning nucleus' outline
-    contact: np.ndarray  # (S, S) bool: pixels where two cells touch
-    nucleoli: np.ndarray  # (S, S) float in [0, 1]
-    dna: np.ndarray  # (S, S) chromatin texture in [0, 1]
-    centres: np.ndarray  # (K, 2) nucleus centres (y, x)
-    nuc_radius: np.ndarray  # (K,) nucleus radius in pixels
-    cell_radius: np.ndarray  # (K,)
-
-    @property
-    def nucleus(self) -> np.ndarray:
-        return (self.nuc_d < 1) & (self.owner >= 0)
-
-    @property
-    def cytoplasm(self) -> np.ndarray:
-        return (self.owner >= 0) & (self.nuc_d >= 1)
-
-
-def _smooth_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
-    """Band-limited noise scaled to [0, 1]."""
-    field = gaussian_filter(rng.standard_normal((size, size)), sigma)
-    lo, hi = field.min(), field.max()
-    return (field - lo) / (hi - lo + 1e-9)
-
-
-def make_field(rng: np.random.Generator, size: int, *, n_cells: int, radius: float, aspect: float,
-               nucleus_ratio: float) -> Field:
-    """Cells as rotated ellipses around jittered centres; overlapping cells split where they meet."""
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    centres = rng.uniform(0.12 * size, 0.88 * size, (n_cells, 2))
-    radii = radius * rng.uniform(0.85, 1.15, n_cells)
-    ratios = rng.uniform(1.0, aspect, n_cells)
-    angles = rng.uniform(0, np.pi, n_cells)
-    dy, dx = yy[None] - centres[:, 0, None, None], xx[None] - centres[:, 1, None, None]  # (K, S, S)
-    cos, sin = np.cos(angles)[:, None, None], np.sin(angles)[:, None, None]
-    u, v = dx * cos + dy * sin, -dx * sin + dy * cos
-    d = np.sqrt((u / (radii[:, None, None] * ratios[:, None, None])) ** 2 + (v / radii[:, None, None]) ** 2)
-    order = np.argsort(d, axis=0)
-    nearest = np.take_along_axis(d, order[:1], 0)[0]
-    second = np.take_along_axis(d, order[1:2], 0)[0] if n_cells > 1 else np.full((size, size), 9.0)
-    owner = np.where(nearest < 1, order[0], -1)
-    contact = (nearest < 1.05) & (second < 1.05) & (np.abs(nearest - second) < 0.22)
-    # nucleus: smaller ellipse, shifted off-centre
-    shift = rng.uniform(-0.2, 0.2, (n_cells, 2)) * radii[:, None]
-    nuc_centres = centres + shift
-    nuc_radii = radii * nucleus_ratio * rng.uniform(0.9, 1.1, n_cells)
-    ny, nx = yy[None] - nuc_centres[:, 0, None, None], xx[None] - nuc_centres[:, 1, None, None]
-    nd_all = np.sqrt((nx / (nuc_radii[:, None, None] * 1.15)) ** 2 + (ny / nuc_radii[:, None, None]) ** 2)
-    safe_owner = np.maximum(owner, 0)
-    nuc_d = np.where(owner >= 0, np.take_along_axis(nd_all, safe_owner[None], 0)[0], 9.0)
-    # nucleoli: 1-3 blobs inside each nucleus
-    nucleoli = np.zeros((size, size), np.float32)
-    for k in range(n_cells):
-        for _ in range(rng.integers(1, 4)):
-            r = nuc_radii[k] * rng.uniform(0.0, 0.5)
-            a = rng.uniform(0, 2 * np.pi)
-            cy, cx = nuc_centres[k] + r * np.array([np.sin(a), np.cos(a)])
-            rad = max(0.9, nuc_radii[k] * rng.uniform(0.18, 0.3))
-            nucleoli = np.maximum(nucleoli, np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * rad**2)))
-    nucleoli = np.where(nuc_d < 0.9, nucleoli, 0)
-    dna = _smooth_noise(rng, size, 0.8)
-    return Field(size, owner, np.where(owner >= 0, nearest, 9.0), nuc_d, contact, nucleoli, dna,
-                 nuc_centres, nuc_radii, radii)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Protein-pattern renderers: one per compartment. Each returns an (S, S) map with values around 0-1.
-# --------------------------------------------------------------------------------------------------------------
-def _spots(size: int, points: np.ndarray, sigma: float, weights: np.ndarray | None = None) -> np.ndarray:
-    canvas = np.zeros((size, size), np.float32)
-    if len(points):
-        pts = np.clip(np.round(points).astype(int), 0, size - 1)
-        np.add.at(canvas, (pts[:, 0], pts[:, 1]), 1.0 if weights is None else weights)
-    out = gaussian_filter(canvas, sigma)
-    return out / (out.max() + 1e-9)
-
-
-def _sample_pixels(rng: np.random.Generator, mask: np.ndarray, n: int) -> np.ndarray:
-    ys, xs = np.nonzero(mask)
-    if len(ys) == 0:
-        return np.zeros((0, 2))
-    pick = rng.integers(0, len(ys), n)
-    return np.stack([ys[pick], xs[pick]], 1) + rng.uniform(-0.5, 0.5, (n, 2))
-
-
-def _segments(rng, starts: np.ndarray, angles: np.ndarray, length: float, curvy: float, steps: int = 12) -> np.ndarray:
-    """Points along short random-walk segments (filaments), (n·steps, 2)."""
-    theta = angles[:, None] + np.cumsum(rng.normal(0, 0.25 * curvy, (len(starts), steps)), axis=1)
-    step = length / steps
-    path = starts[:, None, :] + np.cumsum(step * np.stack([np.sin(theta), np.cos(theta)], -1), axis=1)
-    return path.reshape(-1, 2)
-
-
-def render_nucleoplasm(f: Field, rng, **_) -> np.ndarray:
-    return f.nucleus * (1 - 0.9 * f.nucleoli) * (0.75 + 0.25 * _smooth_noise(rng, f.size, 2.0))
-
-
-def render_chromatin(f: Field, rng, **_) -> np.ndarray:
-    return f.nucleus * (1 - 0.7 * f.nucleoli) * np.clip(1.6 * f.dna - 0.3, 0.05, 1)
-
-
-def render_nuclear_punctae(f: Field, rng, count: int = 5, sigma: float = 0.7, **_) -> np.ndarray:
-    pts = _sample_pixels(rng, f.nucleus & (f.nucleoli < 0.3), count * len(f.centres))
-    return _spots(f.size, pts, sigma) + 0.12 * render_nucleoplasm(f, rng)
-
-
-def render_nucleolus_gc(f: Field, rng, **_) -> np.ndarray:
-    return f.nucleus * f.nucleoli
-
-
-def render_nucleolus_fc_dfc(f: Field, rng, **_) -> np.ndarray:
-    pts = _sample_pixels(rng, f.nucleoli > 0.5, 4 * len(f.centres))
-    return _spots(f.size, pts, 0.5) * (f.nucleoli > 0.2)
-
-
-def render_nuclear_membrane(f: Field, rng, **_) -> np.ndarray:
-    return np.exp(-((f.nuc_d - 1) ** 2) / 0.02) * (f.owner >= 0)
-
-
-def render_cytoplasmic(f: Field, rng, **_) -> np.ndarray:
-    return f.cytoplasm * (0.7 + 0.3 * _smooth_noise(rng, f.size, 2.5))
-
-
-def render_er(f: Field, rng, **_) -> np.ndarray:
-    lattice = np.abs(_smooth_noise(rng, f.size, 1.0) - 0.5) < 0.08  # reticular network
-    near_nucleus = np.clip(1.6 - 0.5 * f.nuc_d, 0.2, 1)
-    return f.cytoplasm * gaussian_filter(lattice.astype(np.float32), 0.6) * near_nucleus * 2.0
-
-
-def _perinuclear_points(f: Field, rng, per_cell: int, spread: float, offset: float) -> np.ndarray:
-    pts = []
-    for k in range(len(f.centres)):
-        a = rng.uniform(0, 2 * np.pi)
-        r = f.nuc_radius[k] * (1 + offset)
-        centre = f.centres[k] + r * np.array([np.sin(a), np.cos(a)])
-        pts.append(centre + rng.normal(0, spread * f.nuc_radius[k], (per_cell, 2)))
-    return np.concatenate(pts)
-
-
-def render_golgi(f: Field, rng, **_) -> np.ndarray:
-    return _spots(f.size, _perinuclear_points(f, rng, 7, 0.25, 0.35), 0.8) * (f.owner >= 0)
-
-
-def render_centrosome(f: Field, rng, count: int = 2, sigma: float = 0.6, **_) -> np.ndarray:
-    return _spots(f.size, _perinuclear_points(f, rng, count, 0.08, 0.3), sigma) * (f.owner >= 0)
-
-
-def render_mitochondria(f: Field, rng, count: int = 9, length: float = 1.0, **_) -> np.ndarray:
-    n = count * len(f.centres)
-    starts = _sample_pixels(rng, f.cytoplasm, n)
-    pts = _segments(rng, starts, rng.uniform(0, 2 * np.pi, n), length * 0.09 * f.size, curvy=1.0, steps=6)
-    return _spots(f.size, pts, 0.55) * f.cytoplasm
-
-
-def render_vesicles(f: Field, rng, count: int = 16, sigma: float = 0.6, **_) -> np.ndarray:
-    return _spots(f.size, _sample_pixels(rng, f.cytoplasm, count * len(f.centres)), sigma)
-
-
-def render_big_aggregates(f: Field, rng, count: int = 2, size: float = 1.0, **_) -> np.ndarray:
-    pts = _sample_pixels(rng, f.cytoplasm & (f.cell_d < 0.8), count)
-    return _spots(f.size, pts, size * 0.045 * f.size) + 0.1 * render_cytoplasmic(f, rng)
-
-
-def render_cytoskeleton(f: Field, rng, curvy: float = 0.3, radial: float = 0.0, cortical: float = 0.0, **_) -> np.ndarray:
-    n = 10 * len(f.centres)
-    starts = _sample_pixels(rng, f.cytoplasm, n)
-    cell_angle = rng.uniform(0, np.pi, len(f.centres))
-    owner = f.owner[np.clip(starts[:, 0].astype(int), 0, f.size - 1), np.clip(starts[:, 1].astype(int), 0, f.size - 1)]
-    angles = cell_angle[np.maximum(owner, 0)] + rng.normal(0, 0.15, n)
-    if radial:
-        centre = f.centres[np.maximum(owner, 0)]
-        angles = np.arctan2(starts[:, 0] - centre[:, 0], starts[:, 1] - centre[:, 1])
-    pts = _segments(rng, starts, angles, 0.25 * f.size, curvy=curvy, steps=16)
-    fibres = _spots(f.size, pts, 0.5) * f.cytoplasm
-    if cortical:
-        fibres = fibres + 0.6 * render_membrane(f, rng)
-    return fibres
-
-
-def render_membrane(f: Field, rng, **_) -> np.ndarray:
-    return np.exp(-((f.cell_d - 0.95) ** 2) / 0.006) * (f.owner >= 0)
-
-
-def render_cell_contact(f: Field, rng, width: float = 1.0, **_) -> np.ndarray:
-    return gaussian_filter(f.contact.astype(np.float32), 0.6 * width) * 2.5 * (f.cell_d < 1.1)
-
-
-def render_focal_adhesions(f: Field, rng, count: int = 8, sigma: float = 0.6, **_) -> np.ndarray:
-    n = count * len(f.centres)
-    starts = _sample_pixels(rng, (f.cell_d > 0.72) & (f.cell_d < 0.95), n)
-    owner = f.owner[np.clip(starts[:, 0].astype(int), 0, f.size - 1), np.clip(starts[:, 1].astype(int), 0, f.size - 1)]
-    centre = f.centres[np.maximum(owner, 0)]
-    radial = np.arctan2(starts[:, 0] - centre[:, 0], starts[:, 1] - centre[:, 1])
-    return _spots(f.size, _segments(rng, starts, radial, 0.05 * f.size, curvy=0.0, steps=4), sigma)
-
-
-RENDERERS: dict[str, Callable[..., np.ndarray]] = {
-    "big_aggregates": render_big_aggregates,
-    "cell_contact": render_cell_contact,
-    "centrosome": render_centrosome,
-    "chromatin": render_chromatin,
-    "cytoplasmic": render_cytoplasmic,
-    "cytoskeleton": render_cytoskeleton,
-    "er": render_er,
-    "focal_adhesions": render_focal_adhesions,
-    "golgi": render_golgi,
-    "membrane": render_membrane,
-    "mitochondria": render_mitochondria,
-    "nuclear_membrane": render_nuclear_membrane,
-    "nuclear_punctae": render_nuclear_punctae,
-    "nucleolus_fc_dfc": render_nucleolus_fc_dfc,
-    "nucleolus_gc": render_nucleolus_gc,
-    "nucleoplasm": render_nucleoplasm,
-    "vesicles": render_vesicles,
+HPA_COUNTS: dict[str, int] = {
+    "Nucleoplasm": 12885, "Nuclear membrane": 1254, "Nucleoli": 3621, "Nucleoli fibrillar center": 1561,
+    "Nuclear speckles": 1858, "Nuclear bodies": 2513, "Endoplasmic reticulum": 1008, "Golgi apparatus": 2822,
+    "Peroxisomes": 53, "Endosomes": 45, "Lysosomes": 28, "Intermediate filaments": 1093, "Actin filaments": 688,
+    "Focal adhesion sites": 537, "Microtubules": 1066, "Microtubule ends": 21, "Cytokinetic bridge": 530,
+    "Mitotic spindle": 210, "Microtubule organizing center": 902, "Centrosome": 1482, "Lipid droplets": 172,
+    "Plasma membrane": 3777, "Cell junctions": 802, "Mitochondria": 2965, "Aggresome": 322, "Cytosol": 8228,
+    "Cytoplasmic bodies": 328, "Rods & rings": 11,
 }
+HPA_COMPANIONS: dict[str, tuple[str, ...]] = {
+    "Nucleoplasm": ("Cytosol", "Cytosol", "Nucleoli", "Nuclear bodies", "Nuclear speckles", "Plasma membrane"),
+    "Cytosol": ("Nucleoplasm", "Nucleoplasm", "Plasma membrane", "Centrosome"),
+    "Plasma membrane": ("Cell junctions", "Cytosol", "Nucleoplasm"),
+    "Nucleoli": ("Nucleoplasm", "Nucleoli fibrillar center"),
+    "Centrosome": ("Microtubule organizing center", "Cytosol", "Nucleoplasm"),
+    "Microtubule organizing center": ("Centrosome", "Cytosol"),
+    "Microtubules": ("Mitotic spindle", "Cytokinetic bridge", "Cytosol"),
+    "Mitotic spindle": ("Microtubules", "Cytokinetic bridge"),
+    "Actin filaments": ("Focal adhesion sites", "Plasma membrane"),
+    "Focal adhesion sites": ("Actin filaments",),
+    "Golgi apparatus": ("Cytosol", "Nucleoplasm", "Endosomes"),
+    "Endoplasmic reticulum": ("Nuclear membrane",),
+    "Nuclear membrane": ("Endoplasmic reticulum", "Nucleoplasm"),
+}
+HPA_CARDINALITY = (0.49, 0.40, 0.10, 0.01)
+HPA_CELL_DIAMETER_UM = 35.0
+HPA_PIXEL_UM = 0.08
+
+# Photographs scikit-image ships inside its wheel (loadable offline; checked with scikit-image 0.26), colour ones
+# first. ``cat`` duplicates ``chelsea``; the microscopy/medical samples would not stand in for ImageNet.
+NATURAL_PHOTOS: dict[str, Callable[[ModuleType], np.ndarray]] = {  # name -> loader(skimage.data)
+    "astronaut": lambda data: data.astronaut(),
+    "chelsea": lambda data: data.chelsea(),
+    "coffee": lambda data: data.coffee(),
+    "rocket": lambda data: data.rocket(),
+    "motorcycle": lambda data: data.stereo_motorcycle()[0],
+    "hubble_deep_field": lambda data: data.hubble_deep_field(),
+    "camera": lambda data: data.camera(),
+    "coins": lambda data: data.coins(),
+    "moon": lambda data: data.moon(),
+    "clock": lambda data: data.clock(),
+    "brick": lambda data: data.brick(),
+    "gravel": lambda data: data.gravel(),
+    "grass": lambda data: data.grass(),
+    "page": lambda data: data.page(),
+}
+MIN_CROP_STD = 12.0  # grey levels: below this a crop is a featureless patch
+MAX_CROP_TRIES = 6
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Labels, plates, imaging
-# --------------------------------------------------------------------------------------------------------------
-def draw_label_sets(rng: np.random.Generator, n_groups: int, prior: dict[str, float], *, max_labels: int,
-                    companions: dict[str, tuple[str, ...]] | None = None) -> list[list[tuple[str, int]]]:
-    """Per group: 1..max_labels (class, grade) pairs; the first grade 3, the others grade 2 or 1."""
+# ----------------------------------------------------------------------------------------------------------------
+# Labels and groups
+# ----------------------------------------------------------------------------------------------------------------
+def draw_label_sets(rng: np.random.Generator, n_groups: int, prior: dict[str, float], *,
+                    companions: dict[str, tuple[str, ...]], cardinality: tuple[float, ...]
+                    ) -> list[list[tuple[str, int]]]:
+    """Labels of each group (protein / antibody): a list of (class, grade), the first grade 3, others 2 or 1.
+
+    Every class leads at least one group (one per 100 groups) when there are enough groups, so rare classes
+    exist in small sets too; the rest follow ``prior``. Further labels come from the first label's
+    ``companions`` (co-occurrence) 70 % of the time, else from the prior.
+    """
     names = list(prior)
-    p = np.array([prior[n] for n in names])
+    p = np.array([prior[c] for c in names], float)
     p /= p.sum()
-    # every class gets at least a few groups, so rare classes exist at small sizes too
-    firsts = list(rng.permutation(names)[: min(len(names), n_groups)])
-    firsts += list(rng.choice(names, size=max(0, n_groups - len(firsts)), p=p))
-    firsts = list(rng.permutation(firsts))
-    sizes = rng.choice(np.arange(1, max_labels + 1), size=n_groups, p=_cardinality(max_labels))
+    if n_groups < len(names):
+        firsts = list(rng.choice(names, size=n_groups, replace=False, p=p))
+    else:
+        floor = max(1, min(n_groups // len(names), n_groups // 100))
+        firsts = [c for c in names for _ in range(floor)]
+        firsts = list(rng.permutation(firsts + list(rng.choice(names, size=n_groups - len(firsts), p=p))))
+    sizes = rng.choice(np.arange(1, len(cardinality) + 1), size=n_groups, p=np.asarray(cardinality))
     label_sets = []
-    for first, n in zip(firsts, sizes):
+    for first, size in zip(firsts, sizes):
         chosen = [first]
-        while len(chosen) < n:
-            pool = [c for c in (companions or {}).get(chosen[0], ()) if c not in chosen]
+        while len(chosen) < size:
+            pool = [c for c in companions.get(first, ()) if c not in chosen]
             if pool and rng.random() < 0.7:
-                nxt = pool[rng.integers(len(pool))]
+                chosen.append(pool[rng.integers(len(pool))])
             else:
                 rest = [c for c in names if c not in chosen]
                 w = np.array([prior[c] for c in rest])
-                nxt = rest[rng.choice(len(rest), p=w / w.sum())]
-            chosen.append(nxt)
-        label_sets.append([(c, 3 if i == 0 else int(rng.choice([2, 1], p=[0.6, 0.4]))) for i, c in enumerate(chosen)])
+                chosen.append(rest[rng.choice(len(rest), p=w / w.sum())])
+        later = rng.choice([2, 1], size=len(chosen) - 1, p=[P_SECOND_GRADE_2, 1 - P_SECOND_GRADE_2])
+        label_sets.append([(chosen[0], 3)] + [(c, int(g)) for c, g in zip(chosen[1:], later)])
     return label_sets
 
 
-def _cardinality(max_labels: int) -> np.ndarray:
-    p = np.array([0.5, 0.35, 0.12, 0.03][:max_labels])
-    return p / p.sum()
+def assign_images(rng: np.random.Generator, n_images: int, n_groups: int, n_batches: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Group of each image (every group at least once, uneven counts) and its plate.
 
-
-@dataclass(frozen=True)
-class Plate:
-    """Technical signature of one plate: illumination tilt, gain, offset, read noise."""
-
-    tilt: float
-    angle: float
-    gain: float
-    offset: float
-    noise: float
-
-
-def draw_plates(rng: np.random.Generator, n: int, strength: float) -> list[Plate]:
-    return [
-        Plate(
-            tilt=strength * rng.uniform(0.15, 0.45),
-            angle=rng.uniform(0, 2 * np.pi),
-            gain=float(np.clip(1 + strength * rng.normal(0, 0.3), 0.4, 2.0)),
-            offset=300 + strength * rng.uniform(-150, 250),
-            noise=12 * (1 + strength * rng.uniform(0, 2.0)),
-        )
-        for _ in range(n)
-    ]
-
-
-def assign_images(rng: np.random.Generator, n_images: int, n_groups: int, n_batches: int) -> tuple[np.ndarray, np.ndarray]:
-    """Group of each image (every group at least once) and its plate (a group mostly on its home plate)."""
+    As in a real screen, a protein is imaged mostly on its home plate (85 %), now and then on another.
+    """
     weights = rng.lognormal(0, 0.5, n_groups)
-    group = np.concatenate([np.arange(n_groups), rng.choice(n_groups, n_images - n_groups, p=weights / weights.sum())])
-    group = rng.permutation(group)
+    extra = rng.choice(n_groups, n_images - n_groups, p=weights / weights.sum())
+    group = rng.permutation(np.concatenate([np.arange(n_groups), extra]))
     home = rng.integers(0, n_batches, n_groups)
-    plate = np.where(rng.random(n_images) < 0.85, home[group], rng.integers(0, n_batches, n_images))
+    away = rng.integers(0, n_batches, n_images)
+    plate = np.where(rng.random(n_images) < 0.85, home[group], away)
     return group, plate
 
 
-def acquire(rng: np.random.Generator, signal: np.ndarray, plate: Plate, *, peak: float) -> np.ndarray:
-    """Signal (C, S, S) in ~[0, 1] → 16-bit counts: PSF, illumination, gain, offset, Poisson + read noise."""
-    size = signal.shape[-1]
-    yy, xx = np.mgrid[0:size, 0:size] / size - 0.5
-    illumination = 1 + plate.tilt * (np.cos(plate.angle) * xx + np.sin(plate.angle) * yy) * 2
-    blurred = gaussian_filter(signal, (0, 0.7, 0.7))
-    photons = rng.poisson(np.clip(blurred, 0, None) * peak * illumination * plate.gain + 40).astype(np.float32)
-    counts = photons + plate.offset + rng.normal(0, plate.noise, photons.shape)
-    return np.clip(np.round(counts), 0, 65535).astype(np.uint16)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Domains
-# --------------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CellStyle:
-    """How cells of a domain (or an HPA cell line) look at a given image size."""
-
-    n_cells: tuple[int, int]
-    radius: float  # fraction of the image side
-    aspect: float
-    nucleus_ratio: float
-
-
-OPENCELL_STYLE = CellStyle(n_cells=(3, 6), radius=0.17, aspect=1.3, nucleus_ratio=0.58)
-HPA_LINE_STYLES = (
-    CellStyle(n_cells=(2, 3), radius=0.27, aspect=1.6, nucleus_ratio=0.42),
-    CellStyle(n_cells=(1, 3), radius=0.32, aspect=1.3, nucleus_ratio=0.38),
-    CellStyle(n_cells=(2, 4), radius=0.23, aspect=2.0, nucleus_ratio=0.45),
-    CellStyle(n_cells=(1, 2), radius=0.36, aspect=1.2, nucleus_ratio=0.35),
-)
-
-
-def _field(rng, size: int, style: CellStyle) -> Field:
-    n = int(rng.integers(style.n_cells[0], style.n_cells[1] + 1))
-    return make_field(rng, size, n_cells=n, radius=style.radius * size, aspect=style.aspect,
-                      nucleus_ratio=style.nucleus_ratio)
-
-
-def _protein_signal(f: Field, rng, labels: list[tuple[str, int]], renderers: dict[str, tuple[str, dict]],
-                    expression: float) -> np.ndarray:
-    signal = 0.03 * (f.owner >= 0)  # faint autofluorescence of every cell
-    for name, grade in labels:
-        renderer, params = renderers[name]
-        pattern = RENDERERS[renderer](f, rng, **params)
-        signal = signal + GRADE_STRENGTH[grade] * pattern * rng.uniform(0.8, 1.2)
-    return signal * expression
-
-
-def _nucleus_signal(f: Field) -> np.ndarray:
-    return f.nucleus * (0.6 + 0.4 * f.dna) * (1 - 0.5 * f.nucleoli)
-
-
-def _labels_matrix(label_sets, group, class_names) -> tuple[np.ndarray, np.ndarray]:
-    index = {c: j for j, c in enumerate(class_names)}
+def _label_matrices(label_sets: list[list[tuple[str, int]]], group: np.ndarray, class_names: tuple[str, ...]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image (labels, grades) from per-group label sets."""
+    column = {c: j for j, c in enumerate(class_names)}
     per_group = np.zeros((len(label_sets), len(class_names)), np.int8)
     for g, labels in enumerate(label_sets):
         for name, grade in labels:
-            per_group[g, index[name]] = grade
+            per_group[g, column[name]] = grade
     grades = per_group[group]
     return grades > 0, grades
 
 
+@dataclass(frozen=True)
+class ProteinStyle:
+    """What all images of one protein share besides labels: how much of it there is and how it looks."""
+
+    expression: float  # overall brightness
+    density: float  # how many structures (dots, filaments) its patterns have
+    scale: float  # how big its structures are
+
+
+def draw_protein_styles(rng: np.random.Generator, n: int) -> list[ProteinStyle]:
+    """One style per protein: expression varies ~1.6x (log-sd 0.45), structure counts ~1.35x, sizes +-20 %."""
+    expression = rng.lognormal(0, 0.45, n)
+    density = rng.lognormal(0, 0.3, n)
+    scale = rng.uniform(0.85, 1.2, n)
+    return [ProteinStyle(float(e), float(d), float(s)) for e, d, s in zip(expression, density, scale)]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Imaging and plates
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Plate:
+    """Technical signature of one plate; ``batch_effect`` = 0 makes every plate the same."""
+
+    gain: tuple[float, ...]  # camera counts per photon, per channel (includes staining efficiency)
+    offset: float  # camera offset, counts
+    read_noise: float  # Gaussian read noise, counts
+    background: float  # out-of-focus / medium background, photons
+    psf_sigma: float  # PSF width in reference pixels (focus)
+    vignetting: float  # illumination fall-off towards the corners
+    tilt: float  # linear illumination gradient across the field
+    tilt_angle: float
+
+    def illumination(self, size: int) -> np.ndarray:
+        """(S, S) relative illumination: vignetting times a tilted plane."""
+        y, x = (np.mgrid[0:size, 0:size] + 0.5) / size - 0.5
+        plane = 1 + 2 * self.tilt * (np.cos(self.tilt_angle) * x + np.sin(self.tilt_angle) * y)
+        return ((1 - self.vignetting * (x**2 + y**2) / 0.5) * plane).astype(np.float32)
+
+    def summary(self) -> dict[str, float | list[float]]:
+        """JSON-friendly parameters (for ``ImageSet.extra``: the book can show what it later corrects)."""
+        return {k: (list(map(float, v)) if isinstance(v, tuple) else round(float(v), 4)) for k, v in vars(self).items()}
+
+
+def draw_plates(rng: np.random.Generator, n: int, n_channels: int, strength: float) -> list[Plate]:
+    """Plates whose deviations from a nominal plate are drawn once and scaled by ``strength``.
+
+    The same random numbers are drawn whatever ``strength`` is, so two sets that differ only in batch effect have
+    identical cells and labels.
+    """
+    plates = []
+    for _ in range(n):
+        common, per_channel = rng.normal(0, 0.25), rng.normal(0, 0.12, n_channels)
+        u = rng.uniform(size=6)
+        plates.append(Plate(
+            gain=tuple(float(np.exp(strength * (common + c))) for c in per_channel),
+            offset=100 + strength * (-50 + 250 * u[0]),
+            read_noise=6 * (1 + strength * 1.5 * u[1]),
+            background=150 * (1 + strength * (-0.4 + 1.2 * u[2])),
+            psf_sigma=0.8 * (1 + strength * (-0.15 + 0.5 * u[3])),
+            vignetting=strength * (0.1 + 0.3 * u[4]),
+            tilt=strength * (0.05 + 0.2 * u[5]),
+            tilt_angle=float(rng.uniform(0, 2 * np.pi)),
+        ))
+    return plates
+
+
+def acquire(rng: np.random.Generator, signal: np.ndarray, plate: Plate, illumination: np.ndarray,
+            peak_photons: np.ndarray) -> np.ndarray:
+    """Image ``signal`` (C, S, S), bright structures ~1, into 16-bit camera counts.
+
+    PSF blur plus a little out-of-focus haze, background, illumination, Poisson shot noise, per-channel gain,
+    camera offset and Gaussian read noise, rounded and clipped to uint16.
+    """
+    scale = signal.shape[-1] / REFERENCE_SIZE
+    sharp = gaussian_filter(signal, (0, plate.psf_sigma * scale, plate.psf_sigma * scale))
+    haze = gaussian_filter(signal, (0, 5 * scale, 5 * scale))
+    photons = ((sharp + 0.15 * haze) * peak_photons[:, None, None] + plate.background) * illumination
+    detected = rng.poisson(np.maximum(photons, 0)).astype(np.float32)
+    counts = detected * np.asarray(plate.gain, np.float32)[:, None, None] + plate.offset
+    counts += rng.normal(0, plate.read_noise, counts.shape).astype(np.float32)
+    return np.clip(np.round(counts), 0, 65535).astype(np.uint16)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Microscopy domains
+# ----------------------------------------------------------------------------------------------------------------
+def _protein_signal(field: Field, rng: np.random.Generator, labels: list[tuple[str, int]],
+                    table: dict[str, tuple[str, dict]], style: ProteinStyle) -> np.ndarray:
+    """Sum of the label patterns weighted by grade, times expression and per-cell expression heterogeneity."""
+    signal = 0.02 * field.inside.astype(np.float32)  # faint autofluorescence of every cell
+    for name, grade in labels:
+        renderer, variant = table[name]
+        pattern = RENDERERS[renderer](field, rng, density=style.density, scale=style.scale, **variant)
+        signal = signal + GRADE_STRENGTH[grade] * rng.uniform(0.8, 1.2) * pattern
+    per_cell = rng.lognormal(0, 0.3, field.n_cells)[np.maximum(field.owner, 0)]
+    return signal * style.expression * per_cell
+
+
+def _streams(seed: int, domain: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """Independent random streams for the content (cells, labels, plates) and the camera noise.
+
+    Poisson sampling draws a data-dependent amount of randomness, so with one stream a change in imaging
+    (``batch_effect``) would change every later cell; with two, it changes only the pixels' noise.
+    """
+    return np.random.default_rng([seed, domain, 0]), np.random.default_rng([seed, domain, 1])
+
+
+def _field_of_view_um(style: CellStyle, cell_diameter_um: float) -> float:
+    """Physical field width implied by drawing cells of ``cell_diameter_um`` at ``style.radius`` of the field."""
+    return cell_diameter_um / (2 * style.radius)
+
+
+def _ids(prefix: str, n: int) -> list[str]:
+    """Unique, sortable image ids: ``oc_000001``, ..."""
+    return [f"{prefix}_{i + 1:06d}" for i in range(n)]
+
+
 def make_opencell_like(config: DomainConfig, *, seed: int) -> ImageSet:
-    """OpenCell-like fields of view: 2 channels (protein, nucleus), 17 classes, graded labels per protein."""
-    rng = np.random.default_rng([seed, 1])
-    size = config.image_size or 64
-    label_sets = draw_label_sets(rng, config.n_groups, OPENCELL_PRIOR, max_labels=3, companions=COMPANIONS)
+    """OpenCell-like set: 2 channels (protein, nucleus), 17 classes, graded labels per protein, plates.
+
+    Parameters
+    ----------
+    config
+        ``n_images``, ``image_size`` (None = 64), ``n_groups`` proteins, ``n_batches`` plates, ``batch_effect``.
+    seed
+        Same seed, same arrays (bit-identical).
+    """
+    rng, camera = _streams(seed, 1)
+    size = config.image_size or DEFAULT_SIZE
+    label_sets = draw_label_sets(rng, config.n_groups, OPENCELL_PRIOR, companions=OPENCELL_COMPANIONS,
+                                 cardinality=OPENCELL_CARDINALITY)
+    styles = draw_protein_styles(rng, config.n_groups)
     group, plate = assign_images(rng, config.n_images, config.n_groups, config.n_batches)
-    plates = draw_plates(rng, config.n_batches, config.batch_effect)
-    expression = rng.lognormal(0, 0.35, config.n_groups)
-    renderers = {c: (c, {}) for c in OPENCELL_CLASSES}
+    plates = draw_plates(rng, config.n_batches, 2, config.batch_effect)
+    illumination = [p.illumination(size) for p in plates]
+    table = {c: (c, {}) for c in OPENCELL_CLASSES}
+    peaks = np.array([2500.0, 3000.0])
     images = np.empty((config.n_images, 2, size, size), np.uint16)
     n_cells = np.empty(config.n_images, int)
     for i in tqdm(range(config.n_images), desc="OpenCell-like images", disable=None, leave=False):
-        f = _field(rng, size, OPENCELL_STYLE)
-        protein = _protein_signal(f, rng, label_sets[group[i]], renderers, expression[group[i]])
-        images[i] = acquire(rng, np.stack([protein, _nucleus_signal(f)]), plates[plate[i]], peak=2500)
-        n_cells[i] = len(f.centres)
-    labels, grades = _labels_matrix(label_sets, group, OPENCELL_CLASSES)
+        field = make_field(rng, size, OPENCELL_STYLE)
+        g = group[i]
+        protein = _protein_signal(field, rng, label_sets[g], table, styles[g])
+        signal = np.stack([protein, hoechst(field, rng)])
+        images[i] = acquire(camera, signal, plates[plate[i]], illumination[plate[i]], peaks)
+        n_cells[i] = field.n_cells
+    labels, grades = _label_matrices(label_sets, group, OPENCELL_CLASSES)
     obs = pd.DataFrame({
-        "image_id": [f"oc_{i:06d}" for i in range(config.n_images)],
+        "image_id": _ids("oc", config.n_images),
         "group": [f"P{g + 1:04d}" for g in group],
         "batch": [f"plate{p + 1:02d}" for p in plate],
         "domain": "opencell",
         "n_cells": n_cells,
     })
-    field_um = 600 * 0.102  # the paper's 600 px crops at 0.102 µm
+    fov = _field_of_view_um(OPENCELL_STYLE, HEK_CELL_DIAMETER_UM)
+    extra = {
+        "emulates": "OpenCell (Cho et al. 2022, Science)",
+        "field_of_view_um": round(fov, 3),
+        "effective_pixel_size_um": round(fov / size, 4),
+        "plates": {f"plate{k + 1:02d}": p.summary() for k, p in enumerate(plates)},
+    }
     return ImageSet(images, labels, grades, obs, OPENCELL_CLASSES, OPENCELL_CHANNELS, "opencell",
-                    pixel_size_um=0.102, synthetic=True,
-                    extra={"effective_pixel_size_um": round(field_um / size, 4), "field_of_view_um": field_um})
+                    pixel_size_um=OPENCELL_PIXEL_UM, synthetic=True, extra=extra)
 
 
-def _hpa_reference_channels(f: Field, rng) -> tuple[np.ndarray, np.ndarray]:
-    microtubules = render_cytoskeleton(f, rng, curvy=0.6, radial=1.0)
-    er = render_er(f, rng)
-    return 0.6 * microtubules + 0.05 * (f.owner >= 0), 0.6 * er + 0.05 * f.cytoplasm
+def draw_cell_lines(rng: np.random.Generator, n: int) -> list[CellStyle]:
+    """Cell-line families of the HPA-like domain: larger, flatter cells than HEK293T, each line its own shape."""
+    return [
+        CellStyle(
+            n_cells=(1, int(rng.integers(2, 4))),
+            radius=float(rng.uniform(0.22, 0.32)),
+            aspect=float(rng.uniform(1.2, 2.2)),
+            nucleus_ratio=float(rng.uniform(0.33, 0.45)),
+            wobble=float(rng.uniform(0.06, 0.16)),
+        )
+        for _ in range(n)
+    ]
+
+
+def _line_name(k: int) -> str:
+    """line_A ... line_Z, line_AA, ... (spreadsheet-style)."""
+    name = ""
+    k += 1
+    while k:
+        k, r = divmod(k - 1, 26)
+        name = chr(65 + r) + name
+    return f"line_{name}"
+
+
+def _hpa_references(field: Field, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The HPA reference stains: microtubules (an aster from the MTOC) and ER (reticular network)."""
+    microtubules = render_cytoskeleton(field, rng, count=30, length=1.0, curvy=0.25, radial=True)
+    return 0.7 * microtubules + 0.08 * field.cytoplasm, 0.7 * render_er(field, rng)
 
 
 def make_hpa_like(config: DomainConfig, *, seed: int) -> ImageSet:
-    """HPA-like fields of view: 4 channels (protein, microtubules, nucleus, ER), 28 HPA classes, cell lines."""
-    rng = np.random.default_rng([seed, 2])
-    size = config.image_size or 64
-    label_sets = draw_label_sets(rng, config.n_groups, HPA_PRIOR, max_labels=4)
+    """HPA-like set: 4 channels (protein, microtubules, nucleus, ER), 28 HPA classes, cell lines, plates.
+
+    HPA labels have no grades, so every present label is exported as grade 3; internally later labels are still
+    drawn weaker, as in the atlas. Groups are antibodies (A0001, ...), each mostly imaged in one cell line.
+
+    Parameters
+    ----------
+    config
+        ``n_images``, ``image_size`` (None = 64), ``n_groups`` antibodies, ``n_batches`` plates,
+        ``n_cell_lines`` cell-line families (``obs["cell_line"]``), ``batch_effect``.
+    seed
+        Same seed, same arrays (bit-identical).
+    """
+    rng, camera = _streams(seed, 2)
+    size = config.image_size or DEFAULT_SIZE
+    prior = {c: HPA_COUNTS[c] / sum(HPA_COUNTS.values()) for c in HPA_CLASSES}
+    label_sets = draw_label_sets(rng, config.n_groups, prior, companions=HPA_COMPANIONS,
+                                 cardinality=HPA_CARDINALITY)
+    styles = draw_protein_styles(rng, config.n_groups)
     group, plate = assign_images(rng, config.n_images, config.n_groups, config.n_batches)
-    plates = draw_plates(rng, config.n_batches, config.batch_effect)
-    expression = rng.lognormal(0, 0.35, config.n_groups)
-    line = rng.integers(0, config.n_cell_lines, config.n_images)
+    plates = draw_plates(rng, config.n_batches, 4, config.batch_effect)
+    illumination = [p.illumination(size) for p in plates]
+    lines = draw_cell_lines(rng, config.n_cell_lines)
+    line_of_group = rng.integers(0, config.n_cell_lines, config.n_groups)
+    line = np.where(rng.random(config.n_images) < 0.7, line_of_group[group],
+                    rng.integers(0, config.n_cell_lines, config.n_images))
+    peaks = np.array([2500.0, 2000.0, 3000.0, 1800.0])
     images = np.empty((config.n_images, 4, size, size), np.uint16)
+    n_cells = np.empty(config.n_images, int)
     for i in tqdm(range(config.n_images), desc="HPA-like images", disable=None, leave=False):
-        f = _field(rng, size, HPA_LINE_STYLES[line[i] % len(HPA_LINE_STYLES)])
-        protein = _protein_signal(f, rng, label_sets[group[i]], HPA_RENDERERS, expression[group[i]])
-        microtubules, er = _hpa_reference_channels(f, rng)
-        images[i] = acquire(rng, np.stack([protein, microtubules, _nucleus_signal(f), er]), plates[plate[i]], peak=2000)
-    labels, grades = _labels_matrix(label_sets, group, HPA_CLASSES)
-    grades = np.where(labels, 3, 0).astype(np.int8)  # HPA labels carry no grade
+        field = make_field(rng, size, lines[line[i]])
+        g = group[i]
+        protein = _protein_signal(field, rng, label_sets[g], HPA_RENDERERS, styles[g])
+        microtubules, er = _hpa_references(field, rng)
+        signal = np.stack([protein, microtubules, hoechst(field, rng), er])
+        images[i] = acquire(camera, signal, plates[plate[i]], illumination[plate[i]], peaks)
+        n_cells[i] = field.n_cells
+    labels, _ = _label_matrices(label_sets, group, HPA_CLASSES)
     obs = pd.DataFrame({
-        "image_id": [f"hpa_{i:06d}" for i in range(config.n_images)],
+        "image_id": _ids("hpa", config.n_images),
         "group": [f"A{g + 1:04d}" for g in group],
         "batch": [f"plate{p + 1:02d}" for p in plate],
         "domain": "hpa",
-        "cell_line": [f"line_{chr(65 + k)}" for k in line],
+        "cell_line": [_line_name(k) for k in line],
+        "n_cells": n_cells,
     })
-    return ImageSet(images, labels, grades, obs, HPA_CLASSES, HPA_CHANNELS, "hpa", pixel_size_um=0.08,
-                    synthetic=True, extra={"effective_pixel_size_um": round(2048 * 0.08 / size, 4)})
+    fov = float(np.mean([_field_of_view_um(s, HPA_CELL_DIAMETER_UM) for s in lines]))
+    extra = {
+        "emulates": "HPA Kaggle 2018 (Ouyang et al. 2019, Nat Methods)",
+        "field_of_view_um": round(fov, 3),
+        "effective_pixel_size_um": round(fov / size, 4),
+        "plates": {f"plate{k + 1:02d}": p.summary() for k, p in enumerate(plates)},
+    }
+    return ImageSet(images, labels, labels.astype(np.int8) * 3, obs, HPA_CLASSES, HPA_CHANNELS, "hpa",
+                    pixel_size_um=HPA_PIXEL_UM, synthetic=True, extra=extra)
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Natural photographs
+# ----------------------------------------------------------------------------------------------------------------
 def _load_photo(name: str) -> np.ndarray:
+    """(H, W, 3) uint8; grey photographs replicated to three channels."""
     import skimage.data
 
-    photo = np.asarray(getattr(skimage.data, name)())
+    photo = np.asarray(NATURAL_PHOTOS[name](skimage.data))
     if photo.ndim == 2:
         photo = np.repeat(photo[..., None], 3, axis=-1)
-    return photo[..., :3].astype(np.uint8)
+    return np.ascontiguousarray(photo[..., :3]).astype(np.uint8)
+
+
+def _random_crop(rng: np.random.Generator, photo: np.ndarray, size: int) -> tuple[np.ndarray, dict]:
+    """A square crop at a random position and scale (15-80 % of the short side), maybe mirrored, resized.
+
+    Nearly flat crops (a patch of sky or wall) are redrawn up to a few times, as an ImageNet photo always shows
+    something; the last draw is kept if the photograph offers nothing better.
+    """
+    from PIL import Image
+
+    for _ in range(MAX_CROP_TRIES):
+        side = max(8, int(min(photo.shape[:2]) * np.exp(rng.uniform(np.log(0.15), np.log(0.8)))))
+        y = int(rng.integers(0, photo.shape[0] - side + 1))
+        x = int(rng.integers(0, photo.shape[1] - side + 1))
+        crop = photo[y : y + side, x : x + side]
+        if crop.std() >= MIN_CROP_STD:
+            break
+    flip = bool(rng.random() < 0.5)
+    crop = np.ascontiguousarray(crop[:, ::-1] if flip else crop)
+    resized = Image.fromarray(crop).resize((size, size), Image.Resampling.LANCZOS)
+    return np.asarray(resized).transpose(2, 0, 1), {"crop_y": y, "crop_x": x, "crop_side": side, "flipped": flip}
 
 
 def make_natural(config: DomainConfig, *, seed: int) -> ImageSet:
-    """Random crops of the photographs scikit-image ships: the stand-in for ImageNet, one class per photograph."""
-    from skimage.transform import resize
+    """Random crops of scikit-image's photographs (RGB uint8): the stand-in for ImageNet.
 
+    The class is the source photograph (one label per image, grade 3). There are no plates (batch ``none``) and
+    no pixel size; ``obs`` records each crop's position, side and mirroring.
+
+    Parameters
+    ----------
+    config
+        ``n_images``, ``image_size`` (None = 64) and ``n_groups``, which caps how many photographs are used (at
+        most the 14 of :data:`NATURAL_PHOTOS`).
+    seed
+        Same seed, same crops.
+    """
     rng = np.random.default_rng([seed, 3])
-    size = config.image_size or 64
-    names = NATURAL_PHOTOS[: min(config.n_groups, len(NATURAL_PHOTOS))]
+    size = config.image_size or DEFAULT_SIZE
+    names = tuple(list(NATURAL_PHOTOS)[: min(config.n_groups, len(NATURAL_PHOTOS))])
     photos = [_load_photo(n) for n in names]
-    source = np.concatenate([np.arange(len(names)), rng.integers(0, len(names), config.n_images - len(names))])
+    source = np.concatenate([np.arange(len(names)), rng.integers(0, len(names), config.n_images)])
     source = rng.permutation(source[: config.n_images])
     images = np.empty((config.n_images, 3, size, size), np.uint8)
+    crops = []
     for i, k in enumerate(tqdm(source, desc="natural crops", disable=None, leave=False)):
-        photo = photos[k]
-        side = int(min(photo.shape[:2]) * rng.uniform(0.25, 0.8))
-        y, x = rng.integers(0, photo.shape[0] - side + 1), rng.integers(0, photo.shape[1] - side + 1)
-        crop = photo[y : y + side, x : x + side]
-        if rng.random() < 0.5:
-            crop = crop[:, ::-1]
-        crop = resize(crop, (size, size), anti_aliasing=True, preserve_range=True)
-        images[i] = np.round(crop).astype(np.uint8).transpose(2, 0, 1)
+        images[i], crop = _random_crop(rng, photos[k], size)
+        crops.append(crop)
     labels = np.eye(len(names), dtype=bool)[source]
     obs = pd.DataFrame({
-        "image_id": [f"nat_{i:06d}" for i in range(config.n_images)],
+        "image_id": _ids("nat", config.n_images),
         "group": [names[k] for k in source],
         "batch": "none",
         "domain": "natural",
-    })
+    }).join(pd.DataFrame(crops))
     return ImageSet(images, labels, labels.astype(np.int8) * 3, obs, names, NATURAL_CHANNELS, "natural",
-                    pixel_size_um=None, synthetic=True)
+                    pixel_size_um=None, synthetic=True, extra={"emulates": "ImageNet (scikit-image photographs)"})
 
 
 SYNTHETIC_DOMAINS: dict[str, Callable[..., ImageSet]] = {
