@@ -1,0 +1,225 @@
+"""DINO training throughput: our step against a step built the usual way, same model, same batch, same run.
+
+The reference is what a typical DINO script does (``main_dino.py`` with DINO4Cells-style augmentations): a
+``Dataset`` whose ``__getitem__`` scales one image with NumPy percentiles and makes its 2 global + n local views with
+torchvision's per-image transforms (``RandomResizedCrop`` with antialiasing, flips, ``RandomPerspective`` for cell
+warping, protein rescaling and per-channel brightness/contrast in Python), batched by a ``DataLoader`` (no worker
+processes on the CPU, where they would only compete for the same cores; up to 8 on a GPU machine); fp32; the
+official loss (a double loop over view pairs), per-parameter clipping and teacher EMA as Python loops over
+parameters; ``torch.optim.AdamW`` with its default implementation. Ours is :func:`~dinoxfer_lib.dino.train.
+train_dino` itself: data resident on the device, all views of a batch made by a few tensor ops, bf16 autocast and
+fused AdamW on CUDA (multi-tensor AdamW on the CPU), foreach clipping and EMA.
+
+Images/s count training images (each with all its views) per second of training loop. FLOPs per image (for MFU on
+GPUs) = 3 x the student's forward FLOPs over all views (forward + backward ~ 3 forwards) + the teacher's forward over
+the 2 global views, each from :func:`~dinoxfer_lib.bench.embedding.vit_flops_per_image`; the head is left out.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dinoxfer_lib.bench.embedding import BF16_PEAK_TFLOPS, vit_flops_per_image
+from dinoxfer_lib.dino.config import DinoConfig
+from dinoxfer_lib.dino.train import build_networks, train_dino
+from dinoxfer_lib.embed import default_device
+
+CHANNELS = ("protein", "nucleus")
+
+
+class _ReferenceDataset(torch.utils.data.Dataset):
+    """Per-image CPU augmentations, torchvision style: one Python call chain per image and view."""
+
+    def __init__(self, images: np.ndarray, config: DinoConfig, img_size: int) -> None:
+        from torchvision.transforms import v2
+
+        self.images = images
+        self.config = config
+
+        def geometry(size: int, scale: tuple[float, float]):
+            return v2.Compose([
+                v2.RandomResizedCrop(size, scale=scale, antialias=True),
+                v2.RandomHorizontalFlip(config.flip_p),
+                v2.RandomVerticalFlip(config.flip_p),
+                v2.RandomPerspective(distortion_scale=2 * config.warp_max, p=config.warp_p),
+            ])
+
+        self.global_crop = geometry(img_size, tuple(config.global_crop_scale))
+        self.local_crop = geometry(config.local_crop_size, tuple(config.local_crop_scale))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _intensity(self, view: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        if np.random.rand() < cfg.protein_rescale_p:
+            view[0] = view[0] * np.random.uniform(0, 2) / max(float(view[0].max()), 1e-6)
+        for c in range(view.shape[0]):
+            view[c] = view[c] * max(0.5, np.random.normal(1, cfg.brightness_sigma))
+            mean = view[c].mean()
+            view[c] = ((view[c] - mean) * max(0.5, np.random.normal(1, cfg.contrast_sigma)) + mean).clamp(min=0)
+        return view
+
+    def __getitem__(self, i: int) -> list[torch.Tensor]:
+        image = self.images[i].astype(np.float32)
+        lo = np.percentile(image, 1, axis=(1, 2), keepdims=True)
+        hi = np.percentile(image, 99.8, axis=(1, 2), keepdims=True)
+        image = torch.from_numpy(np.clip((image - lo) / np.maximum(hi - lo, 1e-6), 0, 1))
+        views = [self.global_crop(image) for _ in range(2)]
+        views += [self.local_crop(image) for _ in range(self.config.n_local_crops)]
+        return [self._intensity(v) for v in views]
+
+
+def _reference_loss(student_out, teacher_out, center, *, n_crops, student_temp=0.1, teacher_temp=0.04):
+    """The official DINOLoss.forward: a double loop over (teacher view, student view) pairs."""
+    s = (student_out / student_temp).chunk(n_crops)
+    t = F.softmax((teacher_out - center) / teacher_temp, dim=-1).detach().chunk(2)
+    total, pairs = 0, 0
+    for iq, q in enumerate(t):
+        for v in range(n_crops):
+            if v != iq:
+                total = total + torch.sum(-q * F.log_softmax(s[v], dim=-1), dim=-1).mean()
+                pairs += 1
+    return total / pairs
+
+
+def _reference_steps(images: np.ndarray, config: DinoConfig, *, arch: str, img_size: int, device: torch.device,
+                     steps: int) -> float:
+    """Images/s of ``steps`` reference steps (after one warm-up step)."""
+    torch.manual_seed(0)
+    student, teacher = build_networks(config, arch=arch, img_size=img_size, in_chans=len(CHANNELS))
+    student, teacher = student.to(device), teacher.to(device)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=1e-4, weight_decay=0.04)
+    center = torch.zeros(1, config.out_dim, device=device)
+    workers = 0 if device.type == "cpu" else min(8, (os.cpu_count() or 2) - 1)
+    loader = torch.utils.data.DataLoader(_ReferenceDataset(images, config, img_size), batch_size=config.batch_size,
+                                         shuffle=True, drop_last=True, num_workers=workers,
+                                         pin_memory=device.type == "cuda")
+    n_crops = 2 + config.n_local_crops
+    done, started = -1, None
+    while done < steps:
+        for views in loader:
+            if done == 0:
+                _sync(device)
+                started = time.perf_counter()
+            views = [v.to(device, non_blocking=True) for v in views]
+            with torch.no_grad():
+                teacher_out = teacher(views[:2])
+            student_out = student(views)
+            loss = _reference_loss(student_out, teacher_out, center, n_crops=n_crops)
+            optimizer.zero_grad()
+            loss.backward()
+            for p in student.parameters():  # official clip_gradients
+                if p.grad is not None:
+                    coef = config.clip_grad / (p.grad.norm(2) + 1e-6)
+                    if coef < 1:
+                        p.grad.mul_(coef)
+            optimizer.step()
+            with torch.no_grad():
+                for ps, pt in zip(student.parameters(), teacher.parameters()):
+                    pt.data.mul_(0.996).add_((1 - 0.996) * ps.detach().data)
+                center = center * 0.9 + teacher_out.mean(0, keepdim=True) * 0.1
+            done += 1
+            if done == steps:
+                break
+    _sync(device)
+    return steps * config.batch_size / (time.perf_counter() - started)
+
+
+def _ours(images: np.ndarray, config: DinoConfig, *, arch: str, img_size: int, device: torch.device) -> float:
+    """Images/s of train_dino's loop (setup excluded), one epoch over ``images``."""
+    with tempfile.TemporaryDirectory() as folder:
+        result = train_dino(images, config=config, arch=arch, img_size=img_size, channel_names=CHANNELS,
+                            out_dir=folder, device=device, progress=False)
+    return result.summary["images_per_s"]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_dino(
+    *,
+    arch: str = "vit_micro",
+    img_size: int = 64,
+    batch_size: int = 64,
+    steps: int = 4,
+    n_local_crops: int = 2,
+    local_crop_size: int = 32,
+    out_dim: int = 4096,
+    device: str | None = None,
+    rounds: int = 2,
+    seed: int = 0,
+) -> dict:
+    """Training images/s of ours and of the reference on the same synthetic 2-channel uint16 images, and the ratio.
+
+    Parameters
+    ----------
+    arch, img_size
+        Backbone and global crop side (``vit_micro`` at 64 px on CPU; ``vit_base_patch8`` at 224 on a GPU).
+    batch_size, steps
+        Images per optimiser step and timed steps per round (ours runs ``steps`` steps as one epoch).
+    n_local_crops, local_crop_size, out_dim
+        Multi-crop and head size (paper: 8, 96, 65,536).
+    rounds
+        Ours and the reference alternate this many times; each keeps its best round.
+
+    Returns
+    -------
+    dict
+        ``ours_images_per_s``, ``reference_images_per_s``, ``ratio``; on CUDA also ``peak_memory_gib`` (ours),
+        ``tflops``, ``mfu`` and ``gflops_per_image``.
+    """
+    device = torch.device(device) if device else default_device()
+    config = DinoConfig(epochs=1, batch_size=batch_size, out_dim=out_dim, n_local_crops=n_local_crops,
+                        local_crop_size=local_crop_size, warmup_epochs=0, freeze_last_layer=0,
+                        checkpoint_every=1)
+    images = np.random.default_rng(seed).integers(200, 40000, (steps * batch_size, 2, img_size, img_size))
+    images = images.astype(np.uint16)
+    _ours(images[:batch_size], config, arch=arch, img_size=img_size, device=device)  # warm-up
+    ours, reference = 0.0, 0.0
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(rounds):
+        ours = max(ours, _ours(images, config, arch=arch, img_size=img_size, device=device))
+        peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+        reference = max(reference, _reference_steps(images, config, arch=arch, img_size=img_size, device=device,
+                                                     steps=steps))
+    result = {
+        "benchmark": "dino",
+        "arch": arch,
+        "img_size": img_size,
+        "local_crop_size": local_crop_size,
+        "n_local_crops": n_local_crops,
+        "out_dim": out_dim,
+        "batch_size": batch_size,
+        "steps": steps,
+        "device": device.type,
+        "threads": torch.get_num_threads(),
+        "ours_images_per_s": round(ours, 2),
+        "reference_images_per_s": round(reference, 2),
+        "ratio": round(ours / reference, 2),
+        "rounds": rounds,
+    }
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        flops = (3 * (2 * vit_flops_per_image(arch, img_size, in_chans=2)
+                      + n_local_crops * vit_flops_per_image(arch, local_crop_size, in_chans=2))
+                 + 2 * vit_flops_per_image(arch, img_size, in_chans=2))
+        tflops = ours * flops / 1e12
+        peak_tflops = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
+        result.update({
+            "gpu": name,
+            "peak_memory_gib": round(peak, 2),
+            "gflops_per_image": round(flops / 1e9, 2),
+            "tflops": round(tflops, 1),
+            "mfu": round(tflops / peak_tflops, 3) if peak_tflops else None,
+        })
+    return result

@@ -1,0 +1,9 @@
+"""DINO self-distillation (Caron et al. 2021) as the paper trains its OpenCell backbone (PAPER_SPEC.md §4).
+
+One module per job: :mod:`.config` (the recipe), :mod:`.head` (projection head and the student/teacher wrapper),
+:mod:`.loss` (cross-entropy with centring and sharpening), :mod:`.schedules` (per-iteration arrays),
+:mod:`.augment` (batched multi-crop on the device), :mod:`.train` (the loop, optimiser, EMA, checkpoints; the
+``torchrun`` entry point), :mod:`.checkpoint`, :mod:`.health` (per-step log and collapse detector),
+:mod:`.distributed`, :mod:`.stage` (the book's ``dino/<domain>`` stage) and :mod:`.inspect` (attention maps, patch
+PCA). Nothing is imported here, so ``dinoxfer_lib.config`` can import :mod:`.config` without a cycle.
+"""

@@ -1,0 +1,159 @@
+"""Settings of DINO training (PAPER_SPEC.md §4; Caron et al. 2021, official ``main_dino.py``).
+
+The defaults are the official ``main_dino.py`` defaults plus what the paper states (2 global crops at scale
+0.4-1.0, local crops at 0.05-0.4 and 96 px, 300 epochs, cell warping, protein rescaling p = 0.2, flips p = 0.5).
+The global crop side defaults to ``embed.img_size`` (the side the backbone embeds at).
+The config owner registers :class:`DinoConfig` under the ``dino:`` key; :meth:`DinoConfig.validate` names
+offending keys as ``dino.<field>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from dinoxfer_lib.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DinoConfig:
+    """One DINO recipe: head, loss, multi-crop, augmentations, optimiser, schedules, checkpoints."""
+
+    # --- schedule length and batch -------------------------------------------------------------------------------
+    # Passes over the training images (paper: 300 for OpenCell). Fewer epochs need a shorter warm-up too.
+    epochs: int = 300
+    # Images per optimiser step summed over all processes (the "global batch"; official: 64 per GPU). The learning
+    # rate scales with it (linear scaling rule), so change this rather than lr when memory allows more.
+    batch_size: int = 512
+
+    # --- projection head -----------------------------------------------------------------------------------------
+    # Prototypes K of the last (weight-normalised) layer (official: 65,536). Tiny data sets and CPUs do well with
+    # 1,024-4,096; too few prototypes for the data makes the teacher entropy sit near log(K).
+    out_dim: int = 65536
+    # Width of the head's hidden layers (official: 2,048).
+    hidden_dim: int = 2048
+    # Width of the bottleneck that is L2-normalised before the last layer (official: 256).
+    bottleneck_dim: int = 256
+    # Linear layers before the bottleneck's L2 normalisation (official: 3).
+    head_layers: int = 3
+    # Fix the last layer's weight_g to 1 (official: true; "makes training more stable"). False can help small ViTs.
+    norm_last_layer: bool = True
+
+    # --- loss and temperatures -----------------------------------------------------------------------------------
+    # Student softmax temperature (official: 0.1).
+    student_temp: float = 0.1
+    # Teacher temperature after its warm-up (official: 0.04; "try decreasing it if the training loss does not
+    # decrease"; above 0.07 tends to collapse to uniform outputs).
+    teacher_temp: float = 0.04
+    # Teacher temperature at the start of its linear warm-up (official: 0.04, i.e. no warm-up; 0.04 works well).
+    warmup_teacher_temp: float = 0.04
+    # Epochs of the teacher-temperature warm-up (official: 0; 30 with a higher teacher_temp).
+    warmup_teacher_temp_epochs: int = 0
+    # Momentum of the running centre subtracted from teacher outputs (official: 0.9). Centring prevents one-hot
+    # collapse, sharpening (low teacher_temp) uniform collapse.
+    center_momentum: float = 0.9
+
+    # --- teacher EMA ---------------------------------------------------------------------------------------------
+    # EMA momentum of the teacher at the start, rising to 1 on a cosine (official: 0.996; 0.9995 for batches of
+    # 256). Runs of only a few hundred steps need less (0.99), or the teacher never moves.
+    momentum_teacher: float = 0.996
+
+    # --- optimiser and schedules ---------------------------------------------------------------------------------
+    # AdamW peak learning rate per 256 images (official: 5e-4); the used peak is lr * batch_size / 256.
+    lr: float = 5e-4
+    # Learning rate at the end of the cosine decay (official: 1e-6).
+    min_lr: float = 1e-6
+    # Epochs of linear learning-rate warm-up from 0 (official: 10).
+    warmup_epochs: int = 10
+    # Weight decay at the start and end of its cosine schedule (official: 0.04 -> 0.4). Biases and norm weights
+    # (every 1-D parameter) get none.
+    weight_decay: float = 0.04
+    weight_decay_end: float = 0.4
+    # Largest gradient norm, per parameter tensor as the official clip_gradients does (official: 3.0); 0 = off.
+    clip_grad: float = 3.0
+    # per_parameter = the official rule (each tensor clipped on its own); global = torch's clip_grad_norm_.
+    clip_mode: Literal["per_parameter", "global"] = "per_parameter"
+    # Epochs during which the head's last layer is kept fixed (official: 1). Raise it if the loss jumps early on.
+    freeze_last_layer: int = 1
+    # Stochastic depth of the student backbone (official: 0.1).
+    drop_path_rate: float = 0.1
+    # bf16 autocast on CUDA (official: fp16 with a GradScaler; bf16 needs none). Ignored on CPU (fp32 there).
+    mixed_precision: bool = True
+
+    # --- multi-crop ----------------------------------------------------------------------------------------------
+    # Small local crops the student sees besides the 2 global ones (official: 8). The teacher sees only globals.
+    n_local_crops: int = 8
+    # Area range of the 2 global crops, as fractions of the image (paper: 0.4-1.0).
+    global_crop_scale: tuple[float, ...] = (0.4, 1.0)
+    # Area range of the local crops (paper: 0.05-0.4).
+    local_crop_scale: tuple[float, ...] = (0.05, 0.4)
+    # Side of the local crops in pixels (paper: 96 at 224 px globals); a multiple of the patch size.
+    local_crop_size: int = 96
+    # Side of the global crops; None = embed.img_size (the paper: 224 for both). Smaller trains faster on a CPU
+    # (cost ~ side^2) at the price of learning at a coarser scale than the backbone later embeds at.
+    global_crop_size: int | None = None
+
+    # --- microscopy augmentations (DINO4Cells, Cell-DINO) ---------------------------------------------------------
+    # Horizontal and vertical flips, each with this probability (paper: 0.5).
+    flip_p: float = 0.5
+    # Cell warping: probability of moving one random corner of a crop inward (a perspective transform).
+    warp_p: float = 0.5
+    # ... by up to this fraction of the crop side (DINO4Cells: 1/4).
+    warp_max: float = 0.25
+    # Protein rescaling: with this probability multiply the protein channel by U(0, 2) / its max (paper: 0.2).
+    protein_rescale_p: float = 0.2
+    # Per-channel brightness and contrast factors ~ N(1, sigma), floored at 0.5; 0 turns them off.
+    brightness_sigma: float = 0.1
+    contrast_sigma: float = 0.1
+    # Random channel drop (Cell-DINO): probability of zeroing one random non-protein channel (0 in the paper).
+    channel_drop_p: float = 0.0
+
+    # --- natural images only (official DINO colour augmentations) --------------------------------------------------
+    # Colour jitter applied with p = 0.8 (brightness 0.4, contrast 0.4, saturation 0.2, hue 0.1), greyscale p = 0.2,
+    # Gaussian blur (first global 1.0, second 0.1, locals 0.5), solarisation (second global 0.2).
+    color_jitter: bool = True
+
+    # --- checkpoints ---------------------------------------------------------------------------------------------
+    # Write the resumable checkpoint every this many epochs (official saveckp_freq: 20) and always at the end.
+    checkpoint_every: int = 20
+
+    def validate(self, key: str) -> None:
+        """Raise :class:`ConfigError` naming ``f"{key}.{field}"`` for the first impossible value."""
+        _require(self.epochs >= 1, f"{key}.epochs", self.epochs, ">= 1")
+        _require(self.batch_size >= 2, f"{key}.batch_size", self.batch_size, ">= 2")
+        for name in ("out_dim", "hidden_dim", "bottleneck_dim", "head_layers", "checkpoint_every"):
+            _require(getattr(self, name) >= 1, f"{key}.{name}", getattr(self, name), ">= 1")
+        for name in ("student_temp", "teacher_temp", "warmup_teacher_temp", "lr"):
+            _require(getattr(self, name) > 0, f"{key}.{name}", getattr(self, name), "> 0")
+        _require(0 <= self.min_lr <= self.lr, f"{key}.min_lr", self.min_lr, f"in [0, lr = {self.lr}]")
+        for name in ("warmup_teacher_temp_epochs", "warmup_epochs", "freeze_last_layer", "n_local_crops"):
+            _require(getattr(self, name) >= 0, f"{key}.{name}", getattr(self, name), ">= 0")
+        _require(self.warmup_epochs <= self.epochs, f"{key}.warmup_epochs", self.warmup_epochs,
+                 f"<= epochs ({self.epochs})")
+        _require(self.warmup_teacher_temp_epochs <= self.epochs, f"{key}.warmup_teacher_temp_epochs",
+                 self.warmup_teacher_temp_epochs, f"<= epochs ({self.epochs})")
+        _require(0 <= self.center_momentum < 1, f"{key}.center_momentum", self.center_momentum, "in [0, 1)")
+        _require(0 <= self.momentum_teacher <= 1, f"{key}.momentum_teacher", self.momentum_teacher, "in [0, 1]")
+        _require(self.weight_decay >= 0, f"{key}.weight_decay", self.weight_decay, ">= 0")
+        _require(self.weight_decay_end >= 0, f"{key}.weight_decay_end", self.weight_decay_end, ">= 0")
+        _require(self.clip_grad >= 0, f"{key}.clip_grad", self.clip_grad, ">= 0 (0 = off)")
+        _require(0 <= self.drop_path_rate < 1, f"{key}.drop_path_rate", self.drop_path_rate, "in [0, 1)")
+        for name in ("global_crop_scale", "local_crop_scale"):
+            scale = getattr(self, name)
+            _require(len(scale) == 2 and 0 < scale[0] <= scale[1] <= 1, f"{key}.{name}", scale,
+                     "two fractions 0 < low <= high <= 1")
+        _require(self.local_crop_size >= 1, f"{key}.local_crop_size", self.local_crop_size, ">= 1")
+        if self.global_crop_size is not None:
+            _require(self.global_crop_size >= self.local_crop_size, f"{key}.global_crop_size", self.global_crop_size,
+                     f">= local_crop_size ({self.local_crop_size})")
+        for name in ("flip_p", "warp_p", "protein_rescale_p", "channel_drop_p"):
+            _require(0 <= getattr(self, name) <= 1, f"{key}.{name}", getattr(self, name), "a probability in [0, 1]")
+        _require(0 <= self.warp_max < 0.5, f"{key}.warp_max", self.warp_max, "in [0, 0.5)")
+        _require(self.brightness_sigma >= 0, f"{key}.brightness_sigma", self.brightness_sigma, ">= 0")
+        _require(self.contrast_sigma >= 0, f"{key}.contrast_sigma", self.contrast_sigma, ">= 0")
+
+
+def _require(ok: bool, key: str, value: Any, expected: str) -> None:
+    # same wording as dinoxfer_lib.config, which imports this module (so it cannot be imported from here)
+    if not ok:
+        raise ConfigError(f"config key {key!r} = {value!r}: expected {expected}")

@@ -1,0 +1,100 @@
+"""The book's ``dino/<domain>`` stage: train one domain's backbone with DINO, store it with its provenance.
+
+OpenCell trains on the 90 % non-test images of its split only (the paper's protocol: the probes' test images are
+never seen, not even without labels); the HPA-like and natural domains train on all their images. The stage
+folder holds ``teacher_backbone.safetensors`` (what :func:`~dinoxfer_lib.embedding_sets.resolve_backbone` loads),
+``checkpoint.pth`` (official DINO layout), ``history.csv`` (one row per step) and ``summary.json``.
+
+Interrupted runs resume: training writes its checkpoints to ``<runs>/<profile>/.dino_resume/<domain>-<hash>/``
+(keyed on the stage's config, so a changed recipe never resumes a stale run) and the stage only publishes a
+finished run. Under ``torchrun`` every process trains; rank 0 alone decides reuse and publishes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from dinoxfer_lib.config import config_hash
+from dinoxfer_lib.data.dataset import load_imageset
+from dinoxfer_lib.dino import distributed
+from dinoxfer_lib.dino.checkpoint import CHECKPOINT_FILE
+from dinoxfer_lib.dino.train import HISTORY_FILE, SUMMARY_FILE, train_dino
+from dinoxfer_lib.embedding_sets import DINO_BACKBONE_FILE
+from dinoxfer_lib.errors import ConfigError
+from dinoxfer_lib.pipeline import DOMAINS, Run, _dataset_artifact, load_split
+from dinoxfer_lib.store import Artifact
+
+STAGE_FILES = (DINO_BACKBONE_FILE, CHECKPOINT_FILE, HISTORY_FILE, SUMMARY_FILE)
+RESUME_DIR = ".dino_resume"
+
+
+def train_backbone(run: Run, domain: str, *, progress: bool = True) -> Artifact:
+    """Train (or reuse) the DINO backbone of ``domain`` as ``run.config.dino`` and ``run.config.embed`` say.
+
+    Parameters
+    ----------
+    run
+        From :func:`~dinoxfer_lib.pipeline.open_run`; ``run.force`` retrains even when the stage is up to date.
+    domain
+        ``opencell`` (trained on the non-test split), ``hpa`` or ``natural`` (all images).
+    progress
+        Show the training progress bar.
+
+    Returns
+    -------
+    Artifact
+        Stage ``dino/<domain>`` with the files named in the module docstring.
+    """
+    if domain not in DOMAINS:
+        raise ConfigError(f"unknown domain {domain!r}: expected one of {', '.join(DOMAINS)}")
+    if not distributed.is_main_process():
+        distributed.barrier()  # rank 0 makes (or reuses) the dataset and split stages first
+    dataset_artifact = _dataset_artifact(run, domain)
+    dataset = load_imageset(dataset_artifact.path)
+    inputs, index = [dataset_artifact], np.arange(len(dataset))
+    if domain == "opencell":
+        split = load_split(run, domain)
+        index = np.sort(split.dev)
+        # the stage name load_split gives its artifact (pipeline.load_split)
+        inputs.append(run.store.load(f"splits/{domain}_{'grouped' if split.grouped else 'by_image'}"))
+    if distributed.is_main_process():
+        distributed.barrier()
+    config = {
+        "domain": domain,
+        "dino": dataclasses.asdict(run.config.dino),
+        "arch": run.config.embed.arch,
+        "img_size": run.config.embed.img_size,
+        "channels": list(dataset.channel_names),
+        "n_train_images": int(len(index)),
+        "seed": run.config.seed,
+    }
+    work = run.store.root / RESUME_DIR / f"{domain}-{config_hash(config)[:12]}"
+
+    def train(out_dir: Path) -> None:
+        train_dino(
+            np.asarray(dataset.images[index]), config=run.config.dino, arch=run.config.embed.arch,
+            img_size=run.config.embed.img_size, channel_names=dataset.channel_names, natural=domain == "natural",
+            out_dir=out_dir, seed=run.config.seed, progress=progress,
+        )
+
+    def compute(folder: Path) -> None:
+        distributed.broadcast_int(1, distributed.process_device())  # tell the other ranks to train too
+        train(work)
+        for name in STAGE_FILES:
+            shutil.copy2(work / name, folder / name)
+
+    if distributed.is_main_process():
+        artifact = run.store.run_stage(
+            f"dino/{domain}", compute, config=config, inputs=inputs, seed=run.config.seed, force=run.force,
+        )
+        if artifact.reused:
+            distributed.broadcast_int(0, distributed.process_device())
+        shutil.rmtree(work, ignore_errors=True)
+    elif distributed.broadcast_int(-1, distributed.process_device()) == 1:
+        train(work)
+    distributed.barrier()
+    return artifact if distributed.is_main_process() else run.store.load(f"dino/{domain}")

@@ -1,0 +1,429 @@
+"""DINO training loop (Caron et al. 2021, Algorithm 1), on a CPU, one GPU, or many under ``torchrun``.
+
+:func:`train_dino` reads top to bottom as the algorithm: data, networks, loss, optimiser, schedules, resume,
+training. One step: draw the global batch's augmentation parameters from a generator keyed on (seed, epoch, step),
+make this process's views on the device, teacher on the 2 global views and student on all views, DINO loss,
+backward, per-parameter gradient clipping, last layer frozen in the first epoch(s), AdamW with scheduled lr and
+weight decay, then the teacher as an EMA of the student (``torch._foreach_*``: a few kernels, not one per tensor).
+
+Scale-out. Under ``torchrun`` every process holds the student wrapped in ``DistributedDataParallel`` and takes its
+contiguous share of each global batch of a per-epoch permutation (what ``DistributedSampler`` does, with the
+permutation drawn once for all processes). The global batch, hence the lr (``lr * batch_size / 256``), is the same
+for any number of processes, and augmentations are drawn for the whole global batch, so N processes compute what
+one process computes (up to floating-point summation order and drop-path masks, which are per process).
+Rank 0 writes checkpoints and logs.
+
+Command line (the book's ``dino/<domain>`` stage, see :mod:`dinoxfer_lib.dino.stage`)::
+
+    python -m dinoxfer_lib.dino.train --profile demo --domain opencell --runs-root runs
+    torchrun --nproc_per_node 8 -m dinoxfer_lib.dino.train --profile paper --domain opencell --runs-root runs
+
+Re-running the same command resumes from the last checkpoint of an interrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from dinoxfer_lib.dino import distributed
+from dinoxfer_lib.dino.augment import CropSpec, draw_params, multi_crop, step_generator, to_unit_range
+from dinoxfer_lib.dino.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from dinoxfer_lib.dino.config import DinoConfig
+from dinoxfer_lib.dino.head import DINOHead, MultiCropWrapper
+from dinoxfer_lib.dino.health import STEP_COLUMNS, collapse_state, teacher_statistics, warn_collapse
+from dinoxfer_lib.dino.loss import DINOLoss, teacher_temperature_schedule
+from dinoxfer_lib.dino.schedules import cosine_schedule
+from dinoxfer_lib.errors import ConfigError, DataError
+from dinoxfer_lib.models.backbones import architecture, create_backbone
+from dinoxfer_lib.models.checkpoints import save_backbone
+
+HISTORY_FILE = "history.csv"
+SUMMARY_FILE = "summary.json"
+BACKBONE_FILE = "teacher_backbone.safetensors"  # = dinoxfer_lib.embedding_sets.DINO_BACKBONE_FILE
+# Keep the images on the GPU when they take less than this share of its free memory.
+RESIDENT_SHARE = 0.25
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raised by ``stop_after_epochs``: simulates a killed run (the last checkpoint stays for a resume)."""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_dino` returns: the networks (student possibly DDP-unwrapped), the log and a summary."""
+
+    student: MultiCropWrapper
+    teacher: MultiCropWrapper
+    history: pd.DataFrame
+    summary: dict
+
+
+def build_networks(config: DinoConfig, *, arch: str, img_size: int, in_chans: int) -> tuple[nn.Module, nn.Module]:
+    """Student (with drop-path) and teacher (without), same weights; the teacher never receives gradients."""
+    def wrapper(drop_path: float) -> MultiCropWrapper:
+        backbone = create_backbone(arch, in_chans=in_chans, img_size=img_size, drop_path_rate=drop_path)
+        head = DINOHead(backbone.embed_dim, config.out_dim, hidden_dim=config.hidden_dim,
+                        bottleneck_dim=config.bottleneck_dim, layers=config.head_layers,
+                        norm_last_layer=config.norm_last_layer)
+        return MultiCropWrapper(backbone, head)
+
+    student, teacher = wrapper(config.drop_path_rate), wrapper(0.0)
+    teacher.load_state_dict(student.state_dict())
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return student, teacher
+
+
+def parameter_groups(model: nn.Module) -> list[dict]:
+    """Weights get weight decay; biases and norm parameters (every 1-D tensor) get none, as in official DINO."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if name.endswith(".bias") or p.ndim == 1 else decay).append(p)
+    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: nn.Module, device: torch.device) -> torch.optim.AdamW:
+    """AdamW over :func:`parameter_groups`: fused kernels on CUDA, multi-tensor (foreach) on CPU."""
+    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return torch.optim.AdamW(parameter_groups(model), lr=0.0, **fast)
+
+
+@torch.no_grad()
+def clip_gradients(params: list[torch.Tensor], clip: float, mode: str) -> None:
+    """Scale gradients so no tensor's (``per_parameter``, official) or the whole set's (``global``) norm > clip."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if clip <= 0 or not grads:
+        return
+    if mode == "global":
+        torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
+        return
+    norms = torch.stack(torch._foreach_norm(grads))
+    torch._foreach_mul_(grads, (clip / (norms + 1e-6)).clamp(max=1.0).unbind())
+
+
+@torch.no_grad()
+def update_teacher(student: nn.Module, teacher: nn.Module, momentum: float) -> None:
+    """teacher ← m · teacher + (1 - m) · student, for all parameters at once."""
+    t = list(teacher.parameters())
+    s = [p.detach() for p in student.parameters()]
+    torch._foreach_mul_(t, momentum)
+    torch._foreach_add_(t, s, alpha=1 - momentum)
+
+
+class DeviceImages:
+    """Raw images, resident on the device when they fit, gathered by index into float batches on the device.
+
+    uint16 travels as int16 (the same bytes) and is masked back to 0..65535 on the device, as in the embedding
+    stage, because PyTorch's uint16 has limited kernel support.
+    """
+
+    def __init__(self, images: np.ndarray | torch.Tensor, device: torch.device) -> None:
+        array = images if isinstance(images, torch.Tensor) else np.asarray(images)
+        self.uint16 = not isinstance(array, torch.Tensor) and array.dtype == np.uint16
+        tensor = torch.from_numpy(array.view(np.int16) if self.uint16 else array) if isinstance(array, np.ndarray) \
+            else array
+        fits = device.type != "cuda" or tensor.nbytes < RESIDENT_SHARE * torch.cuda.mem_get_info(device)[0]
+        self.data = tensor.to(device) if fits else tensor.pin_memory()
+        self.device = device
+        self.resident = fits
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def batch(self, index: torch.Tensor) -> torch.Tensor:
+        raw = self.data[index.to(self.data.device)].to(self.device, non_blocking=True)
+        return (raw.int() & 0xFFFF).float() if self.uint16 else raw.float()
+
+
+def train_dino(
+    images: np.ndarray | torch.Tensor,
+    *,
+    config: DinoConfig,
+    arch: str,
+    img_size: int,
+    channel_names: tuple[str, ...],
+    natural: bool = False,
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    stop_after_epochs: int | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a ViT with DINO on raw ``images`` (N, C, H, W); resume from ``out_dir`` when a checkpoint is there.
+
+    Parameters
+    ----------
+    images
+        Raw intensities (uint16, uint8 or float), e.g. an ImageSet's (memory-mapped) ``images``. Each batch is
+        scaled to [0, 1] per image and channel as the embedding stage does (1-99.8 percentile window).
+    config
+        The recipe (``run.config.dino``).
+    arch, img_size
+        Backbone (``embed.arch``) and the side its position embeddings are laid out for (``embed.img_size``; also
+        the global crop side unless ``config.global_crop_size`` sets another).
+    channel_names
+        Channel meaning; a ``protein`` channel gets protein rescaling and is never dropped.
+    natural
+        Photographs: official DINO colour augmentations and ImageNet standardisation instead of the microscopy ones.
+    out_dir
+        Where ``checkpoint.pth`` (every ``config.checkpoint_every`` epochs and at the end), ``history.csv``,
+        ``summary.json`` and ``teacher_backbone.safetensors`` go (rank 0 only).
+    seed
+        Weights, epoch permutations, augmentations and drop-path masks all derive from it.
+    device
+        Default: this process's GPU if any, else the CPU.
+    stop_after_epochs
+        Raise :class:`TrainingInterrupted` after this many epochs of this call (tests: simulate a killed run).
+    progress
+        Show a tqdm bar over the steps.
+
+    Returns
+    -------
+    TrainResult
+        Student and teacher (unwrapped), the per-step history, and the summary also written to ``summary.json``.
+    """
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    rank, world = distributed.rank_and_world()
+    device = torch.device(device) if device is not None else distributed.process_device()
+    n_images, in_chans = len(images), int(images.shape[1])
+    if in_chans != len(channel_names):
+        raise DataError(f"images have {in_chans} channels, channel_names name {len(channel_names)}")
+    global_size = config.global_crop_size or img_size
+    _check_sizes(config, arch=arch, global_size=global_size, n_images=n_images, world=world)
+
+    # ============ data: resident on the device, augmented there ============
+    data = DeviceImages(images, device)
+    steps_per_epoch = n_images // config.batch_size  # drop_last, as DINO's loader
+    local_batch = config.batch_size // world
+    protein = channel_names.index("protein") if "protein" in channel_names else None
+    spec = CropSpec.from_config(config, global_size=global_size, n_channels=in_chans, protein_channel=protein,
+                                natural=natural)
+
+    # ============ networks: student and teacher start identical ============
+    torch.manual_seed(seed)
+    student, teacher = build_networks(config, arch=arch, img_size=img_size, in_chans=in_chans)
+    student, teacher = student.to(device), teacher.to(device)
+    student_module = student
+    if world > 1:
+        student = nn.parallel.DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda"
+                                                      else None)
+
+    # ============ loss, optimiser, schedules (one value per step) ============
+    dino_loss = DINOLoss(
+        config.out_dim, n_crops=2 + config.n_local_crops,
+        teacher_temps=teacher_temperature_schedule(config.warmup_teacher_temp, config.teacher_temp,
+                                                   config.warmup_teacher_temp_epochs, config.epochs),
+        student_temp=config.student_temp, center_momentum=config.center_momentum,
+    ).to(device)
+    optimizer = make_optimizer(student_module, device)
+    schedules = _schedules(config, steps_per_epoch)
+
+    # ============ resume ============
+    start_epoch, rows = 0, []
+    checkpoint = load_checkpoint(out_dir / CHECKPOINT_FILE)
+    if checkpoint is not None:
+        differs = [k for k, v in dataclasses.asdict(config).items() if checkpoint["args"].get(k) != v]
+        if differs:
+            raise DataError(f"{out_dir / CHECKPOINT_FILE}: trained with another dino.{differs[0]} "
+                            f"({checkpoint['args'].get(differs[0])!r}); remove it or train into another folder")
+        student_module.load_state_dict(checkpoint["student"])
+        teacher.load_state_dict(checkpoint["teacher"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        dino_loss.load_state_dict(checkpoint["dino_loss"])
+        start_epoch, rows = int(checkpoint["epoch"]), list(checkpoint.get("history", []))
+
+    # ============ training ============
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and config.mixed_precision \
+        else nullcontext()
+    params = [p for p in student_module.parameters() if p.requires_grad]
+    last_layer = [p for n, p in student_module.named_parameters() if "last_layer" in n]
+    rows_here = slice(rank * local_batch, (rank + 1) * local_batch)
+    max_side = 2 * global_size
+    total_steps = (config.epochs - start_epoch) * steps_per_epoch
+    bar = tqdm(total=total_steps, desc=f"DINO {arch}", unit="step", disable=not progress or rank != 0, leave=False)
+    images_seen, warned, warm_from = 0, set(), None
+    student.train()
+    for epoch in range(start_epoch, config.epochs):
+        torch.manual_seed(_key(seed, "drop_path", epoch, rank))  # drop-path masks: reproducible on resume
+        order = torch.randperm(n_images, generator=step_generator(seed, "order", epoch))
+        stats = []
+        for step in range(steps_per_epoch):
+            it = epoch * steps_per_epoch + step
+            for i, group in enumerate(optimizer.param_groups):
+                group["lr"] = float(schedules["lr"][it])
+                if i == 0:  # only the weights are regularised
+                    group["weight_decay"] = float(schedules["wd"][it])
+            params_global = draw_params(spec, config.batch_size, step_generator(seed, "augment", epoch, step))
+            index = order[step * config.batch_size:(step + 1) * config.batch_size][rows_here]
+            x = to_unit_range(data.batch(index), max_side=max_side)
+            views = multi_crop(x, spec, {k: v[rows_here] for k, v in params_global.items()})
+
+            with autocast:
+                with torch.no_grad():
+                    teacher_out = teacher(views[:1])  # only the 2 global views pass through the teacher
+                    probs = dino_loss.teacher_probabilities(teacher_out, epoch)  # what the loss sees, for the log
+                    health = teacher_statistics(probs, dino_loss.center)
+                student_out = student(views)
+                loss = dino_loss(student_out, teacher_out, epoch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            clip_gradients(params, config.clip_grad, config.clip_mode)
+            if epoch < config.freeze_last_layer:
+                for p in last_layer:
+                    p.grad = None  # the prototypes stay fixed while the rest of the network settles
+            optimizer.step()
+            update_teacher(student_module, teacher, float(schedules["momentum"][it]))
+
+            stats.append(torch.cat((loss.detach().float()[None], health)))
+            bar.update(1)
+            if warm_from is None:  # throughput excludes the first step (allocator, kernels, thread pools)
+                _sync(device)
+                warm_from = (time.perf_counter(), images_seen + config.batch_size)
+        _sync(device)
+        images_seen, loop_end = images_seen + steps_per_epoch * config.batch_size, time.perf_counter()
+        rows.extend(_epoch_rows(stats, epoch, steps_per_epoch, schedules, dino_loss))
+        state = collapse_state(rows[-1]["teacher_entropy"], rows[-1]["argmax_share"], config.out_dim)
+        for row in rows[-steps_per_epoch:]:
+            row["collapse"] = state
+        if state and (epoch > 0 or epoch == config.epochs - 1) and state not in warned:
+            warn_collapse(state, epoch)
+            warned.add(state)
+        bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}", entropy=f"{rows[-1]['teacher_entropy']:.2f}")
+        done = epoch + 1
+        if distributed.is_main_process() and (done % config.checkpoint_every == 0 or done == config.epochs):
+            save_checkpoint(
+                out_dir / CHECKPOINT_FILE, student=student_module.state_dict(), teacher=teacher.state_dict(),
+                optimizer=optimizer.state_dict(), epoch=done, args=dataclasses.asdict(config),
+                dino_loss=dino_loss.state_dict(), history=rows,
+            )
+        if stop_after_epochs is not None and done - start_epoch >= stop_after_epochs and done < config.epochs:
+            bar.close()
+            raise TrainingInterrupted(f"stopped after epoch {done} as asked (stop_after_epochs={stop_after_epochs})")
+    bar.close()
+
+    history = pd.DataFrame(rows)
+    throughput = None
+    if warm_from is not None and images_seen > warm_from[1]:
+        throughput = round((images_seen - warm_from[1]) / (loop_end - warm_from[0]), 2)
+    summary = {
+        "epochs": config.epochs,
+        "resumed_from_epoch": start_epoch,
+        "steps": len(history),
+        "n_images": n_images,
+        "batch_size": config.batch_size,
+        "world_size": world,
+        "arch": arch,
+        "img_size": img_size,
+        "channels": list(channel_names),
+        "device": _describe(device),
+        "images_per_s": throughput,
+        "wall_time_s": round(time.perf_counter() - started, 2),
+        "final_loss": float(history["loss"].iloc[-1]) if len(history) else None,
+        "final_teacher_entropy": float(history["teacher_entropy"].iloc[-1]) if len(history) else None,
+        "max_entropy": math.log(config.out_dim),
+        "collapse": str(history["collapse"].iloc[-1]) if len(history) else "",
+    }
+    if distributed.is_main_process():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_backbone(teacher.backbone, out_dir / BACKBONE_FILE)
+        history.to_csv(out_dir / HISTORY_FILE, index=False)
+        (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    distributed.barrier()
+    return TrainResult(student_module, teacher, history, summary)
+
+
+def _check_sizes(config: DinoConfig, *, arch: str, global_size: int, n_images: int, world: int) -> None:
+    patch = architecture(arch).patch_size
+    if global_size % patch or config.local_crop_size % patch:
+        raise ConfigError(
+            f"config key 'dino.local_crop_size' = {config.local_crop_size} / global crop side {global_size}: "
+            f"expected multiples of the {arch} patch ({patch} px)"
+        )
+    if config.batch_size % world:
+        raise ConfigError(f"config key 'dino.batch_size' = {config.batch_size}: expected a multiple of the "
+                          f"{world} processes")
+    if n_images < config.batch_size:
+        raise ConfigError(f"config key 'dino.batch_size' = {config.batch_size}: expected <= the {n_images} "
+                          "training images")
+
+
+def _schedules(config: DinoConfig, steps_per_epoch: int) -> dict[str, np.ndarray]:
+    """lr (linear scaling rule: lr × global batch / 256), weight decay and teacher momentum, one value per step."""
+    common = {"epochs": config.epochs, "steps_per_epoch": steps_per_epoch}
+    return {
+        "lr": cosine_schedule(config.lr * config.batch_size / 256, config.min_lr,
+                              warmup_epochs=config.warmup_epochs, **common),
+        "wd": cosine_schedule(config.weight_decay, config.weight_decay_end, **common),
+        "momentum": cosine_schedule(config.momentum_teacher, 1.0, **common),
+    }
+
+
+def _epoch_rows(stats: list[torch.Tensor], epoch: int, steps_per_epoch: int, schedules: dict, dino_loss: DINOLoss
+                ) -> list[dict]:
+    """One history row per step; the device statistics are copied to the host once per epoch."""
+    values = torch.stack(stats).cpu().numpy()  # (steps, 1 + 4)
+    if not np.isfinite(values[:, 0]).all():
+        raise FloatingPointError(f"DINO loss is not finite in epoch {epoch}: lower dino.lr or raise dino.clip_grad")
+    rows = []
+    for step, row in enumerate(values):
+        it = epoch * steps_per_epoch + step
+        rows.append({
+            "epoch": epoch, "step": it, **dict(zip(STEP_COLUMNS, map(float, row))),
+            "lr": float(schedules["lr"][it]), "weight_decay": float(schedules["wd"][it]),
+            "teacher_momentum": float(schedules["momentum"][it]),
+            "teacher_temp": dino_loss.teacher_temps[min(epoch, len(dino_loss.teacher_temps) - 1)],
+        })
+    return rows
+
+
+def _key(seed: int, *parts: object) -> int:
+    digest = hashlib.sha256("/".join(map(str, (seed, *parts))).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _describe(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m dinoxfer_lib.dino.train`` / ``torchrun ... -m dinoxfer_lib.dino.train`` (see module docstring)."""
+    parser = argparse.ArgumentParser(description="Train the book's DINO backbone of one domain (stage dino/<domain>).")
+    parser.add_argument("--profile", default="demo")
+    parser.add_argument("--domain", default="opencell", choices=("opencell", "hpa", "natural"))
+    parser.add_argument("--runs-root", default="runs")
+    parser.add_argument("--force", action="store_true", help="retrain even if the stage is up to date")
+    args = parser.parse_args(argv)
+    from dinoxfer_lib.dino.stage import train_backbone
+    from dinoxfer_lib.pipeline import open_run
+
+    distributed.init_from_env()
+    run = open_run(args.profile, runs_root=args.runs_root, force=args.force)
+    artifact = train_backbone(run, args.domain)
+    if distributed.is_main_process():
+        print(f"{artifact.name}: {'reused' if artifact.reused else 'trained'} -> {artifact.path}")
+
+
+if __name__ == "__main__":
+    main()
