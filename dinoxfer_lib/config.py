@@ -20,6 +20,9 @@ from typing import Any, Literal, Mapping
 import yaml
 
 from dinoxfer_lib.errors import ConfigError
+from dinoxfer_lib.dino.config import DinoConfig
+from dinoxfer_lib.probes.config import ProbeConfig
+from dinoxfer_lib.tl.config import AnalysisConfig
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 DEFAULT_PROFILE = "demo"
@@ -151,6 +154,9 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    dino: DinoConfig = field(default_factory=DinoConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
 
     def validate(self) -> None:
@@ -158,6 +164,9 @@ class Config:
         self.data.validate("data")
         self.split.validate("split")
         self.embed.validate("embed")
+        self.probe.validate("probe")
+        self.dino.validate("dino")
+        self.analysis.validate("analysis")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

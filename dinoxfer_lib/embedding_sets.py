@@ -68,6 +68,16 @@ class ResolvedBackbone:
         return {"domain": self.domain, "source": self.source, "sha256": self.sha256, "slots": list(self.slots)}
 
 
+def random_backbone(config: Config, domain: str, *, channels: tuple[str, ...]) -> ResolvedBackbone:
+    """The profile's architecture with seeded random weights: the stand-in before DINO has run, and the baseline a
+    DINO-trained backbone must beat."""
+    seed = config.seed + ("natural", "hpa", "opencell").index(domain)
+    torch.manual_seed(seed)
+    model = create_backbone(config.embed.arch, in_chans=len(channels), img_size=config.embed.img_size).eval()
+    photo_norm = (IMAGENET_MEAN, IMAGENET_STD) if domain == "natural" else (None, None)
+    return ResolvedBackbone(domain, model, channels, *photo_norm, f"random init (seed {seed})", None)
+
+
 def resolve_backbone(config: Config, store: ArtifactStore, domain: str, *, channels: tuple[str, ...]) -> ResolvedBackbone:
     """The backbone pretrained on ``domain`` as the profile asks for it (see ``embed.<domain>_weights``)."""
     weights = getattr(config.embed, f"{domain}_weights")
@@ -78,10 +88,7 @@ def resolve_backbone(config: Config, store: ArtifactStore, domain: str, *, chann
             artifact = store.load(stage)
         except StoreError:
             # No DINO run for this domain yet: a seeded random initialisation, labelled as such everywhere.
-            seed = config.seed + ("natural", "hpa", "opencell").index(domain)
-            torch.manual_seed(seed)
-            model = create_backbone(config.embed.arch, in_chans=len(channels), img_size=config.embed.img_size).eval()
-            return ResolvedBackbone(domain, model, channels, *photo_norm, f"random init (seed {seed})", None)
+            return random_backbone(config, domain, channels=channels)
         model, report = build_backbone(artifact.path / DINO_BACKBONE_FILE, img_size=config.embed.img_size)
         return ResolvedBackbone(domain, model, channels, *photo_norm, f"store: {stage}", report.sha256)
     model, report = build_backbone(weights, img_size=config.embed.img_size)

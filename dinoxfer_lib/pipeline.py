@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+import pandas as pd
+
 from dinoxfer_lib.config import Config, load_config
 from dinoxfer_lib.data.classes import (
     HPA_CHANNELS,
@@ -22,6 +25,7 @@ from dinoxfer_lib.data.classes import (
 )
 from dinoxfer_lib.data.dataset import ImageSet, load_imageset, save_imageset
 from dinoxfer_lib.data.splits import Split, make_split
+from dinoxfer_lib.probes.result import ProbeResult
 from dinoxfer_lib.store import Artifact, ArtifactStore
 
 DOMAINS = ("opencell", "hpa", "natural")
@@ -94,11 +98,17 @@ def load_datasets(run: Run, domains: tuple[str, ...] = DOMAINS) -> dict[str, Ima
 def load_split(run: Run, domain: str = "opencell", *, grouped: bool | None = None) -> Split:
     """The hold-out + K-fold split of ``domain``, by image or grouped by protein (default: the config's choice)."""
     grouped = run.config.split.group_by_protein if grouped is None else grouped
+    dataset = load_imageset(_dataset_artifact(run, domain).path)
+    frame = pd.read_csv(_split_artifact(run, domain, grouped).path / "split.csv", dtype={"image_id": str})
+    return Split.from_frame(frame, dataset.obs["image_id"], grouped=grouped, seed=run.config.seed)
+
+
+def _split_artifact(run: Run, domain: str, grouped: bool) -> Artifact:
     dataset_artifact = _dataset_artifact(run, domain)
-    dataset = load_imageset(dataset_artifact.path)
     split_config = run.config.split
 
     def compute(folder: Path) -> None:
+        dataset = load_imageset(dataset_artifact.path)
         split = make_split(
             dataset.labels,
             groups=dataset.obs["group"].to_numpy() if grouped else None,
@@ -108,19 +118,14 @@ def load_split(run: Run, domain: str = "opencell", *, grouped: bool | None = Non
         )
         split.to_frame(dataset.obs["image_id"]).to_csv(folder / "split.csv", index=False)
 
-    name = f"splits/{domain}_{'grouped' if grouped else 'by_image'}"
-    artifact = run.store.run_stage(
-        name,
+    return run.store.run_stage(
+        f"splits/{domain}_{'grouped' if grouped else 'by_image'}",
         compute,
         config={**dataclasses.asdict(split_config), "grouped": grouped, "seed": run.config.seed},
         inputs=[dataset_artifact],
         seed=run.config.seed,
         force=run.force,
     )
-    import pandas as pd
-
-    frame = pd.read_csv(artifact.path / "split.csv", dtype={"image_id": str})
-    return Split.from_frame(frame, dataset.obs["image_id"], grouped=grouped, seed=run.config.seed)
 
 
 def load_backbones(run: Run, domains: tuple[str, ...] = DOMAINS):
@@ -135,6 +140,12 @@ def load_embeddings(run: Run, names: tuple[str, ...] | None = None) -> dict:
     """Embeddings of the OpenCell-like images for each Table III set, as AnnData (computed once, then reused)."""
     import anndata
 
+    return {name: anndata.read_h5ad(artifact.path / "embeddings.h5ad")
+            for name, artifact in _embedding_artifacts(run, names).items()}
+
+
+def _embedding_artifacts(run: Run, names: tuple[str, ...] | None, *, backbones: Mapping | None = None,
+                         stage_suffix: str = "") -> dict[str, Artifact]:
     from dinoxfer_lib.embed import extract_embeddings
     from dinoxfer_lib.embedding_sets import EMBEDDING_SETS
     from dinoxfer_lib.models.channels import make_encoder, single_channel_copy
@@ -142,7 +153,7 @@ def load_embeddings(run: Run, names: tuple[str, ...] | None = None) -> dict:
     sets = [s for s in EMBEDDING_SETS if names is None or s.name in names]
     dataset_artifact = _dataset_artifact(run, "opencell")
     dataset = load_imageset(dataset_artifact.path)
-    backbones = load_backbones(run, tuple(dict.fromkeys(s.pretraining for s in sets)))
+    backbones = backbones or load_backbones(run, tuple(dict.fromkeys(s.pretraining for s in sets)))
     embed = run.config.embed
     out = {}
     for spec in sets:
@@ -167,13 +178,132 @@ def load_embeddings(run: Run, names: tuple[str, ...] | None = None) -> dict:
                 description={"set": spec.name, "arch": embed.arch, "backbone": backbone.describe()},
             )
 
-        artifact = run.store.run_stage(
-            f"embeddings/{spec.name}",
+        out[spec.name] = run.store.run_stage(
+            f"embeddings/{spec.name}{stage_suffix}",
             compute,
             config={"set": dataclasses.asdict(spec), "embed": dataclasses.asdict(embed), "backbone": backbone.describe()},
             inputs=inputs,
             seed=run.config.seed,
             force=run.force,
         )
-        out[spec.name] = anndata.read_h5ad(artifact.path / "embeddings.h5ad")
     return out
+
+
+def load_probe_results(run: Run, *, grouped: bool = False) -> ProbeResult:
+    """Table III and its companions: the paper's MLP and (split by image) the comparison probes on every set.
+
+    Every fold model is scored on train, validation and the untouched test images of the OpenCell-like split (by
+    image, as the paper, or grouped by protein: the MLP only, to compare with Table III). Recomputed when an
+    embedding set, the split or ``probe.*`` changes.
+    """
+    from dinoxfer_lib.probes import run_probe_comparison
+
+    probe = run.config.probe
+    embeddings = _embedding_artifacts(run, None)
+    dataset_artifact = _dataset_artifact(run, "opencell")
+    split_artifact = _split_artifact(run, "opencell", grouped)
+
+    def compute(folder: Path) -> None:
+        dataset = load_imageset(dataset_artifact.path, mmap=True)
+        result = run_probe_comparison(
+            _embedding_matrices(embeddings), dataset.labels, split=load_split(run, "opencell", grouped=grouped),
+            config=probe, class_names=dataset.class_names, probes=("mlp",) if grouped else ("mlp", *probe.compare),
+            seed=run.config.seed,
+            monitor_every=probe.monitor_every,
+        )
+        result.save(folder)
+
+    artifact = run.store.run_stage(
+        f"probes/opencell_{'grouped' if grouped else 'by_image'}",
+        compute,
+        config=_probe_recipe(probe),
+        inputs=[dataset_artifact, split_artifact, *embeddings.values()],
+        seed=run.config.seed,
+        force=run.force,
+    )
+    return ProbeResult.load(artifact.path)
+
+
+def load_trained_vs_random(run: Run) -> ProbeResult:
+    """The OpenCell-like backbone as trained by DINO against the same architecture with random weights.
+
+    Both embed the OpenCell-like images natively; the paper's probe (the profile's recipe) is trained on each with
+    the split by image. A DINO run that does not beat its own random initialisation has learned nothing the probe
+    can use.
+    """
+    from dinoxfer_lib.embedding_sets import random_backbone
+    from dinoxfer_lib.probes import run_probe_suite
+
+    name = "opencell_native"
+    trained = _embedding_artifacts(run, (name,))[name]
+    random = _embedding_artifacts(
+        run, (name,), backbones={"opencell": random_backbone(run.config, "opencell", channels=OPENCELL_CHANNELS)},
+        stage_suffix="_random_init",
+    )[name]
+    dataset_artifact = _dataset_artifact(run, "opencell")
+    split_artifact = _split_artifact(run, "opencell", False)
+
+    def compute(folder: Path) -> None:
+        dataset = load_imageset(dataset_artifact.path, mmap=True)
+        features = _embedding_matrices({"DINO-trained": trained, "random init": random})
+        result = run_probe_suite(features, dataset.labels, split=load_split(run, "opencell", grouped=False),
+                                 config=run.config.probe, class_names=dataset.class_names, seed=run.config.seed)
+        result.save(folder)
+
+    artifact = run.store.run_stage(
+        "probes/opencell_trained_vs_random",
+        compute,
+        config=_probe_recipe(run.config.probe),
+        inputs=[dataset_artifact, split_artifact, trained, random],
+        seed=run.config.seed,
+        force=run.force,
+    )
+    return ProbeResult.load(artifact.path)
+
+
+def load_low_label_curves(run: Run) -> pd.DataFrame:
+    """Cell-DINO's low-annotation curves: test macro F1 of the MLP probe on stratified fractions of the labels."""
+    from dinoxfer_lib.probes import low_label_curve
+
+    probe = run.config.probe
+    embeddings = _embedding_artifacts(run, None)
+    dataset_artifact = _dataset_artifact(run, "opencell")
+    split_artifact = _split_artifact(run, "opencell", False)
+
+    def compute(folder: Path) -> None:
+        dataset = load_imageset(dataset_artifact.path, mmap=True)
+        split = load_split(run, "opencell", grouped=False)
+        curves = [
+            low_label_curve(X, dataset.labels, split=split, config=probe, fractions=probe.low_label_fractions,
+                            seeds=range(probe.low_label_seeds), folds=probe.low_label_folds,
+                            name=name).assign(set=name)
+            for name, X in _embedding_matrices(embeddings).items()
+        ]
+        pd.concat(curves, ignore_index=True).to_csv(folder / "low_label.csv", index=False)
+
+    artifact = run.store.run_stage(
+        "probes/opencell_low_label",
+        compute,
+        config={**_probe_recipe(probe), **{k: getattr(probe, k) for k in _LOW_LABEL_KEYS}},
+        inputs=[dataset_artifact, split_artifact, *embeddings.values()],
+        seed=run.config.seed,
+        force=run.force,
+    )
+    return pd.read_csv(artifact.path / "low_label.csv")
+
+
+def _embedding_matrices(artifacts: Mapping[str, Artifact]) -> dict[str, np.ndarray]:
+    import anndata
+
+    return {name: np.asarray(anndata.read_h5ad(a.path / "embeddings.h5ad").X) for name, a in artifacts.items()}
+
+
+_LOW_LABEL_KEYS = ("low_label_fractions", "low_label_seeds", "low_label_folds")
+
+
+def _probe_recipe(probe) -> dict:
+    """The ``probe.*`` values a probe stage depends on (the low-label settings only matter to their own stage)."""
+    recipe = dataclasses.asdict(probe)
+    for key in _LOW_LABEL_KEYS:
+        recipe.pop(key)
+    return recipe

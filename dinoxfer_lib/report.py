@@ -6,7 +6,8 @@ write that text from the objects themselves so no notebook hard-codes it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import dataclasses
+from collections.abc import Collection, Iterable, Mapping
 
 import pandas as pd
 
@@ -123,3 +124,21 @@ def agreement_note(agreement: pd.DataFrame) -> str:
             "recognising a protein, rather than its localisation, is worth."
         )
     return " ".join(lines)
+
+
+def recipe_table(config, paper, *, compared: Collection[str] | None = None) -> pd.DataFrame:
+    """A config section beside the paper's values (another instance of the same dataclass), differences marked.
+
+    ``compared`` names the fields the paper fixes; other fields show "—" for the paper (book-only options).
+    """
+    rows = []
+    for key, ours in dataclasses.asdict(config).items():
+        in_paper = compared is None or key in compared
+        theirs = getattr(paper, key)
+        rows.append({"setting": key, "this run": _show(ours), "paper": _show(theirs) if in_paper else "—",
+                     "differs": "yes" if in_paper and ours != theirs else ""})
+    return pd.DataFrame(rows).set_index("setting")
+
+
+def _show(value) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)

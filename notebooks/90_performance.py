@@ -25,7 +25,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from dinoxfer_lib import pipeline
-from dinoxfer_lib.bench import BENCHMARKS, run_benchmarks
+from dinoxfer_lib.bench import BENCHMARKS, run_benchmarks, summary_table
 from dinoxfer_lib.provenance import device_description
 
 run = pipeline.open_run(profile, overrides, runs_root=runs_root, force=force)
@@ -38,10 +38,24 @@ display(Markdown(f"Device of this run: **{device_description()}**; problem size:
 #   scaling in torch, `inference_mode`, bf16 autocast on CUDA) against a per-image NumPy/scikit-image preprocessing
 #   loop that calls the same model in fp32 on batches of 8, as a typical script does. The stored images are twice the
 #   model's input size, as OpenCell's 600 px fields of view are for a 224 px ViT.
+# - **dino**: one DINO training step (multi-crop, student + teacher, loss, AdamW, EMA) with our batched on-device
+#   augmentations and `torch._foreach` EMA against the usual script: per-sample CPU augmentations through a
+#   DataLoader, fp32, a Python loop over parameters for the EMA.
+# - **probes**: the Table III probe suite (5 sets × 5 folds of the paper's MLP, all models batched on the device,
+#   scoring included) against a fold-by-fold script (`StandardScaler`, `DataLoader` + `WeightedRandomSampler`,
+#   `nn.Sequential`, scikit-learn's `f1_score`). The reference trains a few models and its time is scaled to all
+#   of them (`reference_scaled`).
 
 # %%
-results = pd.DataFrame(run_benchmarks(list(BENCHMARKS), size=run.config.bench.size)).set_index("benchmark")
-results
+measured = run_benchmarks(list(BENCHMARKS), size=run.config.bench.size)
+summary_table(measured)
+
+# %% [markdown]
+# Every field each benchmark recorded (sizes, thread count, FLOP rates, the test F1 both sides reached):
+
+# %%
+results = pd.DataFrame(measured).set_index("benchmark")
+results.T
 
 # %%
 display(Markdown(
@@ -51,10 +65,20 @@ display(Markdown(
 # %% [markdown]
 # ## What limits the CPU figures
 #
-# On a CPU without bf16 support the model's own fp32 arithmetic dominates once preprocessing is batched: the
-# embedding ratio is bounded by how much of the reference's time went into per-image preprocessing and small
-# batches. The targets of the design (≥ 3× for embedding on CPU, ≥ 40 % of bf16 peak for ViT-B/8 at 224 px on an
-# H100/H200) are tracked here; GPU figures are recorded below when a run had a GPU.
+# On a CPU without bf16 support the model's own fp32 arithmetic dominates once the Python overhead is gone, and
+# both sides do the same arithmetic:
+#
+# - **embedding**: the ratio is bounded by how much of the reference's time went into per-image preprocessing and
+#   small batches (about 47 % on the development machine, so ≈ 2.2× at most; the target is ≥ 3×).
+# - **probes**: a batch of 512 images is already large enough for the reference's single-model matrix products to
+#   run as fast as our batched ones, so the ratio is capped by the reference's total time over the time of our
+#   matrix products alone: ≈ 2–3× with one thread, ≈ 4× with two (measurements in `dinoxfer_lib/bench/probes.py`).
+#   The design's ≥ 10× target is a GPU target in practice: there the reference is bound by per-step kernel launches
+#   and data loading, and the batched trainer does the work of 25 models in the launches of one.
+#
+# The design's targets (embedding ≥ 3× on CPU and ≥ 40 % of bf16 peak for ViT-B/8 at 224 px on an H100/H200;
+# DINO training ≥ 2×; probes ≥ 10× on CPU and the paper-size suite in ≤ 30 s on a GPU) are tracked here; GPU
+# figures are recorded below when a run had a GPU.
 #
 # ## Recorded on GPU machines
 #

@@ -1,6 +1,5 @@
 """The runner executes jupytext notebooks with papermill, injects parameters, and stops clearly on a failure."""
 
-import json
 
 import nbformat
 import pytest

@@ -61,3 +61,17 @@ def test_book_builds_with_tables_and_rendered_figures(smoke_runs, tmp_path):
     for src in images:
         assert (page.parent / src).resolve().is_file(), src
     assert "Traceback" not in html
+
+
+def test_results_chapters_show_table_iii_beside_the_paper_and_figure_2(smoke_runs, tmp_path):
+    runs, _, _ = smoke_runs
+    build_book(profile="smoke", runs_root=runs, repo_root=REPO, output_dir=tmp_path)
+    pages = tmp_path / "_build" / "html" / "book" / "notebooks"
+    classifier = (pages / "04_classifier.html").read_text()
+    assert "0.8221 ± 0.0062" in classifier  # the paper's best row, beside ours
+    assert "macro F1, this run (test)" in classifier and "Synthetic data" in classifier
+    predictions = (pages / "05_predictions.html").read_text()
+    assert len(re.findall(r"<img", predictions)) >= 3  # two Figure 2 panels and the error gallery
+    for page in ("02_pretraining", "06_umap_harmony", "07_domain_shift"):
+        html = (pages / f"{page}.html").read_text()
+        assert "Traceback" not in html and "<img" in html, page

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import pandas as pd
+
 from dinoxfer_lib.errors import ConfigError
 
 
@@ -21,7 +23,36 @@ def _embedding(size: str, device: str | None) -> dict:
     return bench_embedding(**sizes[size], device=device)
 
 
-BENCHMARKS: dict[str, Callable[[str, str | None], dict]] = {"embedding": _embedding}
+def _dino(size: str, device: str | None) -> dict:
+    from dinoxfer_lib.bench.dino import bench_dino
+
+    sizes = {
+        "small": dict(arch="vit_micro", img_size=32, batch_size=16, steps=2, n_local_crops=2, local_crop_size=16,
+                      out_dim=256),
+        "demo": dict(arch="vit_micro", img_size=64, batch_size=64, steps=3, n_local_crops=2, local_crop_size=32,
+                     out_dim=4096),
+        # ViT-B/8 at 224 px with the paper's multi-crop; 32 images per step fit an 80 GB GPU with room to spare
+        "paper": dict(arch="vit_base_patch8", img_size=224, batch_size=32, steps=5, n_local_crops=8,
+                      local_crop_size=96, out_dim=65536),
+    }
+    return bench_dino(**sizes[size], device=device)
+
+
+def _probes(size: str, device: str | None) -> dict:
+    from dinoxfer_lib.bench.probes import bench_probe_suite
+
+    sizes = {
+        "small": dict(n=480, dim=64, n_sets=2, n_folds=2, epochs=2, reference_models=2),
+        # the demo's native (192-d) and bag-of-channels (384-d) sets; the reference timed on one model per set
+        "demo": dict(n=2400, dim=(192, 384), n_sets=5, n_folds=5, epochs=10, reference_models=5),
+        # Table III at the paper's size (~5.5k images, ViT-B 1,536-d features, 300 epochs); GPU
+        "paper": dict(n=5500, dim=1536, n_sets=5, n_folds=5, epochs=300, reference_models=2),
+    }
+    return bench_probe_suite(**sizes[size], device=device)
+
+
+BENCHMARKS: dict[str, Callable[[str, str | None], dict]] = {"embedding": _embedding, "dino": _dino,
+                                                            "probes": _probes}
 
 
 def run_benchmarks(names: Iterable[str], *, size: str = "demo", device: str | None = None) -> list[dict]:
@@ -31,3 +62,15 @@ def run_benchmarks(names: Iterable[str], *, size: str = "demo", device: str | No
     if unknown:
         raise ConfigError(f"unknown benchmark {unknown[0]!r}: expected one of {', '.join(BENCHMARKS)}")
     return [{**BENCHMARKS[name](size, device), "size": size} for name in names]
+
+
+def summary_table(results: Iterable[dict]) -> pd.DataFrame:
+    """One line per benchmark: ours and the reference in the benchmark's own unit, the ratio and the device."""
+    rows = []
+    for result in results:
+        rate = "ours_images_per_s" in result
+        ours, reference = ("ours_images_per_s", "reference_images_per_s") if rate else ("ours_s", "reference_s")
+        rows.append({"benchmark": result["benchmark"], "unit": "images/s" if rate else "seconds",
+                     "ours": result[ours], "reference": result[reference], "ratio": result["ratio"],
+                     "device": result["device"], "size": result.get("size")})
+    return pd.DataFrame(rows).set_index("benchmark")

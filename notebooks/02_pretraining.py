@@ -1,0 +1,136 @@
+# %% [markdown]
+# # DINO pretraining
+#
+# **Question.** Can self-distillation without labels (DINO) give a backbone features that localise proteins? The paper
+# uses two published DINO ViT-B/8 backbones (ImageNet-1k; HPA fields of view, DINO4Cells) and trains a third from
+# scratch on OpenCell's 90 % split. This chapter trains this profile's backbone on each domain with the same
+# recipe — multi-crop, teacher centring and sharpening, an EMA teacher, AdamW with warm-up and cosine schedules, the
+# DINO4Cells microscopy augmentations — and checks what the training did: its curves, where the attention goes, and
+# whether the trained OpenCell backbone beats the same network with random weights.
+#
+# ## Overview
+# 1. The recipe of this profile, beside the paper's.
+# 2. Training (or reusing) the three backbones; training curves and the collapse check.
+# 3. Attention maps and patch-feature PCA on example cells.
+# 4. Trained vs random weights on held-out macro F1.
+#
+# ## Prerequisites
+# *Datasets*. The OpenCell-like backbone trains only on the 90 % non-test images of the split by image, so the
+# probes' test images are never seen, not even without labels. On `demo` a few CPU minutes; `paper` is GPU work
+# (`torchrun`, see *Running on real data and a GPU*). Later chapters read the backbones from the store
+# (`runs/<profile>/dino/<domain>/teacher_backbone.safetensors`).
+
+# %% tags=["parameters"]
+profile = "demo"
+overrides = {}
+runs_root = "../runs"
+force = False
+
+# %%
+# %matplotlib inline
+import json
+
+import pandas as pd
+from IPython.display import Markdown, display
+
+from dinoxfer_lib import pipeline, report, results
+from dinoxfer_lib.dino import inspect
+from dinoxfer_lib.dino.config import DinoConfig
+from dinoxfer_lib.dino.stage import train_backbone
+from dinoxfer_lib.pl import dino as pl_dino
+
+run = pipeline.open_run(profile, overrides, runs_root=runs_root, force=force)
+datasets = pipeline.load_datasets(run)
+display(Markdown(report.data_banner(datasets, profile=run.config.profile)))
+
+# %% [markdown]
+# ## The recipe
+#
+# Every value comes from the profile's `dino` section; "paper" is the paper's value where it states one, else the
+# official DINO default it builds on (PAPER_SPEC §4). CPU profiles train a small ViT on small crops for a few
+# epochs; the differences are marked.
+
+# %%
+report.recipe_table(run.config.dino, DinoConfig())
+
+# %% [markdown]
+# ## Training the three backbones
+#
+# Natural-image stand-in (3 channels, DINO's colour augmentations), HPA-like (4 channels) and OpenCell-like
+# (2 channels, non-test images only), each from scratch with the profile's architecture. A stage is reused when its
+# recipe and data are unchanged; an interrupted run resumes from its last checkpoint. Domains whose profile names
+# published weights (`embed.<domain>_weights`, as `paper` does for ImageNet and HPA) are not trained here.
+
+# %%
+trained_here = [d for d in pipeline.DOMAINS if getattr(run.config.embed, f"{d}_weights") == "store"]
+artifacts = {domain: train_backbone(run, domain) for domain in trained_here}
+summaries = {domain: json.loads((a.path / "summary.json").read_text()) for domain, a in artifacts.items()}
+pd.DataFrame(summaries).T
+
+# %% [markdown]
+# ### Training curves
+#
+# Loss, teacher entropy (a collapse to uniform outputs sits at log K, a collapse to one prototype at 0), the KL
+# between the teacher's outputs for the two global views, and the schedules. Shaded steps are those the collapse
+# detector flagged.
+
+# %%
+histories = {domain: pd.read_csv(a.path / "history.csv") for domain, a in artifacts.items()}
+for domain, history in histories.items():
+    display(Markdown(f"**{domain}**"))
+    display(pl_dino.plot_training_curves(history, out_dim=run.config.dino.out_dim))
+
+# %% [markdown]
+# ## Where does the trained backbone look?
+#
+# DINO's CLS token attends to objects without being told what an object is. For a few OpenCell-like test images:
+# each head's attention from the CLS token of the last block to every patch, and (Cell-DINO) the first three
+# principal components of the patch features shown as RGB.
+
+# %%
+backbone = pipeline.load_backbones(run, ("opencell",))["opencell"]
+opencell = datasets["opencell"]
+examples = pipeline.load_split(run, "opencell", grouped=False).test[:4]  # images DINO never saw
+x = inspect.prepare_images(opencell.images[examples], img_size=run.config.embed.img_size)
+pl_dino.plot_attention_maps(opencell.images[examples], inspect.cls_attention(backbone.model, x),
+                            channel_names=opencell.channel_names)
+
+# %%
+pl_dino.plot_patch_pca(opencell.images[examples], inspect.patch_pca_rgb(backbone.model, x),
+                       channel_names=opencell.channel_names)
+
+# %% [markdown]
+# ## Trained vs random weights
+#
+# The paper's probe (this profile's recipe, split by image) on the OpenCell-like images embedded by the trained
+# backbone and by the same architecture with random weights. A random ViT is a surprisingly strong baseline on
+# small images; DINO must beat it to have learned anything the probe can use.
+
+# %%
+comparison = results.table_iii(pipeline.load_trained_vs_random(run))
+comparison[["set", "test_f1_mean", "test_f1_std", "val_f1_mean", "train_f1_mean"]].round(4)
+
+# %%
+display(Markdown(results.trained_vs_random_note(comparison)))
+
+# %% [markdown]
+# ## Provenance
+
+# %%
+report.provenance_table(run.store, [f"dino/{domain}" for domain in trained_here])
+
+# %% [markdown]
+# ## Summary
+#
+# - Each backbone is stored as `teacher_backbone.safetensors` (the teacher, as DINO evaluates) beside a checkpoint
+#   in the official DINO layout (`student`, `teacher`, `optimizer`, `epoch`, `args`, `dino_loss`), the per-step
+#   history and a summary with the device and images/s.
+# - On a GPU cluster: `torchrun --nproc_per_node 8 -m dinoxfer_lib.dino.train --profile paper --domain opencell`
+#   writes the same stage; the notebook then reuses it.
+#
+# **What's next:** *Embeddings* embeds the OpenCell-like images with these backbones.
+#
+# ## References
+# - Caron et al. (2021). Emerging properties in self-supervised vision transformers (DINO). *ICCV*.
+# - Doron et al. (2023). Unbiased single-cell morphology with self-supervised vision transformers (DINO4Cells).
+# - Cell-DINO (2025): patch-feature PCA views.

@@ -1,0 +1,168 @@
+# %% [markdown]
+# # Domain shift
+#
+# **Question.** How far apart are the OpenCell-like, HPA-like and natural images in each backbone's feature space,
+# and does that distance relate to how well a backbone transfers? The EM foundation-model study (PAPER_SPEC.md §7)
+# diagnoses domain shift with a PCA coloured by domain, the Fréchet distance between embedding distributions and a
+# linear probe that predicts the domain; DINO BoC reports a cross-domain transfer matrix. This chapter does all
+# three for the backbone pretrained on each domain, and sets the distances beside Table III.
+#
+# ## Overview
+# 1. Every domain through every backbone (one shared channel encoding).
+# 2. PCA of all domains together, per backbone.
+# 3. Fréchet distances with intervals and the within-domain floor.
+# 4. The domain probe.
+# 5. The transfer matrix: backbone x labelled domain.
+# 6. Distance against Table III's macro F1.
+#
+# ## Prerequisites
+# *Datasets*, the backbones of *DINO pretraining* (seeded random initialisations where none exist yet: the
+# embeddings chapter says which), and *Classifier* (Table III) for the last section. CPU, under a minute on `demo`
+# once the domain embeddings exist; embedding them takes longer the first time.
+#
+# **One encoding for every domain.** To compare domains through one backbone, every domain's images must reach it
+# the same way: each channel alone through the backbone's single-channel copy, features averaged over channels
+# (bag of channels, DINO BoC). This works for 2-, 3- and 4-channel images alike and equals channel replication up
+# to slot standardisation. Each domain is a seeded sample of at most `analysis.max_images_per_domain` images.
+
+# %% tags=["parameters"]
+profile = "demo"
+overrides = {}
+runs_root = "../runs"
+force = False
+
+# %%
+# %matplotlib inline
+import time
+
+import pandas as pd
+from IPython.display import Markdown, display
+
+from dinoxfer_lib import pipeline, report
+from dinoxfer_lib.pl import analysis as pl_analysis
+from dinoxfer_lib.tl import domains, notes, shift, transfer
+
+run = pipeline.open_run(profile, overrides, runs_root=runs_root, force=force)
+settings = run.config.analysis
+datasets = pipeline.load_datasets(run)
+display(Markdown(report.data_banner(datasets, profile=run.config.profile)))
+
+# %% [markdown]
+# ## Every domain through every backbone
+
+# %%
+started = time.perf_counter()
+embeddings = {backbone: domains.load_domain_embeddings(run, backbone) for backbone in pipeline.DOMAINS}
+matrices = {backbone: {domain: adata.X for domain, adata in per.items()} for backbone, per in embeddings.items()}
+embed_seconds = time.perf_counter() - started
+pd.DataFrame({backbone: {domain: f"{adata.n_obs} x {adata.n_vars}" for domain, adata in per.items()}
+              for backbone, per in embeddings.items()}).rename_axis("images \\ backbone")
+
+# %%
+display(Markdown(report.backbone_note(pipeline.load_backbones(run))))
+
+# %% [markdown]
+# ## PCA of all domains together
+#
+# Each panel: the first two principal components of the three domains' embeddings by one backbone (each domain
+# subsampled to the smallest one's size, so none dominates the axes).
+
+# %%
+started = time.perf_counter()
+pcas = {backbone: shift.pooled_pca(per, seed=run.config.seed) for backbone, per in matrices.items()}
+pl_analysis.plot_pca_by_domain(pcas)
+
+# %% [markdown]
+# ## Fréchet distances
+#
+# Each cell: the mean Fréchet distance over repeated random half-samples of equal size, with the 2.5-97.5 % range.
+# The diagonal is the **within-domain floor**: the distance between two disjoint halves of one domain, i.e. what
+# sampling noise alone produces at this sample size. A pair matters only where it clears the floor.
+
+# %%
+frechet, probes = shift.shift_tables(matrices, resamples=settings.resamples, folds=settings.domain_probe_folds,
+                                     seed=run.config.seed)
+shift_seconds = time.perf_counter() - started
+frechet.round(3)
+
+# %%
+pl_analysis.plot_frechet(frechet)
+
+# %% [markdown]
+# ## The domain probe
+#
+# A logistic regression on standardised embeddings predicts the domain, cross-validated on class-balanced samples
+# (chance = 1 / number of domains). High accuracy = a linear boundary separates the domains.
+
+# %%
+probes.round(3)
+
+# %%
+pl_analysis.plot_domain_probe(probes)
+
+# %%
+display(Markdown(notes.shift_note(frechet, probes)))
+
+# %% [markdown]
+# ## Transfer matrix
+#
+# The paper's probe (the profile's `probe` recipe) trained on each labelled domain's embeddings by each backbone,
+# with a fresh hold-out + K-fold split of that domain's sample. Rows: where the backbone was pretrained; columns:
+# where the probe is trained and tested.
+
+# %%
+started = time.perf_counter()
+transfer_table = domains.load_transfer_matrix(run)
+transfer_seconds = time.perf_counter() - started
+pl_analysis.plot_transfer_matrix(transfer_table)
+
+# %%
+display(Markdown(notes.transfer_note(transfer_table)))
+
+# %% [markdown]
+# ## Distance against Table III
+#
+# Each Table III set uses the backbone pretrained on one domain. Its x position is the Fréchet distance from that
+# domain to the OpenCell-like images in that backbone's space; its y position our test macro F1 (circles, from the
+# classifier chapter) and the paper's (stars). The paper's F1 comes from the real datasets and ViT-B/8 backbones,
+# our distances from this run: read the stars only for their order.
+
+# %%
+table3 = pipeline.load_probe_results(run).table()
+table3 = table3[table3["probe"] == "mlp"]
+relation = transfer.distance_vs_f1(frechet, table3, target="opencell")
+relation.round(3)
+
+# %%
+pl_analysis.plot_distance_vs_f1(relation, target="opencell")
+
+# %% [markdown]
+# ## Wall time
+
+# %%
+pd.Series({
+    "domain embeddings (load or compute)": embed_seconds,
+    "PCA + Fréchet + domain probe": shift_seconds,
+    "transfer matrix (load or compute)": transfer_seconds,
+}, name="seconds").round(1).to_frame()
+
+# %% [markdown]
+# ## Reading the results honestly
+#
+# The three synthetic domains differ by construction: natural crops are RGB photographs, the two microscopy domains
+# are rendered by one generator with different cells, channels and pixel sizes. Large distances to the natural
+# domain and a near-perfect domain probe are therefore expected and say little; the informative numbers are the
+# distance between the two microscopy domains relative to its floor, and whether its order across backbones
+# matches the transfer matrix. With untrained backbones every distance measures what a random ViT preserves, and
+# with a few hundred images the transfer matrix's fold spread is large: compare cells only where they differ by more
+# than their standard deviations.
+#
+# ## Summary
+# - Fréchet distances come with a resampling interval and the within-domain floor at the same sample size.
+# - The domain probe's accuracy is shown against its chance level.
+# - The transfer matrix uses one encoding (bag of channels, averaged) for every backbone and domain.
+#
+# ## References
+# - Heusel et al. (2017). GANs trained by a two time-scale update rule converge to a local Nash equilibrium (FID).
+# - Dowson & Landau (1982). The Fréchet distance between multivariate normal distributions. *J Multivar Anal*.
+# - Pham et al. (2024). Scaling channel-invariant self-supervised learning for microscopy images (DINO BoC).
