@@ -19,7 +19,7 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
-from dinoxfer_lib.errors import ConfigError
+from dinoxfer_lib.errors import ConfigError, require_config as _require
 from dinoxfer_lib.dino.config import DinoConfig
 from dinoxfer_lib.probes.config import ProbeConfig
 from dinoxfer_lib.tl.config import AnalysisConfig
@@ -282,8 +282,3 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"config key {key!r}: expected a string, got {value!r}")
         return value
     raise ConfigError(f"config key {key!r}: unsupported type {hint}")  # a programming error, caught by tests
-
-
-def _require(ok: bool, key: str, value: Any, expected: str) -> None:
-    if not ok:
-        raise ConfigError(f"config key {key!r} = {value!r}: expected {expected}")

@@ -28,3 +28,9 @@ class StoreError(DinoxferError):
 
 class NotebookError(DinoxferError):
     """A notebook failed while the runner executed it."""
+
+
+def require_config(ok: bool, key: str, value: object, expected: str) -> None:
+    """Raise the one-line :class:`ConfigError` every config section uses: the key, its value, what was expected."""
+    if not ok:
+        raise ConfigError(f"config key {key!r} = {value!r}: expected {expected}")

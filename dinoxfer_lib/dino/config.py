@@ -10,9 +10,9 @@ offending keys as ``dino.<field>``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from dinoxfer_lib.errors import ConfigError
+from dinoxfer_lib.errors import require_config as _require
 
 
 @dataclass(frozen=True)
@@ -151,9 +151,3 @@ class DinoConfig:
         _require(0 <= self.warp_max < 0.5, f"{key}.warp_max", self.warp_max, "in [0, 0.5)")
         _require(self.brightness_sigma >= 0, f"{key}.brightness_sigma", self.brightness_sigma, ">= 0")
         _require(self.contrast_sigma >= 0, f"{key}.contrast_sigma", self.contrast_sigma, ">= 0")
-
-
-def _require(ok: bool, key: str, value: Any, expected: str) -> None:
-    # same wording as dinoxfer_lib.config, which imports this module (so it cannot be imported from here)
-    if not ok:
-        raise ConfigError(f"config key {key!r} = {value!r}: expected {expected}")

@@ -7,9 +7,8 @@ profile; :meth:`ProbeConfig.validate` then names offending keys as ``probe.<fiel
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from dinoxfer_lib.errors import ConfigError
+from dinoxfer_lib.errors import require_config as _require
 
 
 @dataclass(frozen=True)
@@ -81,9 +80,3 @@ class ProbeConfig:
                  self.low_label_seeds, "an integer >= 1")
         _require(isinstance(self.low_label_folds, int) and self.low_label_folds >= 1, f"{key}.low_label_folds",
                  self.low_label_folds, "an integer >= 1")
-
-
-def _require(ok: bool, key: str, value: Any, expected: str) -> None:
-    # same wording as dinoxfer_lib.config, which imports this module (so it cannot be imported from here)
-    if not ok:
-        raise ConfigError(f"config key {key!r} = {value!r}: expected {expected}")

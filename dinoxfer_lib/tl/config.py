@@ -7,9 +7,8 @@ PCA / Fréchet distance / domain probe). :meth:`AnalysisConfig.validate` names o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from dinoxfer_lib.errors import ConfigError
+from dinoxfer_lib.errors import require_config as _require
 
 
 @dataclass(frozen=True)
@@ -63,9 +62,3 @@ class AnalysisConfig:
                  ">= 20")
         _require(self.resamples >= 2, f"{key}.resamples", self.resamples, ">= 2")
         _require(self.domain_probe_folds >= 2, f"{key}.domain_probe_folds", self.domain_probe_folds, ">= 2")
-
-
-def _require(ok: bool, key: str, value: Any, expected: str) -> None:
-    # same wording as dinoxfer_lib.config, which imports this module (so it cannot be imported from here)
-    if not ok:
-        raise ConfigError(f"config key {key!r} = {value!r}: expected {expected}")
