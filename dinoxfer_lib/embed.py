@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from dinoxfer_lib.data.dataset import ImageSet
+from dinoxfer_lib.devices import resolve_device
 from dinoxfer_lib.errors import ConfigError, DataError
 from dinoxfer_lib.models.channels import ChannelEncoder, check_channels
 from dinoxfer_lib.provenance import device_description
@@ -41,10 +42,6 @@ if TYPE_CHECKING:
 # Images per forward pass on CPU. Measured with vit_micro at 64 px on 2 cores: 470-480 images/s at 8-64 images per
 # pass, 384 at 128 (activations no longer fit in cache). GPUs take the whole batch.
 CPU_CHUNK = 32
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def extract_embeddings(
@@ -94,7 +91,7 @@ def extract_embeddings(
         raise ConfigError(f"batch_size = {batch_size}: expected >= 1")
     if len(dataset) == 0:
         raise DataError(f"{dataset.domain}: no images to embed")
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     size = (img_size or encoder.img_size,) * 2
     encoder = encoder.to(device).eval()
     n = len(dataset)

@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from dinoxfer_lib.bench.embedding import BF16_PEAK_TFLOPS, vit_flops_per_image
+from dinoxfer_lib.devices import resolve_device, synchronize
 from dinoxfer_lib.dino.config import DinoConfig
 from dinoxfer_lib.dino.train import build_networks, train_dino
-from dinoxfer_lib.embed import default_device
 
 CHANNELS = ("protein", "nucleus")
 
@@ -106,7 +106,7 @@ def _reference_steps(images: np.ndarray, config: DinoConfig, *, arch: str, img_s
     while done < steps:
         for views in loader:
             if done == 0:
-                _sync(device)
+                synchronize(device)
                 started = time.perf_counter()
             views = [v.to(device, non_blocking=True) for v in views]
             with torch.no_grad():
@@ -128,7 +128,7 @@ def _reference_steps(images: np.ndarray, config: DinoConfig, *, arch: str, img_s
             done += 1
             if done == steps:
                 break
-    _sync(device)
+    synchronize(device)
     return steps * config.batch_size / (time.perf_counter() - started)
 
 
@@ -139,10 +139,6 @@ def _ours(images: np.ndarray, config: DinoConfig, *, arch: str, img_size: int, d
                             out_dir=folder, device=device, progress=False)
     return result.summary["images_per_s"]
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def bench_dino(
@@ -177,7 +173,7 @@ def bench_dino(
         ``ours_images_per_s``, ``reference_images_per_s``, ``ratio``; on CUDA also ``peak_memory_gib`` (ours),
         ``tflops``, ``mfu`` and ``gflops_per_image``.
     """
-    device = torch.device(device) if device else default_device()
+    device = resolve_device(device or None)
     config = DinoConfig(epochs=1, batch_size=batch_size, out_dim=out_dim, n_local_crops=n_local_crops,
                         local_crop_size=local_crop_size, warmup_epochs=0, freeze_last_layer=0,
                         checkpoint_every=1)

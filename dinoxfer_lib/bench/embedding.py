@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from dinoxfer_lib.data.dataset import ImageSet
-from dinoxfer_lib.embed import CPU_CHUNK, default_device, extract_embeddings
+from dinoxfer_lib.devices import resolve_device, synchronize
+from dinoxfer_lib.embed import CPU_CHUNK, extract_embeddings
 from dinoxfer_lib.models.backbones import architecture, create_backbone
 from dinoxfer_lib.models.channels import make_encoder
 
@@ -73,17 +74,13 @@ def _model_only(model: torch.nn.Module, x: torch.Tensor, *, chunk: int, autocast
     with torch.inference_mode(), autocast:
         for part in x[:chunk].split(chunk):
             model(part)
-        _sync(x.device)
+        synchronize(x.device)
         started = time.perf_counter()
         for part in x.split(chunk):
             model(part)
-        _sync(x.device)
+        synchronize(x.device)
     return len(x) / (time.perf_counter() - started)
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def bench_embedding(
@@ -124,7 +121,7 @@ def bench_embedding(
     """
     import pandas as pd
 
-    device = torch.device(device) if device else default_device()
+    device = resolve_device(device or None)
     rng = np.random.default_rng(seed)
     side = int(img_size * source_scale)
     images = rng.integers(200, 40000, (n_images, 2, side, side)).astype(np.uint16)
@@ -149,7 +146,7 @@ def bench_embedding(
     def time_ours() -> float:
         started = time.perf_counter()
         extract_embeddings(dataset, encoder, batch_size=batch_size, device=device)
-        _sync(device)
+        synchronize(device)
         return n_images / (time.perf_counter() - started)
 
     def time_reference() -> tuple[float, float]:

@@ -47,8 +47,8 @@ import torch
 from sklearn.metrics import f1_score
 
 from dinoxfer_lib.data.splits import make_split
+from dinoxfer_lib.devices import resolve_device, synchronize
 from dinoxfer_lib.probes.config import ProbeConfig
-from dinoxfer_lib.probes.mlp import resolve_device
 from dinoxfer_lib.probes.reference import train_mlp_dataloader
 from dinoxfer_lib.probes.suite import run_probe_suite
 
@@ -135,12 +135,12 @@ def bench_probe_suite(
     started = time.perf_counter()
     result = run_probe_suite(embedding_sets, labels, split=split, config=config, class_names=class_names,
                              device=device, seed=seed)
-    _sync(device)
+    synchronize(device)
     ours = time.perf_counter() - started
 
     started = time.perf_counter()
     reference_f1 = reference(measured)
-    _sync(device)
+    synchronize(device)
     reference_s = (time.perf_counter() - started) * len(jobs) / len(measured)
 
     return {
@@ -172,7 +172,3 @@ def _flop_per_draw(dim: int, hidden: Sequence[int], n_classes: int) -> int:
     products = [a * b for a, b in zip(widths[:-1], widths[1:])]
     return 4 * sum(products) + 2 * sum(products[1:])
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

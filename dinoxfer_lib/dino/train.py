@@ -40,6 +40,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from dinoxfer_lib.devices import synchronize
 from dinoxfer_lib.dino import distributed
 from dinoxfer_lib.dino.augment import CropSpec, draw_params, multi_crop, step_generator, to_unit_range
 from dinoxfer_lib.dino.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
@@ -294,9 +295,9 @@ def train_dino(
             stats.append(torch.cat((loss.detach().float()[None], health)))
             bar.update(1)
             if warm_from is None:  # throughput excludes the first step (allocator, kernels, thread pools)
-                _sync(device)
+                synchronize(device)
                 warm_from = (time.perf_counter(), images_seen + config.batch_size)
-        _sync(device)
+        synchronize(device)
         images_seen, loop_end = images_seen + steps_per_epoch * config.batch_size, time.perf_counter()
         rows.extend(_epoch_rows(stats, epoch, steps_per_epoch, schedules, dino_loss))
         state = collapse_state(rows[-1]["teacher_entropy"], rows[-1]["argmax_share"], config.out_dim)
@@ -397,10 +398,6 @@ def _key(seed: int, *parts: object) -> int:
     digest = hashlib.sha256("/".join(map(str, (seed, *parts))).encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _describe(device: torch.device) -> str:

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from dinoxfer_lib.data.splits import Split
+from dinoxfer_lib.devices import resolve_device
 from dinoxfer_lib.errors import DataError
 from dinoxfer_lib.probes.config import ProbeConfig
-from dinoxfer_lib.probes.mlp import resolve_device
 from dinoxfer_lib.probes.protocol import standardize
 from dinoxfer_lib.probes.result import HISTORY_COLUMNS, SCORE_COLUMNS, ProbeResult
 from dinoxfer_lib.probes.scoring import score_fold, threshold_label

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dinoxfer_lib.devices import resolve_device
 from dinoxfer_lib.errors import ConfigError, DataError
 from dinoxfer_lib.metrics import batched_macro_f1
 from dinoxfer_lib.probes.config import ProbeConfig
@@ -53,13 +54,6 @@ from dinoxfer_lib.probes.protocol import fit_standardizer, resampling_weights
 
 # Rows per forward pass when predicting: bounds the (models, rows, 512) activations.
 PREDICT_CHUNK = 2048
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` → the GPU when there is one, else the CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def make_mlp(in_dim: int, n_classes: int, *, hidden: Sequence[int] = (512, 256), dropout: float = 0.5) -> nn.Sequential:

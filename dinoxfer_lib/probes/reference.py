@@ -19,11 +19,10 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
+from dinoxfer_lib.devices import resolve_device
 from dinoxfer_lib.probes.config import ProbeConfig
 from dinoxfer_lib.probes.keyed_random import DROPOUT, RESAMPLE, key_table, keyed_dropout, uniform
-from dinoxfer_lib.probes.mlp import (
-    init_params, layer_dims, make_mlp, make_optimizer, make_scheduler, resolve_device,
-)
+from dinoxfer_lib.probes.mlp import init_params, layer_dims, make_mlp, make_optimizer, make_scheduler
 from dinoxfer_lib.probes.protocol import fit_standardizer, resampling_weights
 
 
