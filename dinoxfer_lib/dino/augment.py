@@ -53,14 +53,15 @@ class CropSpec:
     n_channels: int
     protein_channel: int | None  # None: no protein rescaling, any channel may be dropped
     natural: bool  # official colour augmentations + ImageNet standardisation instead of the microscopy ones
-    flip_p: float = 0.5
-    warp_p: float = 0.5
-    warp_max: float = 0.25
-    protein_rescale_p: float = 0.2
-    brightness_sigma: float = 0.1
-    contrast_sigma: float = 0.1
-    channel_drop_p: float = 0.0
-    color_jitter: bool = True
+    # the augmentation strengths, named and defaulted as in DinoConfig (the one place they are documented)
+    flip_p: float = DinoConfig.flip_p
+    warp_p: float = DinoConfig.warp_p
+    warp_max: float = DinoConfig.warp_max
+    protein_rescale_p: float = DinoConfig.protein_rescale_p
+    brightness_sigma: float = DinoConfig.brightness_sigma
+    contrast_sigma: float = DinoConfig.contrast_sigma
+    channel_drop_p: float = DinoConfig.channel_drop_p
+    color_jitter: bool = DinoConfig.color_jitter
 
     @classmethod
     def from_config(cls, config: DinoConfig, *, global_size: int, n_channels: int, protein_channel: int | None,
@@ -68,11 +69,13 @@ class CropSpec:
         return cls(
             global_size=global_size, local_size=config.local_crop_size, n_local=config.n_local_crops,
             global_scale=tuple(config.global_crop_scale), local_scale=tuple(config.local_crop_scale),
-            n_channels=n_channels, protein_channel=protein_channel, natural=natural, flip_p=config.flip_p,
-            warp_p=config.warp_p, warp_max=config.warp_max, protein_rescale_p=config.protein_rescale_p,
-            brightness_sigma=config.brightness_sigma, contrast_sigma=config.contrast_sigma,
-            channel_drop_p=config.channel_drop_p, color_jitter=config.color_jitter,
+            n_channels=n_channels, protein_channel=protein_channel, natural=natural,
+            **{name: getattr(config, name) for name in _STRENGTHS},
         )
+
+
+_STRENGTHS = ("flip_p", "warp_p", "warp_max", "protein_rescale_p", "brightness_sigma", "contrast_sigma",
+              "channel_drop_p", "color_jitter")
 
 
 def step_generator(seed: int, *keys: object) -> torch.Generator:
