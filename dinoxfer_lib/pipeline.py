@@ -199,28 +199,16 @@ def load_probe_results(run: Run, *, grouped: bool = False) -> ProbeResult:
     from dinoxfer_lib.probes import run_probe_comparison
 
     probe = run.config.probe
-    embeddings = _embedding_artifacts(run, None)
-    dataset_artifact = _dataset_artifact(run, "opencell")
-    split_artifact = _split_artifact(run, "opencell", grouped)
 
-    def compute(folder: Path) -> None:
-        dataset = load_imageset(dataset_artifact.path, mmap=True)
-        result = run_probe_comparison(
-            _embedding_matrices(embeddings), dataset.labels, split=load_split(run, "opencell", grouped=grouped),
-            config=probe, class_names=dataset.class_names, probes=("mlp",) if grouped else ("mlp", *probe.compare),
-            seed=run.config.seed,
+    def fit(folder: Path, features: dict, dataset: ImageSet, split: Split) -> None:
+        run_probe_comparison(
+            features, dataset.labels, split=split, config=probe, class_names=dataset.class_names,
+            probes=("mlp",) if grouped else ("mlp", *probe.compare), seed=run.config.seed,
             monitor_every=probe.monitor_every,
-        )
-        result.save(folder)
+        ).save(folder)
 
-    artifact = run.store.run_stage(
-        f"probes/opencell_{'grouped' if grouped else 'by_image'}",
-        compute,
-        config=_probe_recipe(probe),
-        inputs=[dataset_artifact, split_artifact, *embeddings.values()],
-        seed=run.config.seed,
-        force=run.force,
-    )
+    artifact = _probe_stage(run, f"probes/opencell_{'grouped' if grouped else 'by_image'}",
+                            _embedding_artifacts(run, None), grouped=grouped, config=_probe_recipe(probe), fit=fit)
     return ProbeResult.load(artifact.path)
 
 
@@ -235,29 +223,19 @@ def load_trained_vs_random(run: Run) -> ProbeResult:
     from dinoxfer_lib.probes import run_probe_suite
 
     name = "opencell_native"
-    trained = _embedding_artifacts(run, (name,))[name]
-    random = _embedding_artifacts(
-        run, (name,), backbones={"opencell": random_backbone(run.config, "opencell", channels=OPENCELL_CHANNELS)},
-        stage_suffix="_random_init",
-    )[name]
-    dataset_artifact = _dataset_artifact(run, "opencell")
-    split_artifact = _split_artifact(run, "opencell", False)
+    random = random_backbone(run.config, "opencell", channels=OPENCELL_CHANNELS)
+    features = {
+        "DINO-trained": _embedding_artifacts(run, (name,))[name],
+        "random init": _embedding_artifacts(run, (name,), backbones={"opencell": random},
+                                            stage_suffix="_random_init")[name],
+    }
 
-    def compute(folder: Path) -> None:
-        dataset = load_imageset(dataset_artifact.path, mmap=True)
-        features = _embedding_matrices({"DINO-trained": trained, "random init": random})
-        result = run_probe_suite(features, dataset.labels, split=load_split(run, "opencell", grouped=False),
-                                 config=run.config.probe, class_names=dataset.class_names, seed=run.config.seed)
-        result.save(folder)
+    def fit(folder: Path, features: dict, dataset: ImageSet, split: Split) -> None:
+        run_probe_suite(features, dataset.labels, split=split, config=run.config.probe,
+                        class_names=dataset.class_names, seed=run.config.seed).save(folder)
 
-    artifact = run.store.run_stage(
-        "probes/opencell_trained_vs_random",
-        compute,
-        config=_probe_recipe(run.config.probe),
-        inputs=[dataset_artifact, split_artifact, trained, random],
-        seed=run.config.seed,
-        force=run.force,
-    )
+    artifact = _probe_stage(run, "probes/opencell_trained_vs_random", features, grouped=False,
+                            config=_probe_recipe(run.config.probe), fit=fit)
     return ProbeResult.load(artifact.path)
 
 
@@ -266,30 +244,36 @@ def load_low_label_curves(run: Run) -> pd.DataFrame:
     from dinoxfer_lib.probes import low_label_curve
 
     probe = run.config.probe
-    embeddings = _embedding_artifacts(run, None)
-    dataset_artifact = _dataset_artifact(run, "opencell")
-    split_artifact = _split_artifact(run, "opencell", False)
 
-    def compute(folder: Path) -> None:
-        dataset = load_imageset(dataset_artifact.path, mmap=True)
-        split = load_split(run, "opencell", grouped=False)
+    def fit(folder: Path, features: dict, dataset: ImageSet, split: Split) -> None:
         curves = [
             low_label_curve(X, dataset.labels, split=split, config=probe, fractions=probe.low_label_fractions,
                             seeds=range(probe.low_label_seeds), folds=probe.low_label_folds,
                             name=name).assign(set=name)
-            for name, X in _embedding_matrices(embeddings).items()
+            for name, X in features.items()
         ]
         pd.concat(curves, ignore_index=True).to_csv(folder / "low_label.csv", index=False)
 
-    artifact = run.store.run_stage(
-        "probes/opencell_low_label",
-        compute,
-        config={**_probe_recipe(probe), **{k: getattr(probe, k) for k in _LOW_LABEL_KEYS}},
-        inputs=[dataset_artifact, split_artifact, *embeddings.values()],
-        seed=run.config.seed,
-        force=run.force,
-    )
+    artifact = _probe_stage(run, "probes/opencell_low_label", _embedding_artifacts(run, None), grouped=False,
+                            config={**_probe_recipe(probe), **{k: getattr(probe, k) for k in _LOW_LABEL_KEYS}},
+                            fit=fit)
     return pd.read_csv(artifact.path / "low_label.csv")
+
+
+def _probe_stage(run: Run, stage: str, features: Mapping[str, Artifact], *, grouped: bool, config: dict,
+                 fit) -> Artifact:
+    """A probe stage on the OpenCell-like images: its inputs are the dataset, the split and the feature sets, and
+    ``fit(folder, features, dataset, split)`` writes its files."""
+    dataset_artifact = _dataset_artifact(run, "opencell")
+    split_artifact = _split_artifact(run, "opencell", grouped)
+
+    def compute(folder: Path) -> None:
+        fit(folder, _embedding_matrices(features), load_imageset(dataset_artifact.path),
+            load_split(run, "opencell", grouped=grouped))
+
+    return run.store.run_stage(stage, compute, config=config,
+                               inputs=[dataset_artifact, split_artifact, *features.values()],
+                               seed=run.config.seed, force=run.force)
 
 
 def _embedding_matrices(artifacts: Mapping[str, Artifact]) -> dict[str, np.ndarray]:
