@@ -256,3 +256,16 @@ def test_single_channel_copy_of_a_four_channel_backbone_equals_replication():
         rep = make_encoder("replication", four, target_channels=OPENCELL)(x)
     assert single_channel_copy(four).patch_embed.proj.in_channels == 1 and four.patch_embed.proj.in_channels == 4
     assert torch.allclose(boc, rep, atol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_bf16_extraction_matches_cpu_fp32():
+    """bf16 autocast on the GPU may round, not change the embedding: each image's vector points the same way."""
+    data = dataset(n=12)
+    enc = make_encoder("native", micro(2), target_channels=OPENCELL)
+    cpu = extract_embeddings(data, enc, batch_size=5, device="cpu").X
+    gpu = extract_embeddings(data, enc, batch_size=5, device="cuda")
+    assert gpu.uns["embedding"]["dtype"] == "bfloat16 autocast" and gpu.X.dtype == np.float32
+    cosine = (cpu * gpu.X).sum(1) / np.linalg.norm(cpu, axis=1) / np.linalg.norm(gpu.X, axis=1)
+    assert cosine.min() > 0.99

@@ -1,5 +1,6 @@
 """DINO training: checkpoints in the official layout, exact resume, the health log, and the book's stage."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -108,3 +109,16 @@ def test_a_checkpoint_of_another_recipe_is_not_resumed(images, full_run):
     out, _ = full_run
     with pytest.raises(DataError, match="out_dim"):
         train(images, out, config=DinoConfig(**{**TINY.__dict__, "out_dim": 128}))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_bf16_training_follows_the_cpu_fp32_run(images, tmp_path):
+    """The GPU path (device-resident data, bf16 autocast, fused AdamW) trains the same model as the CPU path: the
+    same crops and initial weights, so the per-step losses agree up to bf16 rounding (drop-path off: its masks come
+    from each device's own random stream)."""
+    config = dataclasses.replace(TINY, drop_path_rate=0.0)
+    cpu = train(images, tmp_path / "cpu", device="cpu", config=config)
+    gpu = train(images, tmp_path / "gpu", device="cuda", config=config)
+    np.testing.assert_allclose(gpu.history["loss"], cpu.history["loss"], rtol=0.02)
+    assert gpu.summary["device"] != cpu.summary["device"]

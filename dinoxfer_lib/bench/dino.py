@@ -12,25 +12,32 @@ fused AdamW on CUDA (multi-tensor AdamW on the CPU), foreach clipping and EMA.
 
 Images/s count training images (each with all its views) per second of training loop. FLOPs per image (for MFU on
 GPUs) = 3 x the student's forward FLOPs over all views (forward + backward ~ 3 forwards) + the teacher's forward over
-the 2 global views, each from :func:`~dinoxfer_lib.bench.embedding.vit_flops_per_image`; the head is left out.
+the 2 global views, each from :func:`~dinoxfer_lib.bench.flops.vit_flops_per_image`; the head is left out.
+
+On a GPU, ``batch_sweep`` also times our step alone at larger batches until one no longer fits, and the largest
+that fits projects the paper's 300-epoch OpenCell run (90 % of 6,301 images) on one such GPU.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dinoxfer_lib.bench.embedding import BF16_PEAK_TFLOPS, vit_flops_per_image
+from dinoxfer_lib.bench.flops import gpu_utilisation, vit_flops_per_image
 from dinoxfer_lib.devices import resolve_device, synchronize
 from dinoxfer_lib.dino.config import DinoConfig
 from dinoxfer_lib.dino.train import build_networks, train_dino
 
 CHANNELS = ("protein", "nucleus")
+PAPER_DINO_IMAGES = round(0.9 * 6301)  # OpenCell images in the paper's 90 % DINO training split
+PAPER_DINO_EPOCHS = 300
 
 
 class _ReferenceDataset(torch.utils.data.Dataset):
@@ -141,6 +148,44 @@ def _ours(images: np.ndarray, config: DinoConfig, *, arch: str, img_size: int, d
 
 
 
+def _flops_per_image(arch: str, img_size: int, n_local_crops: int, local_crop_size: int) -> float:
+    """Training FLOPs of one image with all its views (module docstring)."""
+    global_view = vit_flops_per_image(arch, img_size, in_chans=len(CHANNELS))
+    local_view = vit_flops_per_image(arch, local_crop_size, in_chans=len(CHANNELS))
+    return 3 * (2 * global_view + n_local_crops * local_view) + 2 * global_view
+
+
+def _ours_with_memory(images: np.ndarray, config: DinoConfig, *, arch: str, img_size: int,
+                      device: torch.device) -> tuple[float, float | None]:
+    """(images/s, peak GiB allocated on the GPU during the run; None on a CPU)."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    rate = _ours(images, config, arch=arch, img_size=img_size, device=device)
+    return rate, torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+def _batch_sweep(images: np.ndarray, config: DinoConfig, batch_sizes: Sequence[int], *, arch: str, img_size: int,
+                 steps: int, device: torch.device) -> list[dict]:
+    """Our step at each batch size in turn, until one runs out of GPU memory (recorded as ``fits: False``)."""
+    flops = _flops_per_image(arch, img_size, config.n_local_crops, config.local_crop_size)
+    rows = []
+    for batch_size in batch_sizes:
+        sized = dataclasses.replace(config, batch_size=batch_size)
+        batch_images = np.resize(images, (steps * batch_size, *images.shape[1:]))
+        try:
+            rate, peak = _ours_with_memory(batch_images, sized, arch=arch, img_size=img_size, device=device)
+        except torch.OutOfMemoryError:
+            rows.append({"batch_size": batch_size, "fits": False})
+            break
+        row = {"batch_size": batch_size, "fits": True, "images_per_s": round(rate, 2),
+               "peak_memory_gib": None if peak is None else round(peak, 2)}
+        if device.type == "cuda":
+            row.update(gpu_utilisation(device, rate, flops))
+        rows.append(row)
+    return rows
+
+
 def bench_dino(
     *,
     arch: str = "vit_micro",
@@ -152,6 +197,7 @@ def bench_dino(
     out_dim: int = 4096,
     device: str | None = None,
     rounds: int = 2,
+    batch_sweep: Sequence[int] = (),
     seed: int = 0,
 ) -> dict:
     """Training images/s of ours and of the reference on the same synthetic 2-channel uint16 images, and the ratio.
@@ -166,12 +212,16 @@ def bench_dino(
         Multi-crop and head size (paper: 8, 96, 65,536).
     rounds
         Ours and the reference alternate this many times; each keeps its best round.
+    batch_sweep
+        Larger batch sizes to time ours alone at (one round each), stopping at the first that does not fit.
 
     Returns
     -------
     dict
         ``ours_images_per_s``, ``reference_images_per_s``, ``ratio``; on CUDA also ``peak_memory_gib`` (ours),
-        ``tflops``, ``mfu`` and ``gflops_per_image``.
+        ``tflops``, ``mfu`` and ``gflops_per_image``. With ``batch_sweep``: ``sweep`` (one row per batch size:
+        images/s, peak memory, MFU), ``largest_batch`` that fit and ``paper_run_hours``, the 300-epoch projection
+        at that batch.
     """
     device = resolve_device(device or None)
     config = DinoConfig(epochs=1, batch_size=batch_size, out_dim=out_dim, n_local_crops=n_local_crops,
@@ -180,12 +230,10 @@ def bench_dino(
     images = np.random.default_rng(seed).integers(200, 40000, (steps * batch_size, 2, img_size, img_size))
     images = images.astype(np.uint16)
     _ours(images[:batch_size], config, arch=arch, img_size=img_size, device=device)  # warm-up
-    ours, reference = 0.0, 0.0
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    ours, reference, peak = 0.0, 0.0, None
     for _ in range(rounds):
-        ours = max(ours, _ours(images, config, arch=arch, img_size=img_size, device=device))
-        peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+        rate, memory = _ours_with_memory(images, config, arch=arch, img_size=img_size, device=device)
+        ours, peak = max(ours, rate), memory
         reference = max(reference, _reference_steps(images, config, arch=arch, img_size=img_size, device=device,
                                                      steps=steps))
     result = {
@@ -205,17 +253,15 @@ def bench_dino(
         "rounds": rounds,
     }
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        flops = (3 * (2 * vit_flops_per_image(arch, img_size, in_chans=2)
-                      + n_local_crops * vit_flops_per_image(arch, local_crop_size, in_chans=2))
-                 + 2 * vit_flops_per_image(arch, img_size, in_chans=2))
-        tflops = ours * flops / 1e12
-        peak_tflops = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
+        result["peak_memory_gib"] = round(peak, 2)
+        result.update(gpu_utilisation(device, ours, _flops_per_image(arch, img_size, n_local_crops, local_crop_size)))
+    if batch_sweep:
+        sweep = _batch_sweep(images, config, batch_sweep, arch=arch, img_size=img_size, steps=steps, device=device)
+        fitting = [row for row in [{"batch_size": batch_size, "images_per_s": ours}, *sweep] if row.get("fits", True)]
+        best = max(fitting, key=lambda row: row["batch_size"])
         result.update({
-            "gpu": name,
-            "peak_memory_gib": round(peak, 2),
-            "gflops_per_image": round(flops / 1e9, 2),
-            "tflops": round(tflops, 1),
-            "mfu": round(tflops / peak_tflops, 3) if peak_tflops else None,
+            "sweep": sweep,
+            "largest_batch": best["batch_size"],
+            "paper_run_hours": round(PAPER_DINO_EPOCHS * PAPER_DINO_IMAGES / best["images_per_s"] / 3600, 1),
         })
     return result

@@ -7,16 +7,7 @@ the model in fp32 under ``no_grad`` on the same device; the result copied back t
 the device, and runs the model in large batches (bf16 autocast on CUDA). Both see the same images and the same
 weights, in the same process, so the ratio survives a noisy machine.
 
-FLOPs (for TFLOP/s and MFU on GPUs) are counted analytically for the ViT forward pass, a multiply-add being 2 FLOPs.
-With D the width, N = (side / patch)² + 1 tokens, L blocks, C input channels and P the patch size:
-
-- per block and token, the linear layers cost 24·D² (QKV 6·D², output projection 2·D², MLP with ratio 4 16·D²)
-  and attention 4·N·D (scores Q·Kᵀ and the weighted sum A·V);
-- the patch embedding costs 2·P²·C·D per patch token.
-
-So ``FLOPs = L·N·(24·D² + 4·N·D) + (N - 1)·2·P²·C·D``; LayerNorm, softmax and GELU (< 2 %) are left out.
-MFU divides the achieved rate by the dense bf16 tensor-core peak: 989 TFLOP/s for an H100 SXM (the H200 has the
-same compute).
+On CUDA the result adds achieved TFLOP/s and MFU (:mod:`dinoxfer_lib.bench.flops`).
 """
 
 from __future__ import annotations
@@ -27,22 +18,12 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
+from dinoxfer_lib.bench.flops import gpu_utilisation, vit_flops_per_image
 from dinoxfer_lib.data.dataset import ImageSet
 from dinoxfer_lib.devices import resolve_device, synchronize
 from dinoxfer_lib.embed import CPU_CHUNK, extract_embeddings
-from dinoxfer_lib.models.backbones import architecture, create_backbone
+from dinoxfer_lib.models.backbones import create_backbone
 from dinoxfer_lib.models.channels import make_encoder
-
-BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0}
-
-
-def vit_flops_per_image(arch: str, img_size: int, *, in_chans: int) -> float:
-    """Forward FLOPs of one image through ``arch`` at ``img_size`` (formula in the module docstring)."""
-    spec = architecture(arch)
-    patches = (img_size // spec.patch_size) ** 2
-    tokens, d = patches + 1, spec.embed_dim
-    blocks = spec.depth * tokens * (24 * d**2 + 4 * tokens * d)
-    return float(blocks + patches * 2 * spec.patch_size**2 * in_chans * d)
 
 
 def _reference_embed(images: np.ndarray, model: torch.nn.Module, *, img_size: int, batch_size: int,
@@ -189,15 +170,7 @@ def bench_embedding(
         "rounds": rounds,
     }
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
         flops = vit_flops_per_image(arch, img_size, in_chans=2)
-        tflops = ours * flops / 1e12
-        peak = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
-        result.update({
-            "gpu": name,
-            "gflops_per_image": round(flops / 1e9, 2),
-            "tflops": round(tflops, 1),
-            "mfu": round(tflops / peak, 3) if peak else None,
-            "reference_tflops": round(reference * flops / 1e12, 2),
-        })
+        result.update(gpu_utilisation(device, ours, flops))
+        result["reference_tflops"] = round(reference * flops / 1e12, 2)
     return result

@@ -1,0 +1,38 @@
+"""Benchmark plumbing: the FLOP count behind MFU, and the DINO batch sweep that sizes a paper run."""
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from dinoxfer_lib.bench.dino import PAPER_DINO_EPOCHS, PAPER_DINO_IMAGES, bench_dino
+from dinoxfer_lib.bench.flops import vit_flops_per_image
+from dinoxfer_lib.models.backbones import create_backbone
+
+
+@pytest.mark.parametrize("arch, img_size, in_chans", [("vit_micro", 64, 2), ("vit_micro", 32, 4),
+                                                       ("vit_tiny_patch16", 64, 3)])
+def test_vit_flops_match_pytorch_flop_counter(arch, img_size, in_chans):
+    """MFU is only as right as the FLOP count: the formula must agree with what PyTorch counts for the model
+    (attention through the math kernel, whose matrix products the counter sees; the fused CPU kernel it skips)."""
+    model = create_backbone(arch, in_chans=in_chans, img_size=img_size).eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
+        model.forward_features(torch.rand(1, in_chans, img_size, img_size))
+    assert vit_flops_per_image(arch, img_size, in_chans=in_chans) == pytest.approx(counter.get_total_flops(), rel=1e-3)
+
+
+def test_vit_b8_costs_what_the_literature_says():
+    """ViT-B/8 at 224 px: ~78 GMACs a forward pass (DINO paper's model zoo), i.e. ~156 GFLOPs here."""
+    assert vit_flops_per_image("vit_base_patch8", 224, in_chans=3) / 1e9 == pytest.approx(156, rel=0.03)
+
+
+def test_batch_sweep_times_each_batch_and_projects_the_paper_run():
+    result = bench_dino(arch="vit_micro", img_size=32, batch_size=4, steps=2, n_local_crops=2, local_crop_size=16,
+                        out_dim=64, rounds=1, batch_sweep=(8,), device="cpu")
+    assert [row["batch_size"] for row in result["sweep"]] == [8]
+    assert result["sweep"][0]["fits"] and result["sweep"][0]["images_per_s"] > 0
+    assert result["largest_batch"] == 8
+    rate = result["sweep"][0]["images_per_s"]
+    assert result["paper_run_hours"] == pytest.approx(PAPER_DINO_EPOCHS * PAPER_DINO_IMAGES / rate / 3600, abs=0.06)
+    assert result["ratio"] > 0
