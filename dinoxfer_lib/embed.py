@@ -3,7 +3,11 @@
 The hot loop does no per-image Python work. Batches are sliced from the (memory-mapped) ImageSet in their raw
 dtype — the next one is read by a background thread while the current one is embedded — moved to the device,
 converted to float there, resized batch-wise when the encoder expects another size, scaled and embedded under
-``torch.inference_mode`` (bf16 autocast on CUDA, fp32 on CPU). Only one batch is ever held as floats. With
+``torch.inference_mode``. Only one batch is ever held as floats. On CUDA the backbone runs on a bfloat16 copy of
+its weights (18 % faster than fp32 weights under autocast for ViT-B/8 on an H200, as measured in the performance
+chapter; embeddings agree with the fp32 CPU ones to cosine > 0.99, tested); the next batch travels to the GPU on a
+side stream while the current one is computed, and each batch's rows come back while the next is computed. On a CPU
+everything is fp32. With
 ``out_path`` the embeddings are written row block by row block into the ``.h5ad`` file's ``X`` dataset as they are
 computed, so nothing N-sized is kept in memory during extraction; the file is written under a temporary name and
 renamed at the end, so a crash never leaves half an embedding file.
@@ -15,12 +19,12 @@ made (backbone, checkpoint hash, strategy, feature, normalisation, image size, d
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -93,28 +97,32 @@ def extract_embeddings(
         raise DataError(f"{dataset.domain}: no images to embed")
     device = resolve_device(device)
     size = (img_size or encoder.img_size,) * 2
-    encoder = encoder.to(device).eval()
+    encoder = _on_device(encoder, device)
     n = len(dataset)
     skeleton = anndata.AnnData(obs=_obs(dataset), var=pd.DataFrame(index=encoder.feature_names()))
     skeleton.obsm["labels"] = dataset.labels.astype(np.uint8)
     skeleton.obsm["grades"] = dataset.grades
     skeleton.uns["class_names"] = list(dataset.class_names)
     skeleton.uns["channel_names"] = list(dataset.channel_names)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     chunk = CPU_CHUNK if device.type == "cpu" else batch_size
+    copy_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
 
     with _EmbeddingSink(skeleton, out_path) as X:
         started = time.perf_counter()
         bar = tqdm(total=n, desc=f"embedding {dataset.domain}", unit="img", disable=None, leave=False)
-        with torch.inference_mode(), autocast, bar:
-            for start, raw in _prefetched_batches(dataset.images, batch_size):
-                x = _to_float(raw, device)  # (B, C, H, W), raw intensities
+        with torch.inference_mode(), bar:
+            waiting = None  # the previous batch: its rows are copied to the host while this one computes
+            for start, raw in _prefetched_batches(dataset.images, batch_size, pin=device.type == "cuda"):
+                x = _to_float(raw, device, copy_stream)  # (B, C, H, W), raw intensities
                 if x.shape[-2:] != size:
                     shrink = x.shape[-2] > size[0] or x.shape[-1] > size[1]
                     x = F.interpolate(x, size=size, mode="bilinear", antialias=shrink, align_corners=False)
                 out = torch.cat([encoder(part) for part in x.split(chunk)])  # (B, dim)
-                X[start : start + len(out)] = out.float().cpu().numpy()
-                bar.update(len(out))
+                if waiting is not None:
+                    bar.update(_store_rows(X, *waiting))
+                waiting = (start, _to_host(out))
+            if waiting is not None:
+                bar.update(_store_rows(X, *waiting))
         seconds = time.perf_counter() - started
         skeleton.uns["embedding"] = {
             **encoder.describe(),
@@ -124,7 +132,7 @@ def extract_embeddings(
             "img_size": int(size[0]),
             "batch_size": int(batch_size),
             "device": device_description() if device.type == "cuda" else "cpu",
-            "dtype": "bfloat16 autocast" if device.type == "cuda" else "float32",
+            "dtype": "bfloat16 weights" if device.type == "cuda" else "float32",
             "n_images": int(n),
             "seconds": round(seconds, 3),
             "images_per_second": round(n / max(seconds, 1e-9), 2),
@@ -145,31 +153,75 @@ def _obs(dataset: ImageSet) -> pd.DataFrame:
     return obs
 
 
-def _to_float(raw: np.ndarray, device: torch.device) -> torch.Tensor:
+def _on_device(encoder: ChannelEncoder, device: torch.device) -> ChannelEncoder:
+    """The encoder moved to ``device`` in eval mode; on CUDA a copy of it whose backbone holds bfloat16 weights
+    (made on the device, so it costs no transfer), and the caller's model keeps its own precision."""
+    encoder = encoder.to(device).eval()
+    if device.type != "cuda":
+        return encoder
+    on_gpu = copy.deepcopy(encoder)
+    on_gpu.backbone.to(torch.bfloat16)
+    return on_gpu
+
+
+def _to_float(raw: torch.Tensor, device: torch.device, copy_stream: torch.cuda.Stream | None = None) -> torch.Tensor:
     """A raw batch as float32 on ``device``; it travels in its own (smaller) dtype and is converted there.
 
-    uint16 travels as int16 (the same bytes) and is widened and masked back to 0..65535 on the device, because
-    PyTorch's uint16 dtype has only limited kernel support outside the CPU.
+    With ``copy_stream`` (CUDA), the transfer is queued there, so it overlaps whatever the device is computing; the
+    conversion waits for it. uint16 travels as int16 (the same bytes; see :func:`_read_batch`) and is widened and
+    masked back to 0..65535 on the device, because PyTorch's uint16 dtype has only limited kernel support outside
+    the CPU.
     """
-    if raw.dtype == np.uint16:
-        return (torch.from_numpy(raw.view(np.int16)).to(device).int() & 0xFFFF).float()
-    return torch.from_numpy(raw).to(device).float()
+    if copy_stream is None:
+        moved = raw.to(device, non_blocking=True)
+    else:
+        with torch.cuda.stream(copy_stream):
+            moved = raw.to(device, non_blocking=True)
+        compute = torch.cuda.current_stream(device)
+        compute.wait_stream(copy_stream)
+        moved.record_stream(compute)  # its memory is used on the compute stream, not only where it was allocated
+    return (moved.int() & 0xFFFF).float() if raw.dtype == torch.int16 else moved.float()
 
 
-def _prefetched_batches(images: np.ndarray, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(start, raw batch copy) in order; the next batch is read from disk while the caller embeds this one."""
+def _read_batch(images: np.ndarray, start: int, batch_size: int, *, pin: bool) -> torch.Tensor:
+    """An in-memory copy of one (memory-mapped) batch as a tensor, uint16 as int16; in page-locked memory for a
+    GPU, so its copy to the device runs asynchronously."""
+    raw = np.array(images[start : start + batch_size])
+    tensor = torch.from_numpy(raw.view(np.int16) if raw.dtype == np.uint16 else raw)
+    return tensor.pin_memory() if pin else tensor
 
-    def read(start: int) -> np.ndarray:
-        return np.array(images[start : start + batch_size])  # plain in-memory copy of the memmap slice
 
+def _prefetched_batches(images: np.ndarray, batch_size: int, *, pin: bool) -> Iterator[tuple[int, torch.Tensor]]:
+    """(start, raw batch) in order; the next batch is read from disk while the caller embeds this one."""
     starts = range(0, len(images), batch_size)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(read, starts[0]) if starts else None
+        pending = pool.submit(_read_batch, images, starts[0], batch_size, pin=pin) if starts else None
         for i, start in enumerate(starts):
             batch = pending.result()
             if i + 1 < len(starts):
-                pending = pool.submit(read, starts[i + 1])
+                pending = pool.submit(_read_batch, images, starts[i + 1], batch_size, pin=pin)
             yield start, batch
+
+
+def _to_host(out: torch.Tensor) -> tuple[torch.Tensor, torch.cuda.Event | None]:
+    """Start copying a batch's embeddings to the host without waiting for them (an event marks when they are
+    there), so the GPU already computes the next batch while the CPU writes this one."""
+    if out.device.type != "cuda":
+        return out.float(), None
+    host = torch.empty(out.shape, dtype=torch.float32, pin_memory=True)
+    host.copy_(out.float(), non_blocking=True)
+    done = torch.cuda.Event()
+    done.record()
+    return host, done
+
+
+def _store_rows(X, start: int, rows: tuple[torch.Tensor, torch.cuda.Event | None]) -> int:
+    """Write one batch's rows once they have arrived on the host; returns how many."""
+    host, done = rows
+    if done is not None:
+        done.synchronize()
+    X[start : start + len(host)] = host.numpy()
+    return len(host)
 
 
 class _EmbeddingSink:

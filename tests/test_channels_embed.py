@@ -261,11 +261,13 @@ def test_single_channel_copy_of_a_four_channel_backbone_equals_replication():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_bf16_extraction_matches_cpu_fp32():
-    """bf16 autocast on the GPU may round, not change the embedding: each image's vector points the same way."""
+    """bf16 weights on the GPU may round, not change the embedding: each image's vector points the same way; and
+    the caller's model keeps its fp32 weights."""
     data = dataset(n=12)
     enc = make_encoder("native", micro(2), target_channels=OPENCELL)
     cpu = extract_embeddings(data, enc, batch_size=5, device="cpu").X
     gpu = extract_embeddings(data, enc, batch_size=5, device="cuda")
-    assert gpu.uns["embedding"]["dtype"] == "bfloat16 autocast" and gpu.X.dtype == np.float32
+    assert gpu.uns["embedding"]["dtype"] == "bfloat16 weights" and gpu.X.dtype == np.float32
+    assert enc.backbone.patch_embed.proj.weight.dtype == torch.float32
     cosine = (cpu * gpu.X).sum(1) / np.linalg.norm(cpu, axis=1) / np.linalg.norm(gpu.X, axis=1)
     assert cosine.min() > 0.99

@@ -4,7 +4,7 @@ The reference is what "embed my images" scripts usually look like: for each imag
 channel and ``skimage.transform.resize`` to the model's size; a small batch of such images stacked and passed to
 the model in fp32 under ``no_grad`` on the same device; the result copied back to the host. Ours
 (:func:`~dinoxfer_lib.embed.extract_embeddings`) reads raw uint16 batches, converts, resizes and scales them on
-the device, and runs the model in large batches (bf16 autocast on CUDA). Both see the same images and the same
+the device, and runs the model in large batches (bf16 weights on CUDA). Both see the same images and the same
 weights, in the same process, so the ratio survives a noisy machine.
 
 On CUDA the result adds achieved TFLOP/s and MFU (:mod:`dinoxfer_lib.bench.flops`).
@@ -12,8 +12,8 @@ On CUDA the result adds achieved TFLOP/s and MFU (:mod:`dinoxfer_lib.bench.flops
 
 from __future__ import annotations
 
+import copy
 import time
-from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -50,9 +50,9 @@ def _reference_embed(images: np.ndarray, model: torch.nn.Module, *, img_size: in
     return prep, infer
 
 
-def _model_only(model: torch.nn.Module, x: torch.Tensor, *, chunk: int, autocast) -> float:
+def _model_only(model: torch.nn.Module, x: torch.Tensor, *, chunk: int) -> float:
     """Images/s of the backbone alone on already-prepared inputs: the ceiling for any extractor."""
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode():
         for part in x[:chunk].split(chunk):
             model(part)
         synchronize(x.device)
@@ -135,12 +135,14 @@ def bench_embedding(
                                        device=device)
         return n_ref / (prep + infer), prep / (prep + infer)
 
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    prepared = torch.rand(min(n_images, 4 * batch_size), 2, img_size, img_size, device=device)
+    # the ceiling runs the backbone in the precision ours uses: bf16 weights on CUDA, fp32 on a CPU
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    ceiling_model = copy.deepcopy(backbone).to(device, dtype)
+    prepared = torch.rand(min(n_images, 4 * batch_size), 2, img_size, img_size, device=device, dtype=dtype)
 
     def time_model_only() -> float:
         chunk = CPU_CHUNK if device.type == "cpu" else batch_size
-        return _model_only(backbone.forward_features, prepared, chunk=chunk, autocast=autocast)
+        return _model_only(ceiling_model.forward_features, prepared, chunk=chunk)
 
     # warm-up: kernels, allocator, thread pools
     extract_embeddings(dataset.subset(np.arange(min(batch_size, n_images))), encoder, batch_size=batch_size,

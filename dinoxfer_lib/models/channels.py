@@ -128,12 +128,13 @@ def dataset_scaling(
 def backbone_features(backbone: nn.Module, x: torch.Tensor, feature: str) -> torch.Tensor:
     """(B, S, H, W) → (B, D) last block's CLS token (the paper), or (B, 5·D) CLS of the last 4 blocks and the
     average-pooled patch tokens of the last block (Cell-DINO / DINO BoC), each after the final LayerNorm."""
+    x = x.to(backbone.patch_embed.proj.weight.dtype)  # a bf16 backbone takes bf16 inputs; features are float32
     if feature == "cls":
-        return backbone.forward_features(x)[:, 0]
+        return backbone.forward_features(x)[:, 0].float()
     layers = backbone.get_intermediate_layers(x, n=4, return_prefix_tokens=True, norm=True)  # 4 x (patches, prefix)
     cls_tokens = [prefix[:, 0] for _, prefix in layers]  # 4 x (B, D)
     patch_mean = layers[-1][0].mean(dim=1)  # (B, D)
-    return torch.cat([*cls_tokens, patch_mean], dim=1)
+    return torch.cat([*cls_tokens, patch_mean], dim=1).float()
 
 
 class ChannelEncoder(nn.Module):
