@@ -36,3 +36,15 @@ def test_batch_sweep_times_each_batch_and_projects_the_paper_run():
     rate = result["sweep"][0]["images_per_s"]
     assert result["paper_run_hours"] == pytest.approx(PAPER_DINO_EPOCHS * PAPER_DINO_IMAGES / rate / 3600, abs=0.06)
     assert result["ratio"] > 0
+
+
+def test_model_variants_time_both_precisions_and_report_unavailable_kernels():
+    from dinoxfer_lib.bench.variants import model_variants
+
+    rows = model_variants(arch="vit_micro", img_size=16, batch_size=4, device="cpu", attention=("flash",),
+                          compile=False, repeats=1)
+    assert [(r["precision"], r["attention"]) for r in rows] == [
+        ("fp32 weights, bf16 autocast", "default"), ("fp32 weights, bf16 autocast", "flash"),
+        ("bf16 weights", "default"), ("bf16 weights", "flash")]
+    assert all(r["images_per_s"] > 0 for r in rows if r["attention"] == "default")
+    assert all("images_per_s" in r or r["error"] for r in rows)  # a missing kernel is reported, not fatal
