@@ -48,3 +48,29 @@ def test_model_variants_time_both_precisions_and_report_unavailable_kernels():
         ("bf16 weights", "default"), ("bf16 weights", "flash")]
     assert all(r["images_per_s"] > 0 for r in rows if r["attention"] == "default")
     assert all("images_per_s" in r or r["error"] for r in rows)  # a missing kernel is reported, not fatal
+
+
+def test_recorded_gpu_runs_name_device_and_commit_and_feed_the_target_check():
+    from dinoxfer_lib.bench.recorded import TARGETS, recorded_runs, recorded_summary, target_check
+
+    runs = recorded_runs()
+    assert runs, "the package ships the GPU figures the performance chapter shows"
+    summary = recorded_summary(runs)
+    assert summary[["gpu", "date", "commit"]].notna().all().all()
+    assert {"embedding", "dino", "probe_suite"} <= set(summary["benchmark"])
+
+    cpu_run = [{"benchmark": "embedding", "device": "cpu", "size": "demo", "ratio": 3.5},
+               {"benchmark": "probe_suite", "device": "cpu", "size": "demo", "ratio": 4.0}]
+    check = target_check(cpu_run, runs).set_index(["benchmark", "where"])
+    assert len(check) == len(TARGETS)
+    assert check.loc[("embedding", "cpu"), "met"] and check.loc[("embedding", "cpu"), "source"] == "this run"
+    assert not check.loc[("probe_suite", "cpu"), "met"]
+    assert check.loc[("dino", "cpu"), "met"] is None  # not run here, and CPU targets are never taken from records
+    assert check.loc[("embedding", "gpu"), "source"].startswith("recorded")
+
+
+def test_target_check_without_records_says_not_measured(tmp_path):
+    from dinoxfer_lib.bench.recorded import recorded_runs, target_check
+
+    check = target_check([], recorded_runs(tmp_path))
+    assert (check["source"] == "not measured").all() and check["met"].isna().all()

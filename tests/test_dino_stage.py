@@ -39,6 +39,25 @@ def test_stage_trains_on_the_dev_split_writes_its_files_and_is_reused(tmp_path):
         torch.set_num_threads(threads)
 
 
+def _as_set_arguments(tree, prefix=""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _as_set_arguments(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}={value}"
+
+
+def test_torchrun_entry_point_takes_overrides_and_writes_the_stage_the_book_reuses(tmp_path, capsys):
+    """``torchrun -m dinoxfer_lib.dino.train --set ...`` (here one process): the notebook run with the same
+    overrides finds the stage instead of training again."""
+    from dinoxfer_lib.dino.train import main
+
+    main(["--profile", "smoke", "--domain", "opencell", "--runs-root", str(tmp_path),
+          "--set", *_as_set_arguments(TINY_RUN)])
+    assert "dino/opencell: trained" in capsys.readouterr().out
+    assert train_backbone(open_run("smoke", TINY_RUN, runs_root=tmp_path), "opencell", progress=False).reused
+
+
 def test_attention_pca_and_figures():
     torch.manual_seed(0)
     backbone = create_backbone("vit_micro", in_chans=2, img_size=16)

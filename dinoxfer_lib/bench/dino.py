@@ -227,8 +227,8 @@ def bench_dino(
     config = DinoConfig(epochs=1, batch_size=batch_size, out_dim=out_dim, n_local_crops=n_local_crops,
                         local_crop_size=local_crop_size, warmup_epochs=0, freeze_last_layer=0,
                         checkpoint_every=1)
-    images = np.random.default_rng(seed).integers(200, 40000, (steps * batch_size, 2, img_size, img_size))
-    images = images.astype(np.uint16)
+    images = np.random.default_rng(seed).integers(200, 40000, (steps * batch_size, 2, img_size, img_size),
+                                                  dtype=np.uint16)
     _ours(images[:batch_size], config, arch=arch, img_size=img_size, device=device)  # warm-up
     ours, reference, peak = 0.0, 0.0, None
     for _ in range(rounds):

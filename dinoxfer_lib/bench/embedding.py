@@ -105,7 +105,7 @@ def bench_embedding(
     device = resolve_device(device or None)
     rng = np.random.default_rng(seed)
     side = int(img_size * source_scale)
-    images = rng.integers(200, 40000, (n_images, 2, side, side)).astype(np.uint16)
+    images = rng.integers(200, 40000, (n_images, 2, side, side), dtype=np.uint16)
     dataset = ImageSet(
         images=images,
         labels=np.zeros((n_images, 1), bool),

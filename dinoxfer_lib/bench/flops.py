@@ -7,10 +7,11 @@ L blocks, C input channels and P the patch size:
   and attention 4·N·D (scores Q·Kᵀ and the weighted sum A·V);
 - the patch embedding costs 2·P²·C·D per patch token.
 
-So ``FLOPs = L·N·(24·D² + 4·N·D) + (N - 1)·2·P²·C·D``; LayerNorm, softmax and GELU (< 2 %) are left out, which is
-what PyTorch's ``FlopCounterMode`` counts too (tested to agree exactly). MFU divides the achieved rate by the dense bf16 tensor-core
-peak of the card's datasheet: 989 TFLOP/s for an H100 SXM, and the H200 has the same compute. A large bf16 matrix
-product reaches about 790 of those on the machines this book was measured on, so 80 % MFU is the practical ceiling.
+So ``FLOPs = L·N·(24·D² + 4·N·D) + (N - 1)·2·P²·C·D``; LayerNorm, softmax and GELU (< 2 %) are left out, which
+is what PyTorch's ``FlopCounterMode`` counts too (tested to agree exactly). MFU divides the achieved rate by the
+dense bf16 tensor-core peak of the card's datasheet: 989 TFLOP/s for an H100 SXM, and the H200 has the same
+compute. A large bf16 matrix product reaches about 800 of those on the machines this book was measured on, so
+about 80 % MFU is the practical ceiling.
 """
 
 from __future__ import annotations

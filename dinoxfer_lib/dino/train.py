@@ -411,12 +411,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--domain", default="opencell", choices=("opencell", "hpa", "natural"))
     parser.add_argument("--runs-root", default="runs")
     parser.add_argument("--force", action="store_true", help="retrain even if the stage is up to date")
+    parser.add_argument("--set", nargs="+", metavar="KEY=VALUE", default=(),
+                        help="override a config value, e.g. dino.batch_size=128 (give `dinoxfer run` the same)")
     args = parser.parse_args(argv)
     from dinoxfer_lib.dino.stage import train_backbone
     from dinoxfer_lib.pipeline import open_run
+    from dinoxfer_lib.runner import parse_overrides
 
     distributed.init_from_env()
-    run = open_run(args.profile, runs_root=args.runs_root, force=args.force)
+    run = open_run(args.profile, parse_overrides(args.set), runs_root=args.runs_root, force=args.force)
     artifact = train_backbone(run, args.domain)
     if distributed.is_main_process():
         print(f"{artifact.name}: {'reused' if artifact.reused else 'trained'} -> {artifact.path}")
