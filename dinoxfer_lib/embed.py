@@ -106,6 +106,7 @@ def extract_embeddings(
     skeleton.uns["channel_names"] = list(dataset.channel_names)
     chunk = CPU_CHUNK if device.type == "cpu" else batch_size
     copy_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+    uint16 = dataset.images.dtype == np.uint16
 
     with _EmbeddingSink(skeleton, out_path) as X:
         started = time.perf_counter()
@@ -113,7 +114,7 @@ def extract_embeddings(
         with torch.inference_mode(), bar:
             waiting = None  # the previous batch: its rows are copied to the host while this one computes
             for start, raw in _prefetched_batches(dataset.images, batch_size, pin=device.type == "cuda"):
-                x = _to_float(raw, device, copy_stream)  # (B, C, H, W), raw intensities
+                x = _to_float(raw, device, copy_stream, uint16=uint16)  # (B, C, H, W), raw intensities
                 if x.shape[-2:] != size:
                     shrink = x.shape[-2] > size[0] or x.shape[-1] > size[1]
                     x = F.interpolate(x, size=size, mode="bilinear", antialias=shrink, align_corners=False)
@@ -164,13 +165,14 @@ def _on_device(encoder: ChannelEncoder, device: torch.device) -> ChannelEncoder:
     return on_gpu
 
 
-def _to_float(raw: torch.Tensor, device: torch.device, copy_stream: torch.cuda.Stream | None = None) -> torch.Tensor:
+def _to_float(raw: torch.Tensor, device: torch.device, copy_stream: torch.cuda.Stream | None = None, *,
+              uint16: bool = False) -> torch.Tensor:
     """A raw batch as float32 on ``device``; it travels in its own (smaller) dtype and is converted there.
 
     With ``copy_stream`` (CUDA), the transfer is queued there, so it overlaps whatever the device is computing; the
-    conversion waits for it. uint16 travels as int16 (the same bytes; see :func:`_read_batch`) and is widened and
-    masked back to 0..65535 on the device, because PyTorch's uint16 dtype has only limited kernel support outside
-    the CPU.
+    conversion waits for it. ``uint16`` images travel as int16 (the same bytes; see :func:`_read_batch`) and are
+    widened and masked back to 0..65535 on the device, because PyTorch's uint16 dtype has only limited kernel
+    support outside the CPU.
     """
     if copy_stream is None:
         moved = raw.to(device, non_blocking=True)
@@ -180,7 +182,7 @@ def _to_float(raw: torch.Tensor, device: torch.device, copy_stream: torch.cuda.S
         compute = torch.cuda.current_stream(device)
         compute.wait_stream(copy_stream)
         moved.record_stream(compute)  # its memory is used on the compute stream, not only where it was allocated
-    return (moved.int() & 0xFFFF).float() if raw.dtype == torch.int16 else moved.float()
+    return (moved.int() & 0xFFFF).float() if uint16 else moved.float()
 
 
 def _read_batch(images: np.ndarray, start: int, batch_size: int, *, pin: bool) -> torch.Tensor:

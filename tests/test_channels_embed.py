@@ -237,6 +237,12 @@ def test_extraction_records_the_checkpoint_and_accepts_any_dtype(tmp_path):
     as_float_bright.images = bright.images.astype(np.float64)
     assert np.allclose(extract_embeddings(bright, enc, batch_size=4).X,
                        extract_embeddings(as_float_bright, enc, batch_size=4).X, atol=1e-5)
+    signed = dataset(size=16, dtype=np.int16)
+    signed.images = signed.images - 300  # background-subtracted data go negative and must stay negative
+    as_float_signed = dataset(size=16, dtype=np.float64)
+    as_float_signed.images = signed.images.astype(np.float64)
+    assert np.allclose(extract_embeddings(signed, enc, batch_size=4).X,
+                       extract_embeddings(as_float_signed, enc, batch_size=4).X, atol=1e-5)
     assert as_uint16.uns["embedding"]["weights_sha256"] == report.sha256
 
 
