@@ -74,3 +74,22 @@ def test_target_check_without_records_says_not_measured(tmp_path):
 
     check = target_check([], recorded_runs(tmp_path))
     assert (check["source"] == "not measured").all() and check["met"].isna().all()
+
+
+def test_batch_sweep_stops_at_the_first_batch_that_does_not_fit(monkeypatch):
+    """train_dino turns a GPU out-of-memory into BatchTooLarge (tested with the trainer); the sweep records it."""
+    import dinoxfer_lib.bench.dino as bench_module
+    from dinoxfer_lib.dino.train import BatchTooLarge
+
+    real = bench_module._ours_with_memory
+
+    def fits_up_to_4(images, config, **kwargs):
+        if config.batch_size > 4:
+            raise BatchTooLarge(f"dino.batch_size = {config.batch_size} does not fit")
+        return real(images, config, **kwargs)
+
+    monkeypatch.setattr(bench_module, "_ours_with_memory", fits_up_to_4)
+    result = bench_dino(arch="vit_micro", img_size=32, batch_size=4, steps=2, n_local_crops=2, local_crop_size=16,
+                        out_dim=64, rounds=1, batch_sweep=(8, 16), device="cpu")
+    assert result["sweep"] == [{"batch_size": 8, "fits": False}]  # 16 is not tried after 8 failed
+    assert result["largest_batch"] == 4 and result["paper_run_hours"] > 0

@@ -122,3 +122,13 @@ def test_cuda_bf16_training_follows_the_cpu_fp32_run(images, tmp_path):
     gpu = train(images, tmp_path / "gpu", device="cuda", config=config)
     np.testing.assert_allclose(gpu.history["loss"], cpu.history["loss"], rtol=0.02)
     assert gpu.summary["device"] != cpu.summary["device"]
+
+
+def test_a_batch_too_large_for_the_gpu_is_a_one_line_setting_error(images, tmp_path, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr("dinoxfer_lib.dino.train.clip_gradients", out_of_memory)
+    with pytest.raises(ConfigError, match=r"dino.batch_size = 4 \(4 per process\) does not fit .* torchrun"):
+        train(images, tmp_path)
+    assert not (tmp_path / CHECKPOINT_FILE).exists()  # nothing half-written

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from dinoxfer_lib.bench.flops import gpu_utilisation, vit_flops_per_image
 from dinoxfer_lib.devices import resolve_device, synchronize
 from dinoxfer_lib.dino.config import DinoConfig
-from dinoxfer_lib.dino.train import build_networks, train_dino
+from dinoxfer_lib.dino.train import BatchTooLarge, build_networks, train_dino
 
 CHANNELS = ("protein", "nucleus")
 PAPER_DINO_IMAGES = round(0.9 * 6301)  # OpenCell images in the paper's 90 % DINO training split
@@ -175,7 +175,7 @@ def _batch_sweep(images: np.ndarray, config: DinoConfig, batch_sizes: Sequence[i
         batch_images = np.resize(images, (steps * batch_size, *images.shape[1:]))
         try:
             rate, peak = _ours_with_memory(batch_images, sized, arch=arch, img_size=img_size, device=device)
-        except torch.OutOfMemoryError:
+        except BatchTooLarge:
             rows.append({"batch_size": batch_size, "fits": False})
             break
         row = {"batch_size": batch_size, "fits": True, "images_per_s": round(rate, 2),

@@ -30,7 +30,7 @@ import json
 import math
 import os
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +62,23 @@ RESIDENT_SHARE = 0.25
 
 class TrainingInterrupted(RuntimeError):
     """Raised by ``stop_after_epochs``: simulates a killed run (the last checkpoint stays for a resume)."""
+
+
+class BatchTooLarge(ConfigError):
+    """``dino.batch_size`` does not fit the GPU's memory: a setting to change, not a crash to debug."""
+
+
+@contextmanager
+def _batch_must_fit(batch_size: int, world: int, device: torch.device):
+    """Turn running out of GPU memory in a step into one line that names the setting and the ways out."""
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        raise BatchTooLarge(
+            f"dino.batch_size = {batch_size} ({batch_size // world} per process) does not fit in the memory of "
+            f"{_describe(device)}: lower dino.batch_size (ViT-B/8 with the paper's crops: 128 fit an H200, 64 an "
+            f"80 GB H100) or spread it over more GPUs with torchrun"
+        ) from None
 
 
 @dataclass
@@ -276,21 +293,22 @@ def train_dino(
             x = to_unit_range(data.batch(index), max_side=max_side)
             views = multi_crop(x, spec, {k: v[rows_here] for k, v in params_global.items()})
 
-            with autocast:
-                with torch.no_grad():
-                    teacher_out = teacher(views[:1])  # only the 2 global views pass through the teacher
-                    probs = dino_loss.teacher_probabilities(teacher_out, epoch)  # what the loss sees, for the log
-                    health = teacher_statistics(probs, dino_loss.center)
-                student_out = student(views)
-                loss = dino_loss(student_out, teacher_out, epoch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            clip_gradients(params, config.clip_grad, config.clip_mode)
-            if epoch < config.freeze_last_layer:
-                for p in last_layer:
-                    p.grad = None  # the prototypes stay fixed while the rest of the network settles
-            optimizer.step()
-            update_teacher(student_module, teacher, float(schedules["momentum"][it]))
+            with _batch_must_fit(config.batch_size, world, device):
+                with autocast:
+                    with torch.no_grad():
+                        teacher_out = teacher(views[:1])  # only the 2 global views pass through the teacher
+                        probs = dino_loss.teacher_probabilities(teacher_out, epoch)  # what the loss sees, for the log
+                        health = teacher_statistics(probs, dino_loss.center)
+                    student_out = student(views)
+                    loss = dino_loss(student_out, teacher_out, epoch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                clip_gradients(params, config.clip_grad, config.clip_mode)
+                if epoch < config.freeze_last_layer:
+                    for p in last_layer:
+                        p.grad = None  # the prototypes stay fixed while the rest of the network settles
+                optimizer.step()
+                update_teacher(student_module, teacher, float(schedules["momentum"][it]))
 
             stats.append(torch.cat((loss.detach().float()[None], health)))
             bar.update(1)
