@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import weakref
 
 import numpy as np
 import pytest
@@ -124,11 +125,20 @@ def test_cuda_bf16_training_follows_the_cpu_fp32_run(images, tmp_path):
     assert gpu.summary["device"] != cpu.summary["device"]
 
 
-def test_a_batch_too_large_for_the_gpu_is_a_one_line_setting_error(images, tmp_path, monkeypatch):
-    def out_of_memory(*args, **kwargs):
+def test_a_batch_too_large_for_the_gpu_is_a_one_line_setting_error_and_frees_the_step(images, tmp_path,
+                                                                                       monkeypatch):
+    from dinoxfer_lib.dino.loss import DINOLoss
+
+    half_built = []
+
+    def out_of_memory(self, student_out, teacher_out, epoch):
+        half_built.append(weakref.ref(student_out))  # holds the student's autograd graph
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    monkeypatch.setattr("dinoxfer_lib.dino.train.clip_gradients", out_of_memory)
-    with pytest.raises(ConfigError, match=r"dino.batch_size = 4 \(4 per process\) does not fit .* torchrun"):
+    monkeypatch.setattr(DINOLoss, "forward", out_of_memory)
+    with pytest.raises(ConfigError, match=r"dino.batch_size = 4 \(4 per process\) does not fit .* torchrun") as caught:
         train(images, tmp_path)
+    assert caught.value.__context__ is None  # the out-of-memory error, and the activations it holds, are gone
+    del caught
+    assert half_built and half_built[0]() is None
     assert not (tmp_path / CHECKPOINT_FILE).exists()  # nothing half-written

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import hashlib
 import json
 import math
 import os
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,17 +69,33 @@ class BatchTooLarge(ConfigError):
     """``dino.batch_size`` does not fit the GPU's memory: a setting to change, not a crash to debug."""
 
 
-@contextmanager
-def _batch_must_fit(batch_size: int, world: int, device: torch.device):
-    """Turn running out of GPU memory in a step into one line that names the setting and the ways out."""
-    try:
-        yield
-    except torch.OutOfMemoryError:
+class _MemoryGuard:
+    """Around one training step: a GPU out-of-memory inside is noted and swallowed, so that the half-built step
+    (activations, autograd graph) is freed with its traceback before :meth:`check` raises a one-line
+    :class:`BatchTooLarge` that names the setting and the ways out. (Raised from inside the handler, the new error
+    would keep the out-of-memory error, and with it the activations, alive as its context.)"""
+
+    def __init__(self, batch_size: int, world: int, device: torch.device) -> None:
+        self.batch_size, self.world, self.device, self.failed = batch_size, world, device, False
+
+    def __enter__(self) -> _MemoryGuard:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        self.failed = kind is not None and issubclass(kind, torch.OutOfMemoryError)
+        return self.failed
+
+    def check(self) -> None:
+        if not self.failed:
+            return
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
         raise BatchTooLarge(
-            f"dino.batch_size = {batch_size} ({batch_size // world} per process) does not fit in the memory of "
-            f"{_describe(device)}: lower dino.batch_size (ViT-B/8 with the paper's crops: 128 fit an H200, 64 an "
-            f"80 GB H100) or spread it over more GPUs with torchrun"
-        ) from None
+            f"dino.batch_size = {self.batch_size} ({self.batch_size // self.world} per process) does not fit in the "
+            f"memory of {_describe(self.device)}: lower dino.batch_size (ViT-B/8 with the paper's crops: 128 fit an "
+            f"H200, 64 an 80 GB H100) or spread it over more GPUs with torchrun"
+        )
 
 
 @dataclass
@@ -293,7 +310,7 @@ def train_dino(
             x = to_unit_range(data.batch(index), max_side=max_side)
             views = multi_crop(x, spec, {k: v[rows_here] for k, v in params_global.items()})
 
-            with _batch_must_fit(config.batch_size, world, device):
+            with _MemoryGuard(config.batch_size, world, device) as step_memory:
                 with autocast:
                     with torch.no_grad():
                         teacher_out = teacher(views[:1])  # only the 2 global views pass through the teacher
@@ -309,6 +326,7 @@ def train_dino(
                         p.grad = None  # the prototypes stay fixed while the rest of the network settles
                 optimizer.step()
                 update_teacher(student_module, teacher, float(schedules["momentum"][it]))
+            step_memory.check()
 
             stats.append(torch.cat((loss.detach().float()[None], health)))
             bar.update(1)
