@@ -69,13 +69,25 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     import json
 
     from dinoxfer_lib.bench import BENCHMARKS, run_benchmarks
+    from dinoxfer_lib.devices import resolve_device
+    from dinoxfer_lib.errors import ConfigError
 
+    device = resolve_device(args.device)
+    if args.record and (device.type != "cuda" or args.size != "paper" or args.only):
+        raise ConfigError(f"--record keeps GPU figures for the book: expected a CUDA device (this run: {device}), "
+                          f"--size paper (got {args.size}) and all benchmarks (no --only)")
     results = run_benchmarks(args.only or list(BENCHMARKS), size=args.size, device=args.device)
     for result in results:
         print(f"{result['benchmark']}: {result['ratio']:.2f}x the reference ({json.dumps(result, default=str)})")
     if args.out:
         args.out.write_text(json.dumps(results, indent=2, default=str))
         print(f"results written to {args.out}")
+    if args.record:
+        from dinoxfer_lib.bench.recorded import make_record, write_record
+        from dinoxfer_lib.bench.variants import model_variants
+
+        path = write_record(make_record(results, model_variants(device=str(device)), device))
+        print(f"recorded for the performance chapter: {path}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="problem size: small (seconds), demo (CPU-sized), paper (ViT-B/8 at 224 px; GPU)")
     bench.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     bench.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
+    bench.add_argument("--record", action="store_true",
+                       help="GPU, paper size: also time the backbone variants and keep everything for the book's "
+                            "performance chapter (dinoxfer_lib/bench/recorded/)")
     bench.set_defaults(func=_cmd_bench)
     return parser
 

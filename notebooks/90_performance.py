@@ -82,14 +82,20 @@ display(Markdown(
 # ## Recorded on GPU machines
 #
 # The machines this book is built on have no GPU, so the figures below were **not** measured by the run that built
-# this page: they were recorded with `dinoxfer bench --size paper` (and `python -m dinoxfer_lib.bench.variants`) on
-# the GPU machine named, and are kept with the package (`dinoxfer_lib/bench/recorded/`) with the software and the
-# commit of each figure. At the paper's size the embedding runs ViT-B/8 at 224 px on 448 px uint16 images, DINO trains
-# ViT-B/8 with 2 × 224 px + 8 × 96 px crops and a 65,536-d head, and the probe suite trains 25 MLPs for 300 epochs
-# on 5,500 × 1,536-d features.
+# this page: they were recorded with `dinoxfer bench --size paper --record` on the GPU machine named, and are kept
+# with the package (`dinoxfer_lib/bench/recorded/`) with the software and the commit of each figure. At the paper's
+# size the embedding runs ViT-B/8 at 224 px on 448 px uint16 images, DINO trains ViT-B/8 with 2 × 224 px + 8 × 96 px
+# crops and a 65,536-d head, and the probe suite trains 25 MLPs for 300 epochs on 5,500 × 1,536-d features.
 
 # %%
-from dinoxfer_lib.bench.recorded import recorded_result, recorded_runs, recorded_summary, target_check
+from dinoxfer_lib.bench.recorded import (
+    dino_reading,
+    embedding_reading,
+    recorded_result,
+    recorded_runs,
+    recorded_summary,
+    target_check,
+)
 
 gpu_runs = recorded_runs()
 for gpu_run in gpu_runs:
@@ -107,13 +113,10 @@ recorded_summary(gpu_runs)
 # %%
 dino_gpu, dino_run = recorded_result(gpu_runs, "dino")
 display(pd.DataFrame([{"batch_size": dino_gpu["batch_size"], "images_per_s": dino_gpu["ours_images_per_s"],
-                       "peak_memory_gib": dino_gpu["peak_memory_gib"], "mfu": dino_gpu["mfu"]},
-                      *dino_gpu["sweep"]]).set_index("batch_size")[["images_per_s", "peak_memory_gib", "mfu"]])
-display(Markdown(
-    f"On the {dino_run['gpu']} the largest batch tried that fits is **{dino_gpu['largest_batch']}**, and the paper's "
-    f"300-epoch run would take about **{dino_gpu['paper_run_hours']} h** on that one GPU. Our step is "
-    f"{dino_gpu['ratio']:.1f}× the usual fp32 DataLoader step at batch {dino_gpu['batch_size']}."
-))
+                       "peak_memory_gib": dino_gpu["peak_memory_gib"], "mfu": dino_gpu["mfu"], "fits": True},
+                      *dino_gpu.get("sweep", [])]).set_index("batch_size").reindex(
+    columns=["images_per_s", "peak_memory_gib", "mfu", "fits"]))
+display(Markdown(dino_reading(dino_gpu, dino_run)))
 
 # %% [markdown]
 # ### What limits embedding MFU
@@ -123,32 +126,13 @@ display(Markdown(
 
 # %%
 emb_gpu, emb_run = recorded_result(gpu_runs, "embedding")
-batch_ms = emb_run["embedding_batch_profile"]["ms"]
-preprocess_ms = sum(v for k, v in batch_ms.items() if k.startswith(("uint16", "antialiased", "percentile")))
-display(pd.DataFrame(emb_run["embedding_steps"]))
-variants = pd.DataFrame(emb_run["embedding_model_variants"]["rows"])
-variants[["precision", "mode", "attention", "images_per_s", "tflops", "mfu", "compile_seconds"]]
+if "embedding_steps" in emb_run:
+    display(pd.DataFrame(emb_run["embedding_steps"]))
+pd.DataFrame(emb_run["embedding_model_variants"]["rows"]).reindex(
+    columns=["precision", "mode", "attention", "images_per_s", "tflops", "mfu", "compile_seconds", "error"])
 
 # %%
-bf16 = variants.query("precision == 'bf16 weights' and attention == 'default'").set_index("mode")
-eager_bf16, compiled_bf16 = bf16.loc["eager"], bf16.loc["torch.compile"]
-display(Markdown(
-    f"End to end (uint16 448 px images resized and scaled on the GPU, then embedded) the extractor reaches "
-    f"**{emb_gpu['mfu']:.1%} MFU** ({emb_gpu['ours_images_per_s']:.0f} images/s, "
-    f"{emb_gpu['ours_images_per_s'] / emb_gpu['model_only_images_per_s']:.0%} of the backbone alone). The backbone "
-    f"alone with bf16 weights reaches {eager_bf16['mfu']:.1%}, and {compiled_bf16['mfu']:.1%} under `torch.compile`. "
-    f"The backbone alone is the ceiling, and it sits at the target itself. The "
-    f"extractor's remaining {1 - emb_gpu['ours_images_per_s'] / emb_gpu['model_only_images_per_s']:.0%} is time the "
-    f"GPU waits for data: a profile of one batch of 256 on this card put the conversion, resize and percentile "
-    f"scaling at {preprocess_ms:.1f} ms against the encoder's {batch_ms['encoder (scaling + bf16 ViT-B/8)']:.0f} ms "
-    f"(and the transfer, on its own stream, at {batch_ms['transfer (pinned, 205 MB)']:.1f} ms). So the GPU work "
-    f"around the model is not the gap; the likeliest cause (not yet measured) is the first batch, which must be "
-    f"read, pinned and copied before anything computes, spread over only "
-    f"{emb_gpu['n_images'] // emb_gpu['batch_size']} batches here. "
-    f"`torch.compile` was left out of the extractor: it adds {compiled_bf16['compile_seconds']:.0f} s of "
-    f"compilation to every run, far more than it saves on OpenCell's 6,301 images "
-    f"(≈ {6301 / emb_gpu['ours_images_per_s']:.0f} s to embed at this rate)."
-))
+display(Markdown(embedding_reading(emb_gpu, emb_run)))
 
 # %% [markdown]
 # ## The design's speed targets

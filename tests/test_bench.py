@@ -93,3 +93,29 @@ def test_batch_sweep_stops_at_the_first_batch_that_does_not_fit(monkeypatch):
                         out_dim=64, rounds=1, batch_sweep=(8, 16), device="cpu")
     assert result["sweep"] == [{"batch_size": 8, "fits": False}]  # 16 is not tried after 8 failed
     assert result["largest_batch"] == 4 and result["paper_run_hours"] > 0
+
+
+def test_readings_work_with_and_without_the_optional_profiles(tmp_path):
+    """A record written by ``dinoxfer bench --record`` has no hand-made extras; the chapter's readings still work."""
+    from dinoxfer_lib.bench.recorded import (dino_reading, embedding_reading, recorded_result, recorded_runs,
+                                             write_record)
+
+    shipped = recorded_runs()[-1]
+    embedding, run = recorded_result([shipped], "embedding")
+    assert "MFU" in embedding_reading(embedding, run) and "first batch" in embedding_reading(embedding, run)
+    dino, run = recorded_result([shipped], "dino")
+    assert "300-epoch" in dino_reading(dino, run)
+
+    plain = {key: value for key, value in shipped.items() if key not in ("embedding_steps", "embedding_batch_profile")}
+    first = write_record(plain, tmp_path)
+    second = write_record(plain, tmp_path)  # same machine and day: kept apart, nothing overwritten
+    assert first.name == f"h200_{shipped['date']}.json" and second.name == f"h200_{shipped['date']}_2.json"
+    embedding, run = recorded_result(recorded_runs(tmp_path), "embedding")
+    assert "first batch" not in embedding_reading(embedding, run) and "MFU" in embedding_reading(embedding, run)
+
+
+def test_record_refuses_anything_but_a_paper_size_gpu_run(capsys):
+    from dinoxfer_lib.cli import main
+
+    assert main(["bench", "--size", "small", "--device", "cpu", "--record"]) == 2
+    assert "--record keeps GPU figures" in capsys.readouterr().err

@@ -1,18 +1,24 @@
 """Benchmarks recorded on GPU machines, and the design's speed targets checked against them.
 
 The book is built on machines without a GPU, so GPU figures cannot come from the run that builds it. They are
-measured with ``dinoxfer bench --size paper`` (and ``python -m dinoxfer_lib.bench.variants``) on a GPU machine and
-kept as JSON in this package's ``recorded`` folder, one file per machine and day, naming the device, the software
-and the commit of every figure. The performance chapter shows them as recorded figures, never as this run's.
+measured with ``dinoxfer bench --size paper --record`` on a GPU machine, which also times the backbone variants
+(:mod:`dinoxfer_lib.bench.variants`) and writes one JSON file per machine and day into this package's ``recorded``
+folder, naming the device, the software and the commit of every figure. The performance chapter shows them as
+recorded figures, never as this run's.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import operator
+import time
 from pathlib import Path
 
 import pandas as pd
+import torch
+
+from dinoxfer_lib.provenance import git_state, package_versions
 
 RECORDED = Path(__file__).with_name("recorded")
 
@@ -26,6 +32,49 @@ TARGETS = (
     ("probe_suite", "gpu", "ours_s", "<=", 30.0),
 )
 _COMPARE = {">=": operator.ge, "<=": operator.le}
+
+
+def bf16_matmul_tflops(device: torch.device, side: int = 8192, repeats: int = 20) -> float:
+    """The card's practical bf16 ceiling: TFLOP/s of a large matrix product on random data."""
+    a = torch.randn(side, side, device=device, dtype=torch.bfloat16)
+    b = torch.randn_like(a)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    torch.cuda.synchronize(device)
+    return round(repeats * 2 * side**3 / (time.perf_counter() - started) / 1e12)
+
+
+def make_record(results: list[dict], variants: list[dict], device: torch.device) -> dict:
+    """One recorded GPU run: the device, the software, the commit and every figure (what the chapter reads)."""
+    properties = torch.cuda.get_device_properties(device)
+    versions, git = package_versions(), git_state()
+    return {
+        "device": f"{properties.name} ({properties.total_memory / 2**30:.0f} GiB)",
+        "gpu": properties.name,
+        "date": datetime.date.today().isoformat(),
+        "software": f"Python {versions['python']}, torch {torch.__version__}, timm {versions.get('timm', '?')}, "
+                    f"CUDA {torch.version.cuda}",
+        "bf16_matmul_tflops": bf16_matmul_tflops(device),
+        "results": [{**result, "commit": (git["commit"] or "unknown")[:7] + ("+dirty" if git["dirty"] else "")}
+                    for result in results],
+        "embedding_model_variants": {"command": "python -m dinoxfer_lib.bench.variants", "rows": variants},
+    }
+
+
+def write_record(record: dict, folder: Path = RECORDED) -> Path:
+    """``<gpu>_<date>.json`` in ``folder``; an existing file of that name is kept and the new one numbered."""
+    stem = f"{record['gpu'].lower().replace('nvidia', '').strip().replace(' ', '_')}_{record['date']}"
+    path, n = folder / f"{stem}.json", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem}_{n}.json"
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1, default=str))
+    return path
 
 
 def recorded_runs(folder: Path = RECORDED) -> list[dict]:
@@ -74,3 +123,41 @@ def target_check(measured: list[dict], runs: list[dict]) -> pd.DataFrame:
                      "measured": value, "source": source or "not measured",
                      "met": None if value is None else bool(_COMPARE[comparison](value, target))})
     return pd.DataFrame(rows)
+
+
+def dino_reading(result: dict, run: dict) -> str:
+    """What the recorded DINO figures mean for a user: the batch that fits and the paper run's cost."""
+    text = (f"Our step is {result['ratio']:.1f}× the usual fp32 DataLoader step at batch {result['batch_size']} on "
+            f"the {run['gpu']}.")
+    if "largest_batch" in result:
+        text += (f" The largest batch tried that fits is **{result['largest_batch']}**, and the paper's 300-epoch "
+                 f"OpenCell run would take about **{result['paper_run_hours']} h** on that one GPU.")
+    return text
+
+
+def embedding_reading(result: dict, run: dict) -> str:
+    """Where the recorded extractor stands against the backbone alone and the 40 % MFU target, and why."""
+    share = result["ours_images_per_s"] / result["model_only_images_per_s"]
+    variants = pd.DataFrame(run["embedding_model_variants"]["rows"])
+    bf16 = variants.query("precision == 'bf16 weights' and attention == 'default'").set_index("mode")
+    text = (f"End to end (uint16 {result['stored_size']} px images resized and scaled on the GPU, then embedded) the "
+            f"extractor reaches **{result['mfu']:.1%} MFU** ({result['ours_images_per_s']:.0f} images/s, "
+            f"{share:.0%} of the backbone alone). The backbone alone with bf16 weights reaches "
+            f"{bf16.loc['eager', 'mfu']:.1%}")
+    if "torch.compile" in bf16.index:
+        text += f", and {bf16.loc['torch.compile', 'mfu']:.1%} under `torch.compile`"
+    text += ": that bounds the extractor, whatever its preprocessing costs."
+    profile = run.get("embedding_batch_profile", {}).get("ms")
+    if profile:
+        preprocess = sum(v for k, v in profile.items() if k.startswith(("uint16", "antialiased", "percentile")))
+        text += (f" A profile of one batch put the conversion, resize and percentile scaling at {preprocess:.1f} ms "
+                 f"against the encoder's {profile['encoder (scaling + bf16 ViT-B/8)']:.0f} ms, so the GPU work around "
+                 f"the model is not what remains; the likeliest cause (not yet measured) is the first batch, which "
+                 f"must be read, pinned and copied before anything computes, spread over only "
+                 f"{result['n_images'] // result['batch_size']} batches here.")
+    if "torch.compile" in bf16.index:
+        seconds = bf16.loc["torch.compile", "compile_seconds"]
+        text += (f" `torch.compile` is not used by the extractor: it adds {seconds:.0f} s of compilation to every run, "
+                 f"more than it saves on OpenCell's 6,301 images (≈ {6301 / result['ours_images_per_s']:.0f} s to "
+                 f"embed at this rate).")
+    return text
