@@ -119,3 +119,26 @@ def test_record_refuses_anything_but_a_paper_size_gpu_run(capsys):
 
     assert main(["bench", "--size", "small", "--device", "cpu", "--record"]) == 2
     assert "--record keeps GPU figures" in capsys.readouterr().err
+
+
+def test_a_record_made_from_bench_results_feeds_the_chapter(monkeypatch, tmp_path):
+    """What ``--record`` writes on a GPU (the CUDA queries stubbed here) is what the chapter's tables read."""
+    import types
+
+    import dinoxfer_lib.bench.recorded as recorded
+
+    monkeypatch.setattr(recorded.torch.cuda, "get_device_properties",
+                        lambda device: types.SimpleNamespace(name="NVIDIA H100 80GB HBM3", total_memory=85e9))
+    monkeypatch.setattr(recorded, "bf16_matmul_tflops", lambda device: 790)
+    shipped = recorded.recorded_runs()[-1]
+    rows = shipped["embedding_model_variants"]["rows"]
+    record = recorded.make_record(shipped["results"], rows, torch.device("cuda"))
+    assert record["gpu"] == "NVIDIA H100 80GB HBM3" and record["bf16_matmul_tflops"] == 790
+    assert all(result["commit"] for result in record["results"]) and "torch" in record["software"]
+    path = recorded.write_record(record, tmp_path)
+    assert path.name.startswith("h100_80gb_hbm3_")
+    runs = recorded.recorded_runs(tmp_path)
+    assert len(recorded.recorded_summary(runs)) == 3
+    assert recorded.target_check([], runs).set_index(["benchmark", "where"]).loc[("dino", "gpu"), "met"]
+    embedding, run = recorded.recorded_result(runs, "embedding")
+    assert "42.0% under `torch.compile`" in recorded.embedding_reading(embedding, run)
