@@ -10,31 +10,19 @@ import argparse
 import copy
 import json
 import time
-from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from dinoxfer_lib.bench.embedding import model_images_per_s
 from dinoxfer_lib.bench.flops import gpu_utilisation, vit_flops_per_image
 from dinoxfer_lib.devices import resolve_device, synchronize
 from dinoxfer_lib.models.backbones import create_backbone
 
 ATTENTION = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
              "efficient": SDPBackend.EFFICIENT_ATTENTION}
-
-
-def _images_per_s(forward: Callable, x: torch.Tensor, *, repeats: int) -> float:
-    with torch.inference_mode():
-        for _ in range(2):
-            forward(x)
-        synchronize(x.device)
-        started = time.perf_counter()
-        for _ in range(repeats):
-            forward(x)
-        synchronize(x.device)
-    return repeats * len(x) / (time.perf_counter() - started)
 
 
 def model_variants(*, arch: str = "vit_base_patch8", img_size: int = 224, batch_size: int = 256,
@@ -65,7 +53,8 @@ def model_variants(*, arch: str = "vit_base_patch8", img_size: int = 224, batch_
             row = {"precision": precision, "mode": "eager", "attention": kernel, "batch_size": batch_size}
             try:
                 with nullcontext() if kernel == "default" else sdpa_kernel(ATTENTION[kernel]):
-                    row["images_per_s"] = round(_images_per_s(forward, inputs, repeats=repeats), 1)
+                    rate = model_images_per_s(forward, inputs, chunk=batch_size, repeats=repeats)
+                    row["images_per_s"] = round(rate, 1)
             except RuntimeError as error:  # a kernel this card or dtype does not offer
                 row["error"] = str(error).splitlines()[0][:160]
             rows.append(row)
@@ -78,7 +67,8 @@ def model_variants(*, arch: str = "vit_base_patch8", img_size: int = 224, batch_
             seconds = round(time.perf_counter() - started, 1)
             rows.append({"precision": precision, "mode": "torch.compile", "attention": "default",
                          "batch_size": batch_size, "compile_seconds": seconds,
-                         "images_per_s": round(_images_per_s(compiled, inputs, repeats=repeats), 1)})
+                         "images_per_s": round(model_images_per_s(compiled, inputs, chunk=batch_size,
+                                                                  repeats=repeats), 1)})
     if cuda:
         for row in rows:
             if "images_per_s" in row:
