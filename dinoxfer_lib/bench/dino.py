@@ -36,7 +36,8 @@ from dinoxfer_lib.dino.config import DinoConfig
 from dinoxfer_lib.dino.train import BatchTooLarge, build_networks, train_dino
 
 CHANNELS = ("protein", "nucleus")
-PAPER_DINO_IMAGES = round(0.9 * 6301)  # OpenCell images in the paper's 90 % DINO training split
+OPENCELL_IMAGES = 6301  # in the paper's OpenCell dataset
+PAPER_DINO_IMAGES = round(0.9 * OPENCELL_IMAGES)  # the paper's 90 % DINO training split
 PAPER_DINO_EPOCHS = 300
 
 

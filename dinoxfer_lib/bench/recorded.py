@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from dinoxfer_lib.bench.dino import OPENCELL_IMAGES
 from dinoxfer_lib.provenance import git_state, package_versions
 
 RECORDED = Path(__file__).with_name("recorded")
@@ -158,6 +159,6 @@ def embedding_reading(result: dict, run: dict) -> str:
     if "torch.compile" in bf16.index:
         seconds = bf16.loc["torch.compile", "compile_seconds"]
         text += (f" `torch.compile` is not used by the extractor: it adds {seconds:.0f} s of compilation to every run, "
-                 f"more than it saves on OpenCell's 6,301 images (≈ {6301 / result['ours_images_per_s']:.0f} s to "
-                 f"embed at this rate).")
+                 f"more than it saves on OpenCell's {OPENCELL_IMAGES:,} images "
+                 f"(≈ {OPENCELL_IMAGES / result['ours_images_per_s']:.0f} s to embed at this rate).")
     return text
