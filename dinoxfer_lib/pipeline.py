@@ -173,7 +173,7 @@ def _embedding_artifacts(run: Run, names: tuple[str, ...] | None, *, backbones: 
                 per_image_zscore=backbone.per_image_zscore, feature=embed.feature, reduce=embed.bag_reduce,
             )
             extract_embeddings(
-                dataset, encoder, batch_size=embed.batch_size, img_size=embed.img_size,
+                dataset, encoder, batch_size=embed.batch_size, img_size=embed.img_size, compile=embed.compile,
                 out_path=folder / "embeddings.h5ad",
                 description={"set": spec.name, "arch": embed.arch, "backbone": backbone.describe()},
             )

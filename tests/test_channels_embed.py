@@ -1,6 +1,8 @@
 """Channel strategies put each channel where the paper says, normalisation is explicit, and extraction is batched,
 ordered, reproducible and streams to .h5ad."""
 
+import shutil
+
 import anndata
 import numpy as np
 import pandas as pd
@@ -246,6 +248,21 @@ def test_extraction_records_the_checkpoint_and_accepts_any_dtype(tmp_path):
     assert as_uint16.uns["embedding"]["weights_sha256"] == report.sha256
 
 
+@pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile on a CPU needs a C++ compiler")
+def test_compiled_extraction_matches_eager_and_leaves_the_callers_model_alone():
+    """compile=True is a speed option only: same embeddings, in order, across a padded last batch (10 images in
+    batches of 4), and the caller's backbone is neither compiled nor changed."""
+    data = dataset(n=10)
+    enc = make_encoder("native", micro(2), target_channels=OPENCELL)
+    eager = extract_embeddings(data, enc, batch_size=4)
+    captured = torch._dynamo.utils.counters["stats"]["calls_captured"]
+    compiled = extract_embeddings(data, enc, batch_size=4, compile=True)
+    assert torch._dynamo.utils.counters["stats"]["calls_captured"] > captured  # the blocks did go through dynamo
+    assert compiled.X.shape == (10, 192) and np.allclose(compiled.X, eager.X, atol=1e-4)
+    assert compiled.uns["embedding"]["compiled"] and not eager.uns["embedding"]["compiled"]
+    assert all(getattr(block, "_compiled_call_impl", None) is None for block in enc.backbone.blocks)
+
+
 def test_channel_order_must_match_the_encoder():
     enc = make_encoder("native", micro(2), target_channels=("nucleus", "protein"))
     with pytest.raises(DataError, match="in that order"):
@@ -277,3 +294,5 @@ def test_cuda_bf16_extraction_matches_cpu_fp32():
     assert enc.backbone.patch_embed.proj.weight.dtype == torch.float32
     cosine = (cpu * gpu.X).sum(1) / np.linalg.norm(cpu, axis=1) / np.linalg.norm(gpu.X, axis=1)
     assert cosine.min() > 0.99
+    compiled = extract_embeddings(data, enc, batch_size=5, device="cuda", compile=True).X
+    assert np.allclose(compiled, gpu.X, atol=0.05 * np.abs(gpu.X).max())

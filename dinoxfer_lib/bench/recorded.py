@@ -27,6 +27,7 @@ RECORDED = Path(__file__).with_name("recorded")
 TARGETS = (
     ("embedding", "cpu", "ratio", ">=", 3.0),
     ("embedding", "gpu", "mfu", ">=", 0.40),
+    ("embedding", "gpu, compiled", "compiled_mfu", ">=", 0.40),
     ("dino", "cpu", "ratio", ">=", 2.0),
     ("dino", "gpu", "ratio", ">=", 2.0),
     ("probe_suite", "cpu", "ratio", ">=", 10.0),
@@ -57,6 +58,7 @@ def make_record(results: list[dict], variants: list[dict], device: torch.device)
         "device": f"{properties.name} ({properties.total_memory / 2**30:.0f} GiB)",
         "gpu": properties.name,
         "date": datetime.date.today().isoformat(),
+        "time": datetime.datetime.now(datetime.timezone.utc).strftime("%H:%M UTC"),
         "software": f"Python {versions['python']}, torch {torch.__version__}, timm {versions.get('timm', '?')}, "
                     f"CUDA {torch.version.cuda}",
         "bf16_matmul_tflops": bf16_matmul_tflops(device),
@@ -79,8 +81,9 @@ def write_record(record: dict, folder: Path = RECORDED) -> Path:
 
 
 def recorded_runs(folder: Path = RECORDED) -> list[dict]:
-    """Every recorded GPU run, oldest first."""
-    return sorted((json.loads(path.read_text()) for path in folder.glob("*.json")), key=lambda run: run["date"])
+    """Every recorded GPU run, oldest first (by date, then time of day where recorded)."""
+    return sorted((json.loads(path.read_text()) for path in folder.glob("*.json")),
+                  key=lambda run: (run["date"], run.get("time", "")))
 
 
 def recorded_summary(runs: list[dict]) -> pd.DataFrame:
@@ -116,7 +119,7 @@ def target_check(measured: list[dict], runs: list[dict]) -> pd.DataFrame:
         this_run_counts = result is not None and (
             result["device"] == "cpu" if where == "cpu" else result["device"] == "cuda" and result["size"] == "paper")
         if not this_run_counts:
-            latest = recorded_result(runs, benchmark) if where == "gpu" else None
+            latest = recorded_result(runs, benchmark) if where != "cpu" else None
             result, source = (None, "") if latest is None else (
                 latest[0], f"recorded {latest[1]['date']} on {latest[1]['gpu']}")
         value = None if result is None else result.get(field)

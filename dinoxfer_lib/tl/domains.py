@@ -60,7 +60,7 @@ def _domain_embedding_artifacts(run: Run, backbone_domain: str, domains: tuple[s
                 slots=("any",), per_image_zscore=backbone.per_image_zscore, feature=embed.feature, reduce="mean",
             )
             extract_embeddings(
-                sample, encoder, batch_size=embed.batch_size, img_size=embed.img_size,
+                sample, encoder, batch_size=embed.batch_size, img_size=embed.img_size, compile=embed.compile,
                 out_path=folder / EMBEDDING_FILE,
                 description={"backbone_domain": backbone_domain, "arch": embed.arch, "backbone": backbone.describe()},
             )
