@@ -3,11 +3,11 @@
 The hot loop does no per-image Python work. Batches are sliced from the (memory-mapped) ImageSet in their raw
 dtype — the next one is read by a background thread while the current one is embedded — moved to the device,
 converted to float there, resized batch-wise when the encoder expects another size, scaled and embedded under
-``torch.inference_mode``. Only one batch is ever held as floats. On CUDA the backbone runs on a bfloat16 copy of
-its weights (18 % faster than fp32 weights under autocast for ViT-B/8 on an H200, as measured in the performance
-chapter; embeddings agree with the fp32 CPU ones to cosine > 0.99, tested); the next batch travels to the GPU on a
-side stream while the current one is computed, and each batch's rows come back while the next is computed. On a CPU
-everything is fp32. With
+``torch.inference_mode``. At most two batches are held as floats (one on a CPU). On CUDA the backbone runs on a
+bfloat16 copy of its weights (18 % faster than fp32 weights under autocast for ViT-B/8 on an H200, as measured in
+the performance chapter; embeddings agree with the fp32 CPU ones to cosine > 0.99, tested); the next batch is read
+straight into pinned memory, then moved, converted and resized on a side stream while the current one is computed,
+and each batch's rows come back while the next is computed. On a CPU everything is fp32. With
 ``out_path`` the embeddings are written row block by row block into the ``.h5ad`` file's ``X`` dataset as they are
 computed, so nothing N-sized is kept in memory during extraction; the file is written under a temporary name and
 renamed at the end, so a crash never leaves half an embedding file.
@@ -23,8 +23,10 @@ import copy
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -110,7 +112,7 @@ def extract_embeddings(
     skeleton.uns["class_names"] = list(dataset.class_names)
     skeleton.uns["channel_names"] = list(dataset.channel_names)
     chunk = CPU_CHUNK if device.type == "cpu" else batch_size
-    copy_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+    side_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
     uint16 = dataset.images.dtype == np.uint16
 
     with _EmbeddingSink(skeleton, out_path) as X:
@@ -119,10 +121,7 @@ def extract_embeddings(
         with torch.inference_mode(), bar:
             waiting = None  # the previous batch: its rows are copied to the host while this one computes
             for start, raw in _prefetched_batches(dataset.images, batch_size, pin=device.type == "cuda"):
-                x = _to_float(raw, device, copy_stream, uint16=uint16)  # (B, C, H, W), raw intensities
-                if x.shape[-2:] != size:
-                    shrink = x.shape[-2] > size[0] or x.shape[-1] > size[1]
-                    x = F.interpolate(x, size=size, mode="bilinear", antialias=shrink, align_corners=False)
+                x = _prepare(raw, device, size, side_stream, uint16=uint16)  # (B, C, *size), raw intensities
                 rows = len(x)
                 if compile and rows < batch_size:  # repeat the last image: a compiled block keeps one shape
                     x = torch.cat([x, x[-1:].expand(batch_size - rows, *x.shape[1:])])
@@ -179,24 +178,27 @@ def _on_device(encoder: ChannelEncoder, device: torch.device, *, compile: bool =
     return encoder
 
 
-def _to_float(raw: torch.Tensor, device: torch.device, copy_stream: torch.cuda.Stream | None = None, *,
-              uint16: bool = False) -> torch.Tensor:
-    """A raw batch as float32 on ``device``; it travels in its own (smaller) dtype and is converted there.
+def _prepare(raw: torch.Tensor, device: torch.device, size: tuple[int, int],
+             side_stream: torch.cuda.Stream | None = None, *, uint16: bool = False) -> torch.Tensor:
+    """A raw batch on ``device`` as float32 at ``size``: it travels in its own (smaller) dtype and is converted and
+    resized there (bilinear, antialiased when shrinking).
 
-    With ``copy_stream`` (CUDA), the transfer is queued there, so it overlaps whatever the device is computing; the
-    conversion waits for it. ``uint16`` images travel as int16 (the same bytes; see :func:`_read_batch`) and are
-    widened and masked back to 0..65535 on the device, because PyTorch's uint16 dtype has only limited kernel
-    support outside the CPU.
+    With ``side_stream`` (CUDA) all of that is queued there, so it overlaps the model still computing the previous
+    batch; the model's stream waits for it. ``uint16`` images travel as int16 (the same bytes; see
+    :func:`_read_batch`) and are widened and masked back to 0..65535 on the device, because PyTorch's uint16 dtype
+    has only limited kernel support outside the CPU.
     """
-    if copy_stream is None:
-        moved = raw.to(device, non_blocking=True)
-    else:
-        with torch.cuda.stream(copy_stream):
-            moved = raw.to(device, non_blocking=True)
+    with torch.cuda.stream(side_stream) if side_stream is not None else nullcontext():
+        x = raw.to(device, non_blocking=True)
+        x = (x.int() & 0xFFFF).float() if uint16 else x.float()
+        if x.shape[-2:] != size:
+            shrink = x.shape[-2] > size[0] or x.shape[-1] > size[1]
+            x = F.interpolate(x, size=size, mode="bilinear", antialias=shrink, align_corners=False)
+    if side_stream is not None:
         compute = torch.cuda.current_stream(device)
-        compute.wait_stream(copy_stream)
-        moved.record_stream(compute)  # its memory is used on the compute stream, not only where it was allocated
-    return (moved.int() & 0xFFFF).float() if uint16 else moved.float()
+        compute.wait_stream(side_stream)
+        x.record_stream(compute)  # its memory is used on the compute stream, not only where it was allocated
+    return x
 
 
 def _read_batch(images: np.ndarray, start: int, batch_size: int, *, pin: bool) -> torch.Tensor:
@@ -207,10 +209,10 @@ def _read_batch(images: np.ndarray, start: int, batch_size: int, *, pin: bool) -
         batch = batch.view(np.int16)
     if not pin:
         return torch.from_numpy(np.array(batch))
-    dtype = torch.from_numpy(np.empty(0, batch.dtype)).dtype  # NumPy's dtype in torch's terms
-    pinned = torch.empty(batch.shape, dtype=dtype, pin_memory=True)
-    np.copyto(pinned.numpy(), batch)
-    return pinned
+    with warnings.catch_warnings():  # a read-only memory map: it is only read from
+        warnings.simplefilter("ignore", UserWarning)
+        source = torch.from_numpy(batch)
+    return torch.empty(source.shape, dtype=source.dtype, pin_memory=True).copy_(source)  # a multi-threaded copy
 
 
 def _prefetched_batches(images: np.ndarray, batch_size: int, *, pin: bool) -> Iterator[tuple[int, torch.Tensor]]:
