@@ -84,9 +84,9 @@ def extract_embeddings(
     description
         Extra provenance merged into ``uns["embedding"]`` (e.g. the embedding set and where the backbone came from).
     compile
-        Run the backbone's transformer blocks through ``torch.compile`` (one compiled block serves them all; the last
-        batch is padded so no second shape is compiled). It costs seconds of compilation per process and shape and
-        pays off only on long runs: see the performance chapter for the measured gain and cost.
+        Run the backbone's transformer blocks through ``torch.compile`` (one compiled block serves them all; the
+        last, smaller batch runs eagerly, so no second shape is compiled). It costs seconds of compilation per
+        process and pays off only on long runs: see the performance chapter for the measured gain and cost.
 
     Returns
     -------
@@ -122,10 +122,7 @@ def extract_embeddings(
             waiting = None  # the previous batch: its rows are copied to the host while this one computes
             for start, raw in _prefetched_batches(dataset.images, batch_size, pin=device.type == "cuda"):
                 x = _prepare(raw, device, size, side_stream, uint16=uint16)  # (B, C, *size), raw intensities
-                rows = len(x)
-                if compile and rows < batch_size:  # repeat the last image: a compiled block keeps one shape
-                    x = torch.cat([x, x[-1:].expand(batch_size - rows, *x.shape[1:])])
-                out = torch.cat([encoder(part) for part in x.split(chunk)])[:rows]  # (B, dim)
+                out = _embed(encoder, x, chunk, eager_below=min(chunk, batch_size) if compile else 0)  # (B, dim)
                 if waiting is not None:
                     bar.update(_store_rows(X, *waiting))
                 waiting = (start, _to_host(out))
@@ -176,6 +173,16 @@ def _on_device(encoder: ChannelEncoder, device: torch.device, *, compile: bool =
         for block in encoder.backbone.blocks:
             block.compile(dynamic=False)
     return encoder
+
+
+def _embed(encoder: ChannelEncoder, x: torch.Tensor, chunk: int, *, eager_below: int) -> torch.Tensor:
+    """A batch's embeddings, ``chunk`` images per call. A part smaller than ``eager_below`` (the last one) runs
+    eagerly, so compiled blocks never compile a second shape (seconds) nor pad the part (wasted images)."""
+    parts = []
+    for part in x.split(chunk):
+        with torch.compiler.set_stance("force_eager") if len(part) < eager_below else nullcontext():
+            parts.append(encoder(part))
+    return torch.cat(parts)
 
 
 def _prepare(raw: torch.Tensor, device: torch.device, size: tuple[int, int],
