@@ -121,7 +121,7 @@ class EmbedConfig:
     feature: Literal["cls", "cls4_patchmean"] = "cls"
     # Bag-of-channels: concatenate the per-channel features (keeps which channel said what) or average them.
     bag_reduce: Literal["concat", "mean"] = "concat"
-    # torch.compile the backbone's blocks: ~4 % faster on an H200 for ViT-B/8, for seconds of compilation per process;
+    # torch.compile the backbone's blocks: ~5 % faster on an H200 for ViT-B/8, for seconds of compilation per process;
     # worth it for long runs only (the performance chapter has the figures). Never changes which images are embedded.
     compile: bool = False
     # Weights of the backbone pretrained on each domain: "store" = this profile's own DINO run (randomly
