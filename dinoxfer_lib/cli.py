@@ -49,6 +49,7 @@ def _cmd_info(args: argparse.Namespace) -> None:
     state = git_state()
     print(f"device: {device_description()}")
     print(f"git: {state['commit'] or 'unknown'}{' (dirty)' if state['dirty'] else ''}")
+    print(f"source sha256: {state['source_sha256']}")
     print(f"profiles: {', '.join(available_profiles())}")
     for name, version in package_versions().items():
         print(f"{name}: {version}")

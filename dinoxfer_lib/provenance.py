@@ -39,9 +39,23 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def source_sha256(package: Path = Path(__file__).resolve().parent) -> str:
+    """One digest of the package's code and profiles (``*.py``, ``*.yaml``: paths and bytes, in path order).
+
+    It names the code that ran where git cannot: a pip-installed or copied tree, or a copy whose ``.git`` is older
+    than its files (then git's commit is wrong and only "dirty" says so). Equal digests, same code.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(p for pattern in ("*.py", "*.yaml") for p in package.rglob(pattern)):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 @lru_cache(maxsize=1)
 def git_state() -> dict[str, str | bool | None]:
-    """Commit of the source tree and whether it had uncommitted changes (a dirty tree is not reproducible)."""
+    """Commit of the source tree, whether it had uncommitted changes (a dirty tree is not reproducible), and the
+    digest of the package's code (:func:`source_sha256`), which identifies it even without git."""
     root = Path(__file__).resolve().parents[1]
 
     def git(*args: str) -> str | None:
@@ -53,7 +67,7 @@ def git_state() -> dict[str, str | bool | None]:
 
     commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+    return {"commit": commit, "dirty": bool(status) if status is not None else None, "source_sha256": source_sha256()}
 
 
 @lru_cache(maxsize=1)

@@ -128,6 +128,7 @@ def test_a_record_made_from_bench_results_feeds_the_chapter(monkeypatch, tmp_pat
     import types
 
     import dinoxfer_lib.bench.recorded as recorded
+    from dinoxfer_lib.provenance import source_sha256
 
     monkeypatch.setattr(recorded.torch.cuda, "get_device_properties",
                         lambda device: types.SimpleNamespace(name="NVIDIA H100 80GB HBM3", total_memory=85e9))
@@ -137,6 +138,7 @@ def test_a_record_made_from_bench_results_feeds_the_chapter(monkeypatch, tmp_pat
     record = recorded.make_record(shipped["results"], rows, torch.device("cuda"))
     assert record["gpu"] == "NVIDIA H100 80GB HBM3" and record["bf16_matmul_tflops"] == 790
     assert all(result["commit"] for result in record["results"]) and "torch" in record["software"]
+    assert {result["source_sha256"] for result in record["results"]} == {source_sha256()[:12]}
     path = recorded.write_record(record, tmp_path)
     assert path.name.startswith("h100_80gb_hbm3_")
     runs = recorded.recorded_runs(tmp_path)

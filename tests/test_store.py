@@ -42,6 +42,32 @@ def test_provenance_records_what_made_the_artifact(tmp_path):
     assert record["files"]["out.txt"]["bytes"] == 1
     assert "numpy" in record["packages"]
     assert artifact.path == tmp_path / "smoke" / "a"
+    assert len(record["git"]["source_sha256"]) == 64
+
+
+def test_source_digest_names_the_code_wherever_it_lies(tmp_path):
+    """Two copies of the same code in different places agree (a GPU machine's copy vs the checkout); a changed
+    line or profile changes the digest; caches and other files do not."""
+    from dinoxfer_lib.provenance import source_sha256
+
+    def package(root):
+        (root / "sub").mkdir(parents=True)
+        (root / "a.py").write_text("x = 1\n")
+        (root / "sub" / "b.py").write_text("y = 2\n")
+        (root / "sub" / "demo.yaml").write_text("seed: 0\n")
+        return root
+
+    first, second = package(tmp_path / "one" / "pkg"), package(tmp_path / "two" / "pkg")
+    assert source_sha256(first) == source_sha256(second)
+    (second / "__pycache__").mkdir()
+    (second / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"\0")
+    (second / "notes.txt").write_text("scratch")
+    assert source_sha256(first) == source_sha256(second)
+    (second / "sub" / "b.py").write_text("y = 3\n")
+    assert source_sha256(first) != source_sha256(second)
+    (second / "sub" / "b.py").write_text("y = 2\n")
+    (second / "sub" / "demo.yaml").write_text("seed: 1\n")
+    assert source_sha256(first) != source_sha256(second)
 
 
 def test_changed_config_force_or_changed_input_recompute(tmp_path):

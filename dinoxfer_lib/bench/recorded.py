@@ -62,8 +62,8 @@ def make_record(results: list[dict], variants: list[dict], device: torch.device)
         "software": f"Python {versions['python']}, torch {torch.__version__}, timm {versions.get('timm', '?')}, "
                     f"CUDA {torch.version.cuda}",
         "bf16_matmul_tflops": bf16_matmul_tflops(device),
-        "results": [{**result, "commit": (git["commit"] or "unknown")[:7] + ("+dirty" if git["dirty"] else "")}
-                    for result in results],
+        "results": [{**result, "commit": (git["commit"] or "unknown")[:7] + ("+dirty" if git["dirty"] else ""),
+                     "source_sha256": git["source_sha256"][:12]} for result in results],
         "embedding_model_variants": {"command": "python -m dinoxfer_lib.bench.variants", "rows": variants},
     }
 
