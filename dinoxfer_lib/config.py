@@ -123,7 +123,8 @@ class EmbedConfig:
     bag_reduce: Literal["concat", "mean"] = "concat"
     # torch.compile the backbone's blocks: ~5 % faster on an H200 for ViT-B/8, for seconds of compilation per process;
     # worth it for long runs only (the performance chapter has the figures). Never changes which images are embedded.
-    compile: bool = False
+    # true = torch's default mode; or a mode by name (dinoxfer_lib.embed.COMPILE_MODES).
+    compile: bool | Literal["default", "max-autotune-no-cudagraphs"] = False
     # Weights of the backbone pretrained on each domain: "store" = this profile's own DINO run (randomly
     # initialised until one exists; the chapter says which), a registered name (dino_vitb8_imagenet,
     # dino4cells_hpa_fov) or a checkpoint path.
@@ -243,6 +244,13 @@ def _build(cls: type, values: Any, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+def _expected(hint: Any) -> str:
+    """What a value of type ``hint`` looks like in a profile, for error messages."""
+    if typing.get_origin(hint) is Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(hint)))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
+
+
 def _coerce(hint: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint):
@@ -262,7 +270,10 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
                 return _coerce(arg, value, key)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"config key {key!r}: {value!r} has the wrong type")
+        if len(errors) == 1:
+            raise ConfigError(errors[0])
+        wanted = " or ".join(_expected(a) for a in args if a is not type(None))
+        raise ConfigError(f"config key {key!r}: expected {wanted}, got {value!r}")
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key {key!r}: expected a list, got {value!r}")

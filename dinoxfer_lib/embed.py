@@ -49,6 +49,11 @@ if TYPE_CHECKING:
 # pass, 384 at 128 (activations no longer fit in cache). GPUs take the whole batch.
 CPU_CHUNK = 32
 
+# torch.compile modes ``compile`` accepts by name (True is "default"). "max-autotune-no-cudagraphs" also times
+# Triton matrix-product kernels against cuBLAS, with the bias and GELU fused into them, for minutes of compilation.
+# The CUDA-graph modes are left out: the last, smaller batch runs eagerly, outside any graph.
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
+
 
 def extract_embeddings(
     dataset: ImageSet,
@@ -59,7 +64,7 @@ def extract_embeddings(
     device: str | torch.device | None = None,
     out_path: str | os.PathLike | None = None,
     description: dict | None = None,
-    compile: bool = False,
+    compile: bool | str = False,
 ) -> anndata.AnnData:
     """Embed every image of ``dataset`` in order; return (and with ``out_path`` write) an AnnData.
 
@@ -85,8 +90,9 @@ def extract_embeddings(
         Extra provenance merged into ``uns["embedding"]`` (e.g. the embedding set and where the backbone came from).
     compile
         Run the backbone's transformer blocks through ``torch.compile`` (one compiled block serves them all; the
-        last, smaller batch runs eagerly, so no second shape is compiled). It costs seconds of compilation per
-        process and pays off only on long runs: see the performance chapter for the measured gain and cost.
+        last, smaller batch runs eagerly, so no second shape is compiled); ``True`` or a mode of
+        :data:`COMPILE_MODES`. It costs seconds of compilation per process (minutes with max-autotune) and pays
+        off only on long runs: see the performance chapter for the measured gain and cost.
 
     Returns
     -------
@@ -102,9 +108,10 @@ def extract_embeddings(
         raise ConfigError(f"batch_size = {batch_size}: expected >= 1")
     if len(dataset) == 0:
         raise DataError(f"{dataset.domain}: no images to embed")
+    mode = compile_mode(compile)
     device = resolve_device(device)
     size = (img_size or encoder.img_size,) * 2
-    encoder = _on_device(encoder, device, compile=compile)
+    encoder = _on_device(encoder, device, mode=mode)
     n = len(dataset)
     skeleton = anndata.AnnData(obs=_obs(dataset), var=pd.DataFrame(index=encoder.feature_names()))
     skeleton.obsm["labels"] = dataset.labels.astype(np.uint8)
@@ -122,7 +129,7 @@ def extract_embeddings(
             waiting = None  # the previous batch: its rows are copied to the host while this one computes
             for start, raw in _prefetched_batches(dataset.images, batch_size, pin=device.type == "cuda"):
                 x = _prepare(raw, device, size, side_stream, uint16=uint16)  # (B, C, *size), raw intensities
-                out = _embed(encoder, x, chunk, eager_below=min(chunk, batch_size) if compile else 0)  # (B, dim)
+                out = _embed(encoder, x, chunk, eager_below=min(chunk, batch_size) if mode else 0)  # (B, dim)
                 if waiting is not None:
                     bar.update(_store_rows(X, *waiting))
                 waiting = (start, _to_host(out))
@@ -138,7 +145,8 @@ def extract_embeddings(
             "batch_size": int(batch_size),
             "device": device_description() if device.type == "cuda" else "cpu",
             "dtype": "bfloat16 weights" if device.type == "cuda" else "float32",
-            "compiled": bool(compile),
+            "compiled": mode is not None,
+            **({"compile_mode": mode} if mode else {}),
             "n_images": int(n),
             "seconds": round(seconds, 3),
             "images_per_second": round(n / max(seconds, 1e-9), 2),
@@ -159,19 +167,30 @@ def _obs(dataset: ImageSet) -> pd.DataFrame:
     return obs
 
 
-def _on_device(encoder: ChannelEncoder, device: torch.device, *, compile: bool = False) -> ChannelEncoder:
+def compile_mode(compile: bool | str) -> str | None:
+    """The torch.compile mode ``compile`` asks for, ``None`` for eager; anything else is a one-line error."""
+    if compile is False:
+        return None
+    if compile is True:
+        return "default"
+    if compile not in COMPILE_MODES:
+        raise ConfigError(f"compile = {compile!r}: expected true, false or one of {', '.join(COMPILE_MODES)}")
+    return compile
+
+
+def _on_device(encoder: ChannelEncoder, device: torch.device, *, mode: str | None = None) -> ChannelEncoder:
     """The encoder moved to ``device`` in eval mode. On CUDA, or when compiling, a copy of it (made on the device, so
-    it costs no transfer) whose backbone holds bfloat16 weights on CUDA and compiled blocks when asked; the
-    caller's model keeps its own precision and stays uncompiled."""
+    it costs no transfer) whose backbone holds bfloat16 weights on CUDA and blocks compiled in ``mode`` when one
+    is given; the caller's model keeps its own precision and stays uncompiled."""
     encoder = encoder.to(device).eval()
-    if device.type != "cuda" and not compile:
+    if device.type != "cuda" and mode is None:
         return encoder
     encoder = copy.deepcopy(encoder)
     if device.type == "cuda":
         encoder.backbone.to(torch.bfloat16)
-    if compile:
+    if mode is not None:
         for block in encoder.backbone.blocks:
-            block.compile(dynamic=False)
+            block.compile(dynamic=False, mode=mode)
     return encoder
 
 

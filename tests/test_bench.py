@@ -42,7 +42,7 @@ def test_model_variants_time_both_precisions_and_report_unavailable_kernels():
     from dinoxfer_lib.bench.variants import model_variants
 
     rows = model_variants(arch="vit_micro", img_size=16, batch_size=4, device="cpu", attention=("flash",),
-                          compile=False, repeats=1)
+                          compile_modes=(), repeats=1)
     assert [(r["precision"], r["attention"]) for r in rows] == [
         ("fp32 weights, bf16 autocast", "default"), ("fp32 weights, bf16 autocast", "flash"),
         ("bf16 weights", "default"), ("bf16 weights", "flash")]

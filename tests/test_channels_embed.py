@@ -249,20 +249,30 @@ def test_extraction_records_the_checkpoint_and_accepts_any_dtype(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile on a CPU needs a C++ compiler")
-def test_compiled_extraction_matches_eager_and_leaves_the_callers_model_alone():
-    """compile=True is a speed option only: same embeddings, in order, with a smaller last batch (10 images in
-    batches of 4), and the caller's backbone is neither compiled nor changed."""
+@pytest.mark.parametrize("compile", [True, "max-autotune-no-cudagraphs"])
+def test_compiled_extraction_matches_eager_and_leaves_the_callers_model_alone(compile):
+    """Compiling is a speed option only, in either mode: same embeddings, in order, with a smaller last batch (10
+    images in batches of 4), and the caller's backbone is neither compiled nor changed."""
     data = dataset(n=10)
     enc = make_encoder("native", micro(2), target_channels=OPENCELL)
     eager = extract_embeddings(data, enc, batch_size=4)
     stats = torch._dynamo.utils.counters["stats"]
     captured, graphs = stats["calls_captured"], stats["unique_graphs"]
-    compiled = extract_embeddings(data, enc, batch_size=4, compile=True)
+    compiled = extract_embeddings(data, enc, batch_size=4, compile=compile)
     assert stats["calls_captured"] > captured  # the blocks did go through dynamo ...
     assert stats["unique_graphs"] - graphs <= 1  # ... for one shape: the last batch of 2 ran eagerly
     assert compiled.X.shape == (10, 192) and np.allclose(compiled.X, eager.X, atol=1e-4)
     assert compiled.uns["embedding"]["compiled"] and not eager.uns["embedding"]["compiled"]
+    assert compiled.uns["embedding"]["compile_mode"] == ("default" if compile is True else compile)
     assert all(getattr(block, "_compiled_call_impl", None) is None for block in enc.backbone.blocks)
+
+
+def test_an_unknown_compile_mode_is_refused_before_any_work(tmp_path):
+    out = tmp_path / "emb.h5ad"
+    enc = make_encoder("native", micro(2), target_channels=OPENCELL)
+    with pytest.raises(ConfigError, match="compile = 'fastest': expected true, false or one of default, max-autot"):
+        extract_embeddings(dataset(n=4), enc, batch_size=4, out_path=out, compile="fastest")
+    assert not list(tmp_path.iterdir())
 
 
 def test_channel_order_must_match_the_encoder():

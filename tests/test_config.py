@@ -58,6 +58,7 @@ def test_config_is_frozen():
         ({"data": {"opencell": {"source": "opencell"}}}, "data.opencell.path"),
         ({"seed": -1}, "seed"),
         ({"data": 3}, "data"),
+        ({"embed": {"compile": "fast"}}, "embed.compile': expected true or false or one of 'default', 'max-autotune"),
     ],
 )
 def test_bad_values_name_the_key_in_one_line(overrides, fragment):
@@ -92,3 +93,13 @@ def test_hash_ignores_key_order_but_not_values():
     assert config_hash({"a": 1, "b": 2}) == config_hash({"b": 2, "a": 1})
     assert config_hash({"a": 1}) != config_hash({"a": 2})
     assert load_config("smoke").section_hash("split") != load_config("demo").section_hash("split")
+
+
+def test_profiles_offer_exactly_the_compile_modes_the_extractor_takes():
+    import typing
+
+    from dinoxfer_lib.config import EmbedConfig
+    from dinoxfer_lib.embed import COMPILE_MODES
+
+    _, modes = typing.get_args(typing.get_type_hints(EmbedConfig)["compile"])
+    assert typing.get_args(modes) == COMPILE_MODES

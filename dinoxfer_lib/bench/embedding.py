@@ -21,7 +21,7 @@ import torch
 from dinoxfer_lib.bench.flops import gpu_utilisation, vit_flops_per_image
 from dinoxfer_lib.data.dataset import ImageSet
 from dinoxfer_lib.devices import resolve_device, synchronize
-from dinoxfer_lib.embed import CPU_CHUNK, extract_embeddings
+from dinoxfer_lib.embed import CPU_CHUNK, compile_mode, extract_embeddings
 from dinoxfer_lib.models.backbones import create_backbone
 from dinoxfer_lib.models.channels import make_encoder
 
@@ -74,7 +74,7 @@ def bench_embedding(
     reference_batch_size: int = 8,
     source_scale: float = 2.0,
     rounds: int = 3,
-    compiled: bool = False,
+    compiled: bool | str = False,
     seed: int = 0,
 ) -> dict:
     """Images/s of ours and of the reference on the same synthetic 2-channel uint16 images, and their ratio.
@@ -94,7 +94,8 @@ def bench_embedding(
         Ours and the reference are timed alternately this many times and each keeps its best round, so a burst of
         load from another process on a shared machine does not decide the ratio.
     compiled
-        Also time ours with ``compile=True`` (after a warm-up that compiles, itself timed as ``compile_seconds``).
+        Also time ours compiled: ``True`` or a mode of :data:`~dinoxfer_lib.embed.COMPILE_MODES` (after a warm-up
+        that compiles, itself timed as ``compile_seconds``).
 
     Returns
     -------
@@ -102,11 +103,12 @@ def bench_embedding(
         ``ours_images_per_s``, ``reference_images_per_s``, ``ratio``; ``model_only_images_per_s`` (the backbone
         alone at our batch size over as many images: the ceiling), the reference's split between preprocessing and
         model; on CUDA also ``tflops``, ``mfu`` (vs the bf16 peak) and ``gflops_per_image``; with ``compiled`` also
-        ``compiled_images_per_s``, ``compile_seconds`` and on CUDA ``compiled_mfu``.
+        ``compile_mode``, ``compiled_images_per_s``, ``compile_seconds`` and on CUDA ``compiled_mfu``.
     """
     import pandas as pd
 
     device = resolve_device(device or None)
+    mode = compile_mode(compiled)
     rng = np.random.default_rng(seed)
     side = int(img_size * source_scale)
     # at most 256 distinct random images, repeated: drawing OpenCell's 6,301 at 448 px would take longer than timing
@@ -130,7 +132,7 @@ def bench_embedding(
     forward = reference_model.forward_features
     n_ref = min(n_images, 256)
 
-    def time_ours(compile: bool = False) -> float:
+    def time_ours(compile: bool | str = False) -> float:
         started = time.perf_counter()
         extract_embeddings(dataset, encoder, batch_size=batch_size, device=device, compile=compile)
         synchronize(device)
@@ -154,13 +156,13 @@ def bench_embedding(
     # warm-up: kernels, allocator, thread pools (and the compilation, timed)
     first_batch = dataset.subset(np.arange(min(batch_size, n_images)))
     extract_embeddings(first_batch, encoder, batch_size=batch_size, device=device)
-    if compiled:
+    if mode:
         started = time.perf_counter()
-        extract_embeddings(first_batch, encoder, batch_size=batch_size, device=device, compile=True)
+        extract_embeddings(first_batch, encoder, batch_size=batch_size, device=device, compile=mode)
         compile_seconds = time.perf_counter() - started
     _reference_embed(images[:reference_batch_size], forward, img_size=img_size, batch_size=reference_batch_size,
                      device=device)
-    timings = [(time_ours(), time_reference(), time_model_only(), time_ours(compile=True) if compiled else None)
+    timings = [(time_ours(), time_reference(), time_model_only(), time_ours(compile=mode) if mode else None)
                for _ in range(rounds)]
     ours = max(t[0] for t in timings)
     reference, prep_share = max(t[1] for t in timings)
@@ -183,13 +185,14 @@ def bench_embedding(
         "reference_preprocess_share": round(prep_share, 3),
         "rounds": rounds,
     }
-    if compiled:
+    if mode:
+        result["compile_mode"] = mode
         result["compiled_images_per_s"] = round(max(t[3] for t in timings), 1)
         result["compile_seconds"] = round(compile_seconds, 1)
     if device.type == "cuda":
         flops = vit_flops_per_image(arch, img_size, in_chans=2)
         result.update(gpu_utilisation(device, ours, flops))
         result["reference_tflops"] = round(reference * flops / 1e12, 2)
-        if compiled:
+        if mode:
             result["compiled_mfu"] = gpu_utilisation(device, result["compiled_images_per_s"], flops)["mfu"]
     return result

@@ -150,13 +150,18 @@ def embedding_reading(result: dict, run: dict) -> str:
             f"many images.")
     if "compiled_mfu" in result:
         payback = result["compile_seconds"] / (1 / result["ours_images_per_s"] - 1 / result["compiled_images_per_s"])
-        text += (f" With `compile=True` (`embed.compile: true` in a profile) it reaches **{result['compiled_mfu']:.1%}"
+        mode = result.get("compile_mode", "default")
+        how = ("`compile=True` (`embed.compile: true` in a profile)" if mode == "default"
+               else f"`compile=\"{mode}\"` (`embed.compile: {mode}`)")
+        text += (f" With {how} it reaches **{result['compiled_mfu']:.1%}"
                  f"** ({result['compiled_images_per_s']:.0f} images/s) after {result['compile_seconds']:.0f} s of "
                  f"compilation on a fresh machine, which pays for itself only after about {round(payback, -4):,.0f} "
                  f"images in one process: not on OpenCell's {OPENCELL_IMAGES:,}, so it is off by default.")
     text += (f" The backbone alone with bf16 weights reaches {bf16.loc['eager', 'mfu']:.1%} eager")
     if "torch.compile" in bf16.index:
         text += f" and {bf16.loc['torch.compile', 'mfu']:.1%} compiled"
+    for mode in (m for m in bf16.index if m.startswith("torch.compile ")):  # the other compile modes
+        text += f" ({bf16.loc[mode, 'mfu']:.1%} with {mode.removeprefix('torch.compile ')})"
     text += " in a short burst (table above): that bounds any extractor of this model on this card."
     overhead = run.get("embedding_overhead")
     if overhead:

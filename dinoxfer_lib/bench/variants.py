@@ -19,6 +19,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from dinoxfer_lib.bench.embedding import model_images_per_s
 from dinoxfer_lib.bench.flops import gpu_utilisation, vit_flops_per_image
 from dinoxfer_lib.devices import resolve_device, synchronize
+from dinoxfer_lib.embed import COMPILE_MODES
 from dinoxfer_lib.models.backbones import create_backbone
 
 ATTENTION = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
@@ -26,11 +27,12 @@ ATTENTION = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTE
 
 
 def model_variants(*, arch: str = "vit_base_patch8", img_size: int = 224, batch_size: int = 256,
-                   device: str | None = None, attention: tuple[str, ...] = tuple(ATTENTION), compile: bool = True,
-                   repeats: int = 6) -> list[dict]:
+                   device: str | None = None, attention: tuple[str, ...] = tuple(ATTENTION),
+                   compile_modes: tuple[str, ...] = COMPILE_MODES, repeats: int = 6) -> list[dict]:
     """Images/s of ``arch`` alone with fp32 weights under bf16 autocast and with bf16 weights, each with the default
-    and each forced attention kernel, and optionally under ``torch.compile`` (compile seconds recorded). On a CPU
-    (tests) both precisions run and autocast is off."""
+    and each forced attention kernel, and under ``torch.compile`` in each of ``compile_modes`` (compile seconds
+    recorded; modes after the first only with bf16 weights, the extractor's precision, since max-autotune costs
+    minutes). On a CPU (tests) both precisions run and autocast is off."""
     device = resolve_device(device)
     cuda = device.type == "cuda"
     torch.manual_seed(0)
@@ -58,15 +60,15 @@ def model_variants(*, arch: str = "vit_base_patch8", img_size: int = 224, batch_
             except RuntimeError as error:  # a kernel this card or dtype does not offer
                 row["error"] = str(error).splitlines()[0][:160]
             rows.append(row)
-        if compile:
+        for mode in compile_modes if precision == "bf16 weights" else compile_modes[:1]:
             started = time.perf_counter()
-            compiled = torch.compile(forward)
+            compiled = torch.compile(forward, mode=mode)
             with torch.inference_mode():
                 compiled(inputs)
             synchronize(device)
             seconds = round(time.perf_counter() - started, 1)
-            rows.append({"precision": precision, "mode": "torch.compile", "attention": "default",
-                         "batch_size": batch_size, "compile_seconds": seconds,
+            rows.append({"precision": precision, "mode": "torch.compile" + ("" if mode == "default" else f" {mode}"),
+                         "attention": "default", "batch_size": batch_size, "compile_seconds": seconds,
                          "images_per_s": round(model_images_per_s(compiled, inputs, chunk=batch_size,
                                                                   repeats=repeats), 1)})
     if cuda:
