@@ -73,11 +73,15 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     from dinoxfer_lib.devices import resolve_device
     from dinoxfer_lib.errors import ConfigError
 
+    from dinoxfer_lib.embed import compile_mode
+
     device = resolve_device(args.device)
+    compile_mode(args.compile or False)  # an unknown mode fails here, before minutes of benchmarks
     if args.record and (device.type != "cuda" or args.size != "paper" or args.only):
         raise ConfigError(f"--record keeps GPU figures for the book: expected a CUDA device (this run: {device}), "
                           f"--size paper (got {args.size}) and all benchmarks (no --only)")
-    results = run_benchmarks(args.only or list(BENCHMARKS), size=args.size, device=args.device)
+    results = run_benchmarks(args.only or list(BENCHMARKS), size=args.size, device=args.device,
+                             compile_mode=args.compile)
     for result in results:
         print(f"{result['benchmark']}: {result['ratio']:.2f}x the reference ({json.dumps(result, default=str)})")
     if args.out:
@@ -128,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="problem size: small (seconds), demo (CPU-sized), paper (ViT-B/8 at 224 px; GPU)")
     bench.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     bench.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
+    bench.add_argument("--compile", metavar="MODE", default=None,
+                       help="also time the embedding extractor compiled in this torch.compile mode: default or "
+                            "max-autotune-no-cudagraphs (at --size paper it is timed in default mode unless given)")
     bench.add_argument("--record", action="store_true",
                        help="GPU, paper size: also time the backbone variants and keep everything for the book's "
                             "performance chapter (dinoxfer_lib/bench/recorded/)")

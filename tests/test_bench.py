@@ -1,5 +1,8 @@
 """Benchmark plumbing: the FLOP count behind MFU, and the DINO batch sweep that sizes a paper run."""
 
+import json
+import shutil
+
 import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -114,6 +117,18 @@ def test_readings_work_with_and_without_the_optional_profiles(tmp_path):
     assert first.name == f"h200_{shipped['date']}.json" and second.name == f"h200_{shipped['date']}_2.json"
     embedding, run = recorded_result(recorded_runs(tmp_path), "embedding")
     assert "fixed cost" not in embedding_reading(embedding, run) and "MFU" in embedding_reading(embedding, run)
+
+
+@pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile on a CPU needs a C++ compiler")
+def test_bench_times_the_extractor_compiled_in_the_mode_asked(capsys, tmp_path):
+    from dinoxfer_lib.cli import main
+
+    assert main(["bench", "--size", "small", "--only", "embedding", "--device", "cpu", "--compile",
+                 "max-autotune-no-cudagraphs", "--out", str(tmp_path / "b.json")]) == 0
+    (result,) = json.loads((tmp_path / "b.json").read_text())
+    assert result["compile_mode"] == "max-autotune-no-cudagraphs" and result["compiled_images_per_s"] > 0
+    assert main(["bench", "--size", "small", "--only", "embedding", "--compile", "fastest"]) == 2
+    assert "compile = 'fastest': expected true, false or one of" in capsys.readouterr().err
 
 
 def test_record_refuses_anything_but_a_paper_size_gpu_run(capsys):

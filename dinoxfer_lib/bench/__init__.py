@@ -12,7 +12,7 @@ import pandas as pd
 from dinoxfer_lib.errors import ConfigError
 
 
-def _embedding(size: str, device: str | None) -> dict:
+def _embedding(size: str, device: str | None, compile_mode: str | None = None) -> dict:
     from dinoxfer_lib.bench.dino import OPENCELL_IMAGES
     from dinoxfer_lib.bench.embedding import bench_embedding
 
@@ -22,7 +22,8 @@ def _embedding(size: str, device: str | None) -> dict:
         # OpenCell's image count, so the first batch's read weighs as much as in the study; also timed compiled
         "paper": dict(arch="vit_base_patch8", img_size=224, n_images=OPENCELL_IMAGES, batch_size=256, compiled=True),
     }
-    return bench_embedding(**sizes[size], device=device)
+    options = sizes[size] if compile_mode is None else {**sizes[size], "compiled": compile_mode}
+    return bench_embedding(**options, device=device)
 
 
 def _dino(size: str, device: str | None) -> dict:
@@ -59,13 +60,18 @@ BENCHMARKS: dict[str, Callable[[str, str | None], dict]] = {"embedding": _embedd
                                                             "probes": _probes}
 
 
-def run_benchmarks(names: Iterable[str], *, size: str = "demo", device: str | None = None) -> list[dict]:
-    """Run the named benchmarks at one problem size; unknown names are an error listing the known ones."""
+def run_benchmarks(names: Iterable[str], *, size: str = "demo", device: str | None = None,
+                   compile_mode: str | None = None) -> list[dict]:
+    """Run the named benchmarks at one problem size; unknown names are an error listing the known ones.
+
+    ``compile_mode`` also times the embedding extractor compiled in that mode (at the paper size it is timed
+    compiled in torch's default mode unless another is given)."""
     names = list(names)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         raise ConfigError(f"unknown benchmark {unknown[0]!r}: expected one of {', '.join(BENCHMARKS)}")
-    return [{**BENCHMARKS[name](size, device), "size": size} for name in names]
+    options = {"embedding": {"compile_mode": compile_mode}} if compile_mode else {}
+    return [{**BENCHMARKS[name](size, device, **options.get(name, {})), "size": size} for name in names]
 
 
 def summary_table(results: Iterable[dict]) -> pd.DataFrame:
