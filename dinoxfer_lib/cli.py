@@ -71,9 +71,8 @@ def _cmd_bench(args: argparse.Namespace) -> None:
 
     from dinoxfer_lib.bench import BENCHMARKS, run_benchmarks
     from dinoxfer_lib.devices import resolve_device
-    from dinoxfer_lib.errors import ConfigError
-
     from dinoxfer_lib.embed import compile_mode
+    from dinoxfer_lib.errors import ConfigError
 
     device = resolve_device(args.device)
     compile_mode(args.compile or False)  # an unknown mode fails here, before minutes of benchmarks
