@@ -139,8 +139,9 @@ display(Markdown(dino_reading(dino_gpu, dino_run)))
 
 # %%
 emb_gpu, emb_run = recorded_result(gpu_runs, "embedding")
-if "embedding_steps" in emb_run:
-    display(pd.DataFrame(emb_run["embedding_steps"]))
+steps = [step for gpu_run in gpu_runs for step in gpu_run.get("embedding_steps", [])]
+if steps:
+    display(pd.DataFrame(steps))
 pd.DataFrame(emb_run["embedding_model_variants"]["rows"]).reindex(
     columns=["precision", "mode", "attention", "images_per_s", "tflops", "mfu", "compile_seconds", "error"])
 

@@ -103,12 +103,13 @@ def test_readings_work_with_and_without_the_optional_profiles(tmp_path):
     from dinoxfer_lib.bench.recorded import (dino_reading, embedding_reading, recorded_result, recorded_runs,
                                              write_record)
 
-    shipped = recorded_runs()[-1]
-    embedding, run = recorded_result([shipped], "embedding")
-    assert "MFU" in embedding_reading(embedding, run) and "fixed cost per call" in embedding_reading(embedding, run)
-    assert "pays for itself only after about" in embedding_reading(embedding, run)  # the compiled figures
-    dino, run = recorded_result([shipped], "dino")
+    embedding, shipped = recorded_result(recorded_runs(), "embedding")
+    assert "MFU" in embedding_reading(embedding, shipped)
+    assert "pays for itself only after about" in embedding_reading(embedding, shipped)  # the compiled figures
+    dino, run = recorded_result(recorded_runs(), "dino")
     assert "300-epoch" in dino_reading(dino, run)
+    overhead = next(run for run in recorded_runs() if "embedding_overhead" in run)
+    assert "fixed cost per call" in embedding_reading(recorded_result([overhead], "embedding")[0], overhead)
 
     extras = ("embedding_steps", "embedding_batch_profile", "embedding_overhead")
     plain = {key: value for key, value in shipped.items() if key not in extras}
@@ -148,9 +149,10 @@ def test_a_record_made_from_bench_results_feeds_the_chapter(monkeypatch, tmp_pat
     monkeypatch.setattr(recorded.torch.cuda, "get_device_properties",
                         lambda device: types.SimpleNamespace(name="NVIDIA H100 80GB HBM3", total_memory=85e9))
     monkeypatch.setattr(recorded, "bf16_matmul_tflops", lambda device: 790)
-    shipped = recorded.recorded_runs()[-1]
-    rows = shipped["embedding_model_variants"]["rows"]
-    record = recorded.make_record(shipped["results"], rows, torch.device("cuda"))
+    shipped = recorded.recorded_runs()
+    latest = [recorded.recorded_result(shipped, name)[0] for name in ("embedding", "dino", "probe_suite")]
+    rows = recorded.recorded_result(shipped, "embedding")[1]["embedding_model_variants"]["rows"]
+    record = recorded.make_record(latest, rows, torch.device("cuda"))
     assert record["gpu"] == "NVIDIA H100 80GB HBM3" and record["bf16_matmul_tflops"] == 790
     assert all(result["commit"] for result in record["results"]) and "torch" in record["software"]
     assert {result["source_sha256"] for result in record["results"]} == {source_sha256()[:12]}
@@ -162,3 +164,13 @@ def test_a_record_made_from_bench_results_feeds_the_chapter(monkeypatch, tmp_pat
     embedding, run = recorded.recorded_result(runs, "embedding")
     compiled = next(row for row in rows if row["precision"] == "bf16 weights" and row["mode"] == "torch.compile")
     assert f"{compiled['mfu']:.1%} compiled" in recorded.embedding_reading(embedding, run)
+
+    # a later run of one benchmark (``--record --only dino``) supersedes only that one; no variants are timed
+    dino_only = recorded.make_record([{**latest[1], "ratio": 1.5}], None, torch.device("cuda"))
+    assert "embedding_model_variants" not in dino_only
+    recorded.write_record({**dino_only, "time": "23:59 UTC"}, tmp_path)
+    runs = recorded.recorded_runs(tmp_path)
+    check = recorded.target_check([], runs).set_index(["benchmark", "where"])
+    assert check.loc[("dino", "gpu"), "measured"] == 1.5 and not check.loc[("dino", "gpu"), "met"]
+    assert check.loc[("embedding", "gpu"), "measured"] == latest[0]["mfu"]
+    assert f"{compiled['mfu']:.1%} compiled" in recorded.embedding_reading(*recorded.recorded_result(runs, "embedding"))

@@ -252,19 +252,23 @@ def test_extraction_records_the_checkpoint_and_accepts_any_dtype(tmp_path):
 @pytest.mark.parametrize("compile", [True, "max-autotune-no-cudagraphs"])
 def test_compiled_extraction_matches_eager_and_leaves_the_callers_model_alone(compile):
     """Compiling is a speed option only, in either mode: same embeddings, in order, with a smaller last batch (10
-    images in batches of 4), and the caller's backbone is neither compiled nor changed."""
+    images in batches of 4); the caller's encoder is neither compiled nor changed, and a second extraction (a new
+    copy of the encoder) reuses the graph instead of compiling again."""
     data = dataset(n=10)
     enc = make_encoder("native", micro(2), target_channels=OPENCELL)
     eager = extract_embeddings(data, enc, batch_size=4)
     stats = torch._dynamo.utils.counters["stats"]
     captured, graphs = stats["calls_captured"], stats["unique_graphs"]
     compiled = extract_embeddings(data, enc, batch_size=4, compile=compile)
-    assert stats["calls_captured"] > captured  # the blocks did go through dynamo ...
-    assert stats["unique_graphs"] - graphs <= 1  # ... for one shape: the last batch of 2 ran eagerly
+    assert stats["calls_captured"] > captured  # the backbone did go through dynamo ...
+    assert stats["unique_graphs"] - graphs <= 1  # ... as one graph for one shape: the last batch of 2 ran eagerly
     assert compiled.X.shape == (10, 192) and np.allclose(compiled.X, eager.X, atol=1e-4)
     assert compiled.uns["embedding"]["compiled"] and not eager.uns["embedding"]["compiled"]
     assert compiled.uns["embedding"]["compile_mode"] == ("default" if compile is True else compile)
-    assert all(getattr(block, "_compiled_call_impl", None) is None for block in enc.backbone.blocks)
+    assert "_embed" not in vars(enc) and all(getattr(b, "_compiled_call_impl", None) is None for b in enc.backbone.blocks)
+    graphs, captured = stats["unique_graphs"], stats["calls_captured"]
+    again = extract_embeddings(data, enc, batch_size=4, compile=compile)
+    assert (stats["unique_graphs"], stats["calls_captured"]) == (graphs, captured) and np.array_equal(again.X, compiled.X)
 
 
 def test_an_unknown_compile_mode_is_refused_before_any_work(tmp_path):

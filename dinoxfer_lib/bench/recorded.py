@@ -50,11 +50,13 @@ def bf16_matmul_tflops(device: torch.device, side: int = 8192, repeats: int = 20
     return round(repeats * 2 * side**3 / (time.perf_counter() - started) / 1e12)
 
 
-def make_record(results: list[dict], variants: list[dict], device: torch.device) -> dict:
-    """One recorded GPU run: the device, the software, the commit and every figure (what the chapter reads)."""
+def make_record(results: list[dict], variants: list[dict] | None, device: torch.device) -> dict:
+    """One recorded GPU run: the device, the software, the commit and every figure (what the chapter reads);
+    ``variants`` (the backbone alone, :mod:`~dinoxfer_lib.bench.variants`) where the run timed the extractor.
+    The chapter reads each benchmark from the latest run that recorded it."""
     properties = torch.cuda.get_device_properties(device)
     versions, git = package_versions(), git_state()
-    return {
+    record = {
         "device": f"{properties.name} ({properties.total_memory / 2**30:.0f} GiB)",
         "gpu": properties.name,
         "date": datetime.date.today().isoformat(),
@@ -64,8 +66,10 @@ def make_record(results: list[dict], variants: list[dict], device: torch.device)
         "bf16_matmul_tflops": bf16_matmul_tflops(device),
         "results": [{**result, "commit": (git["commit"] or "unknown")[:7] + ("+dirty" if git["dirty"] else ""),
                      "source_sha256": git["source_sha256"][:12]} for result in results],
-        "embedding_model_variants": {"command": "python -m dinoxfer_lib.bench.variants", "rows": variants},
     }
+    if variants is not None:
+        record["embedding_model_variants"] = {"command": "python -m dinoxfer_lib.bench.variants", "rows": variants}
+    return record
 
 
 def write_record(record: dict, folder: Path = RECORDED) -> Path:

@@ -217,6 +217,11 @@ class ChannelEncoder(nn.Module):
             return base
         return [f"{channel}:{name}" for channel in self.target_channels for name in base]
 
+    def compile_features(self, mode: str = "default") -> None:
+        """Compile, in place, what every strategy runs per image (standardisation and backbone) as one graph of
+        fixed shape (a new batch shape compiles again)."""
+        self._embed = torch.compile(self._embed, dynamic=False, mode=mode)
+
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         """(N, S, H, W) in [0, 1] → (N, F): standardise as in the backbone's training, then features."""
         if self.slot_stats:
