@@ -111,7 +111,8 @@ from dinoxfer_lib.bench.recorded import (
 
 gpu_runs = recorded_runs()
 for gpu_run in gpu_runs:
-    display(Markdown(f"**{gpu_run['device']}**, {gpu_run['date']}; {gpu_run['software']}; a bf16 8192³ matrix "
+    display(Markdown(f"**{gpu_run['device']}**, {gpu_run['date']} {gpu_run.get('time', '')}; "
+                     f"{gpu_run['software']}; a bf16 8192³ matrix "
                      f"product ran at {gpu_run['bf16_matmul_tflops']} TFLOP/s there (MFU is against the datasheet's "
                      "989)."))
 recorded_summary(gpu_runs)
@@ -133,17 +134,21 @@ display(Markdown(dino_reading(dino_gpu, dino_run)))
 # %% [markdown]
 # ### What limits embedding MFU
 #
-# The extractor's steps on the way, each measured at the paper's size (eager, and from commit 0565445 also with
-# `compile=True`), and then the backbone alone on prepared inputs in each precision, attention kernel and mode: the
-# ceiling any extractor of this model has on the card.
+# The extractor's steps on the way, each measured at the paper's size (eager, and from commit 0565445 also
+# compiled); then the backbone alone on prepared inputs in each precision, attention kernel and compile mode: the
+# ceiling any extractor of this model has on the card; then, where recorded, the extractor end to end compiled each
+# way, which is how `embed.compile` was chosen.
 
 # %%
 emb_gpu, emb_run = recorded_result(gpu_runs, "embedding")
 steps = [step for gpu_run in gpu_runs for step in gpu_run.get("embedding_steps", [])]
-if steps:
-    display(pd.DataFrame(steps))
-pd.DataFrame(emb_run["embedding_model_variants"]["rows"]).reindex(
-    columns=["precision", "mode", "attention", "images_per_s", "tflops", "mfu", "compile_seconds", "error"])
+if steps:  # a record may repeat an earlier one's steps
+    display(pd.DataFrame(steps).drop_duplicates(subset=["commit", "change"], ignore_index=True))
+display(pd.DataFrame(emb_run["embedding_model_variants"]["rows"]).reindex(
+    columns=["precision", "mode", "attention", "images_per_s", "tflops", "mfu", "compile_seconds", "error"]))
+if "embedding_compile_modes" in emb_run:
+    display(Markdown(f"Compiled each way: {emb_run['embedding_compile_modes']['what']}"))
+    display(pd.DataFrame(emb_run["embedding_compile_modes"]["rows"]))
 
 # %%
 display(Markdown(embedding_reading(emb_gpu, emb_run)))

@@ -265,10 +265,12 @@ def test_compiled_extraction_matches_eager_and_leaves_the_callers_model_alone(co
     assert compiled.X.shape == (10, 192) and np.allclose(compiled.X, eager.X, atol=1e-4)
     assert compiled.uns["embedding"]["compiled"] and not eager.uns["embedding"]["compiled"]
     assert compiled.uns["embedding"]["compile_mode"] == ("default" if compile is True else compile)
-    assert "_embed" not in vars(enc) and all(getattr(b, "_compiled_call_impl", None) is None for b in enc.backbone.blocks)
+    assert "_embed" not in vars(enc)  # the caller's encoder is not compiled, nor are its blocks
+    assert all(getattr(block, "_compiled_call_impl", None) is None for block in enc.backbone.blocks)
     graphs, captured = stats["unique_graphs"], stats["calls_captured"]
     again = extract_embeddings(data, enc, batch_size=4, compile=compile)
-    assert (stats["unique_graphs"], stats["calls_captured"]) == (graphs, captured) and np.array_equal(again.X, compiled.X)
+    assert (stats["unique_graphs"], stats["calls_captured"]) == (graphs, captured)
+    assert np.array_equal(again.X, compiled.X)
 
 
 def test_an_unknown_compile_mode_is_refused_before_any_work(tmp_path):
