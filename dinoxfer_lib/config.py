@@ -121,8 +121,9 @@ class EmbedConfig:
     feature: Literal["cls", "cls4_patchmean"] = "cls"
     # Bag-of-channels: concatenate the per-channel features (keeps which channel said what) or average them.
     bag_reduce: Literal["concat", "mean"] = "concat"
-    # torch.compile the backbone's blocks: ~5 % faster on an H200 for ViT-B/8, for seconds of compilation per process;
-    # worth it for long runs only (the performance chapter has the figures). Never changes which images are embedded.
+    # torch.compile the standardisation and backbone as one graph: ~6 % faster for ViT-B/8 on an H200 (40 % MFU), for
+    # 8 s of compilation per process; worth it for long runs only (the performance chapter has the figures). Never
+    # changes which images are embedded.
     # true = torch's default mode; or a mode by name (dinoxfer_lib.embed.COMPILE_MODES).
     compile: bool | Literal["default", "max-autotune-no-cudagraphs"] = False
     # Weights of the backbone pretrained on each domain: "store" = this profile's own DINO run (randomly
