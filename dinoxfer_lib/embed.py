@@ -92,8 +92,8 @@ def extract_embeddings(
     compile
         Run the standardisation and the backbone through ``torch.compile`` as one graph (the last, smaller batch
         runs eagerly, so no second shape is compiled); ``True`` or a mode of
-        :data:`COMPILE_MODES`. It costs seconds of compilation per process (minutes with max-autotune) and pays
-        off only on long runs: see the performance chapter for the measured gain and cost.
+        :data:`COMPILE_MODES`. It costs seconds of compilation per process (about a minute with max-autotune) and
+        pays off only on long runs: see the performance chapter for the measured gain and cost.
 
     Returns
     -------

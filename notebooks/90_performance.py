@@ -111,8 +111,8 @@ from dinoxfer_lib.bench.recorded import (
 
 gpu_runs = recorded_runs()
 for gpu_run in gpu_runs:
-    display(Markdown(f"**{gpu_run['device']}**, {gpu_run['date']} {gpu_run.get('time', '')}; "
-                     f"{gpu_run['software']}; a bf16 8192³ matrix "
+    when = " ".join(filter(None, (gpu_run["date"], gpu_run.get("time"))))  # early records have no time of day
+    display(Markdown(f"**{gpu_run['device']}**, {when}; {gpu_run['software']}; a bf16 8192³ matrix "
                      f"product ran at {gpu_run['bf16_matmul_tflops']} TFLOP/s there (MFU is against the datasheet's "
                      "989)."))
 recorded_summary(gpu_runs)
