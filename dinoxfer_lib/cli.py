@@ -79,6 +79,13 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     if args.record and (device.type != "cuda" or args.size != "paper"):
         raise ConfigError(f"--record keeps GPU figures for the book: expected a CUDA device (this run: {device}) "
                           f"and --size paper (got {args.size})")
+    if args.record and args.record_dir is None:
+        from dinoxfer_lib.bench.records import RECORD_DIR
+
+        if not RECORD_DIR.parent.is_dir():
+            raise ConfigError(f"--record: this installation has no book folder ({RECORD_DIR.parent}): "
+                              "give --record-dir")
+        args.record_dir = RECORD_DIR
     names = args.only or list(BENCHMARKS)
     results = run_benchmarks(names, size=args.size, device=args.device, compile_mode=args.compile)
     for result in results:
@@ -87,11 +94,11 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         args.out.write_text(json.dumps(results, indent=2, default=str))
         print(f"results written to {args.out}")
     if args.record:
-        from dinoxfer_lib.bench.recorded import make_record, write_record
+        from dinoxfer_lib.bench.records import make_record, write_record
         from dinoxfer_lib.bench.variants import model_variants
 
         variants = model_variants(device=str(device)) if "embedding" in names else None  # what limits the extractor
-        path = write_record(make_record(results, variants, device))
+        path = write_record(make_record(results, variants, device), args.record_dir)
         print(f"recorded for the performance chapter: {path}")
 
 
@@ -136,9 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also time the embedding extractor compiled in this torch.compile mode: default or "
                             "max-autotune-no-cudagraphs (at --size paper it is timed in default mode unless given)")
     bench.add_argument("--record", action="store_true",
-                       help="GPU, paper size: keep the figures for the book's performance chapter "
-                            "(dinoxfer_lib/bench/recorded/), with the backbone variants when the embedding "
-                            "benchmark runs")
+                       help="GPU, paper size: keep the figures for the book's performance chapter (in --record-dir), "
+                            "with the backbone variants when the embedding benchmark runs")
+    bench.add_argument("--record-dir", type=Path, default=None,
+                       help="where --record writes (default: book/performance/records/ of this checkout)")
     bench.set_defaults(func=_cmd_bench)
     return parser
 

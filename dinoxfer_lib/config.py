@@ -121,8 +121,8 @@ class EmbedConfig:
     feature: Literal["cls", "cls4_patchmean"] = "cls"
     # Bag-of-channels: concatenate the per-channel features (keeps which channel said what) or average them.
     bag_reduce: Literal["concat", "mean"] = "concat"
-    # torch.compile the standardisation and backbone as one graph: ~6 % faster for ViT-B/8 on an H200 (40 % MFU), for
-    # 8 s of compilation per process; worth it for long runs only (the performance chapter has the figures). Never
+    # torch.compile the standardisation and backbone as one graph: a few per cent faster on a GPU for seconds of
+    # compilation per process, so worth it for long runs only (the performance chapter has the figures). Never
     # changes which images are embedded.
     # true = torch's default mode; or a mode by name (dinoxfer_lib.embed.COMPILE_MODES).
     compile: bool | Literal["default", "max-autotune-no-cudagraphs"] = False

@@ -4,8 +4,8 @@ The hot loop does no per-image Python work. Batches are sliced from the (memory-
 dtype — the next one is read by a background thread while the current one is embedded — moved to the device,
 converted to float there, resized batch-wise when the encoder expects another size, scaled and embedded under
 ``torch.inference_mode``. At most two batches are held as floats (one on a CPU). On CUDA the backbone runs on a
-bfloat16 copy of its weights (18 % faster than fp32 weights under autocast for ViT-B/8 on an H200, as measured in
-the performance chapter; embeddings agree with the fp32 CPU ones to cosine > 0.99, tested); the next batch is read
+bfloat16 copy of its weights (faster than fp32 weights under autocast: the performance chapter has the figures;
+embeddings agree with the fp32 CPU ones to cosine > 0.99, tested); the next batch is read
 straight into pinned memory, then moved, converted and resized on a side stream while the current one is computed,
 and each batch's rows come back while the next is computed. On a CPU everything is fp32. With
 ``out_path`` the embeddings are written row block by row block into the ``.h5ad`` file's ``X`` dataset as they are
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from dinoxfer_lib.data.dataset import ImageSet
-from dinoxfer_lib.devices import resolve_device
+from dinoxfer_lib.devices import raw_tensor, raw_to_float, resolve_device
 from dinoxfer_lib.errors import ConfigError, DataError
 from dinoxfer_lib.models.channels import ChannelEncoder, check_channels
 from dinoxfer_lib.provenance import device_description
@@ -45,13 +45,13 @@ from dinoxfer_lib.provenance import device_description
 if TYPE_CHECKING:
     import anndata
 
-# Images per forward pass on CPU. Measured with vit_micro at 64 px on 2 cores: 470-480 images/s at 8-64 images per
-# pass, 384 at 128 (activations no longer fit in cache). GPUs take the whole batch.
+# Images per forward pass on CPU: small enough that a pass's activations stay in cache (larger passes were slower
+# for vit_micro at 64 px on 2 cores). GPUs take the whole batch.
 CPU_CHUNK = 32
 
 # torch.compile modes ``compile`` accepts by name (True is "default"). "max-autotune-no-cudagraphs" also times
-# Triton matrix-product kernels against cuBLAS, with the bias and GELU fused into them: 1-2 % faster than the
-# default mode for ViT-B/8 on an H200, for 50-90 s of compilation instead of 8 s.
+# Triton matrix-product kernels against cuBLAS, with the bias and GELU fused into them: a little faster than the
+# default mode, for much longer compilation (the performance chapter has the figures).
 # The CUDA-graph modes are left out: the last, smaller batch runs eagerly, outside any graph.
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
 
@@ -186,9 +186,8 @@ def _on_device(encoder: ChannelEncoder, device: torch.device, *, mode: str | Non
     uncompiled.
 
     One graph rather than one compiled block reused twelve times: it also fuses each block's last addition into
-    the next block's LayerNorm. On an H200 (ViT-B/8, performance chapter) the extractor ran 1.5 % faster end to
-    end than compiled per block, 6 % faster than eager. The per-image percentile scaling before it stays eager
-    (its quantiles would sort in the graph)."""
+    the next block's LayerNorm (faster end to end than compiling per block; the performance chapter has the
+    figures). The per-image percentile scaling before it stays eager (its quantiles would sort in the graph)."""
     encoder = encoder.to(device).eval()
     if device.type != "cuda" and mode is None:
         return encoder
@@ -213,22 +212,13 @@ def _embed(encoder: ChannelEncoder, x: torch.Tensor, chunk: int, *, eager_below:
 def _prepare(raw: torch.Tensor, device: torch.device, size: tuple[int, int],
              side_stream: torch.cuda.Stream | None = None, *, uint16: bool = False) -> torch.Tensor:
     """A raw batch on ``device`` as float32 at ``size``: it travels in its own (smaller) dtype and is converted and
-    resized there (bilinear, antialiased when shrinking).
+    resized there (bilinear, antialiased when shrinking; uint16 as :func:`~dinoxfer_lib.devices.raw_to_float` says).
 
     With ``side_stream`` (CUDA) all of that is queued there, so it overlaps the model still computing the previous
-    batch; the model's stream waits for it. ``uint16`` images travel as int16 (the same bytes; see
-    :func:`_read_batch`). A CPU converts them as uint16 directly (5x faster than widening and masking, measured);
-    elsewhere they are widened and masked back to 0..65535, because PyTorch's uint16 dtype has only limited kernel
-    support outside the CPU.
+    batch; the model's stream waits for it.
     """
     with torch.cuda.stream(side_stream) if side_stream is not None else nullcontext():
-        x = raw.to(device, non_blocking=True)
-        if not uint16:
-            x = x.float()
-        elif device.type == "cpu":
-            x = x.view(torch.uint16).float()
-        else:
-            x = (x.int() & 0xFFFF).float()
+        x = raw_to_float(raw.to(device, non_blocking=True), uint16=uint16)
         if x.shape[-2:] != size:
             shrink = x.shape[-2] > size[0] or x.shape[-1] > size[1]
             x = F.interpolate(x, size=size, mode="bilinear", antialias=shrink, align_corners=False)
@@ -240,16 +230,15 @@ def _prepare(raw: torch.Tensor, device: torch.device, size: tuple[int, int],
 
 
 def _read_batch(images: np.ndarray, start: int, batch_size: int, *, pin: bool) -> torch.Tensor:
-    """An in-memory copy of one (memory-mapped) batch as a tensor, uint16 as int16. For a GPU it is read straight
-    into page-locked memory (one copy, not a copy and then a pinned copy), so its transfer runs asynchronously."""
+    """An in-memory copy of one (memory-mapped) batch as a :func:`~dinoxfer_lib.devices.raw_tensor`. For a GPU it
+    is read straight into page-locked memory (one copy, not a copy and then a pinned copy), so its transfer runs
+    asynchronously."""
     batch = images[start : start + batch_size]
-    if batch.dtype == np.uint16:
-        batch = batch.view(np.int16)
     if not pin:
-        return torch.from_numpy(np.array(batch))
+        return raw_tensor(np.array(batch))
     with warnings.catch_warnings():  # a read-only memory map: it is only read from
         warnings.simplefilter("ignore", UserWarning)
-        source = torch.from_numpy(batch)
+        source = raw_tensor(batch)
     return torch.empty(source.shape, dtype=source.dtype, pin_memory=True).copy_(source)  # a multi-threaded copy
 
 

@@ -146,7 +146,7 @@ def _reusable_run(path: Path, out_dir: Path, fingerprint: Mapping, store: Artifa
 
 
 def _write_record(record_path: Path, fingerprint: Mapping, result: NotebookRun, store: ArtifactStore) -> None:
-    from dinoxfer_lib.store import atomic_write_text
+    from dinoxfer_lib.files import atomic_write_text
 
     stages = {stage: store.artifact_hash(stage) for stage in (*result.computed, *result.reused)}
     atomic_write_text(record_path, json.dumps({"fingerprint": fingerprint, "stages": stages}, indent=2))

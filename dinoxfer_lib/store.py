@@ -14,8 +14,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +22,8 @@ from typing import Any
 
 from dinoxfer_lib.config import config_hash
 from dinoxfer_lib.errors import StoreError
-from dinoxfer_lib.provenance import device_description, file_sha256, git_state, package_versions
+from dinoxfer_lib.files import atomic_write_text, file_sha256
+from dinoxfer_lib.provenance import device_description, git_state, package_versions
 
 PROVENANCE = "provenance.json"
 EVENTS = "events.jsonl"
@@ -164,26 +164,3 @@ def _publish(scratch: Path, final: Path) -> None:
     os.replace(scratch, final)
     if retired is not None:
         shutil.rmtree(retired, ignore_errors=True)
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary sibling of ``path`` to write to; renamed onto ``path`` only if the block finishes.
-
-    Readers see the old file or the new one, never half of one; a failed write leaves no temporary file behind.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (see :func:`atomic_path`), flushed to disk before the rename."""
-    with atomic_path(path) as tmp, open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())

@@ -28,13 +28,14 @@ force = False
 # %matplotlib inline
 from IPython.display import Markdown, display
 
-from dinoxfer_lib import pipeline, report
+from dinoxfer_lib import paper, pipeline
 from dinoxfer_lib.data import splits, summary
 from dinoxfer_lib.pl import datasets as pl_datasets
+from dinoxfer_lib.report import common, datasets as report_datasets
 
 run = pipeline.open_run(profile, overrides, runs_root=runs_root, force=force)
 datasets = pipeline.load_datasets(run)
-display(Markdown(report.data_banner(datasets, profile=run.config.profile)))
+display(Markdown(common.data_banner(datasets, profile=run.config.profile)))
 
 # %% [markdown]
 # ## Table I: the three domains
@@ -43,10 +44,10 @@ display(Markdown(report.data_banner(datasets, profile=run.config.profile)))
 # quantities computed from the images this run loaded.
 
 # %%
-summary.PAPER_TABLE_I
+paper.TABLE_I
 
 # %%
-summary.summarize_domains(list(datasets.values()))
+report_datasets.summarize_domains(list(datasets.values()))
 
 # %% [markdown]
 # Where the stand-ins differ from the real data by design (image size, number of images), the reason is in
@@ -54,7 +55,7 @@ summary.summarize_domains(list(datasets.values()))
 # recorded beside it:
 
 # %%
-report.provenance_table(run.store, [f"datasets/{name}" for name in datasets])
+common.provenance_table(run.store, [f"datasets/{name}" for name in datasets])
 
 # %% [markdown]
 # ## What the classes look like
@@ -93,7 +94,7 @@ pl_datasets.plot_label_frequency(opencell_frequency)
 pl_datasets.plot_cooccurrence(summary.label_cooccurrence(datasets["opencell"]))
 
 # %%
-display(Markdown(summary.describe_labels(datasets["opencell"])))
+display(Markdown(report_datasets.describe_labels(datasets["opencell"])))
 
 # %% [markdown]
 # ## Plate effects

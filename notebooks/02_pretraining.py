@@ -28,20 +28,16 @@ force = False
 
 # %%
 # %matplotlib inline
-import json
-
-import pandas as pd
 from IPython.display import Markdown, display
 
-from dinoxfer_lib import pipeline, report, results
+from dinoxfer_lib import pipeline
 from dinoxfer_lib.dino import inspect
-from dinoxfer_lib.dino.config import DinoConfig
-from dinoxfer_lib.dino.stage import train_backbone
 from dinoxfer_lib.pl import dino as pl_dino
+from dinoxfer_lib.report import classifier, common, pretraining
 
 run = pipeline.open_run(profile, overrides, runs_root=runs_root, force=force)
 datasets = pipeline.load_datasets(run)
-display(Markdown(report.data_banner(datasets, profile=run.config.profile)))
+display(Markdown(common.data_banner(datasets, profile=run.config.profile)))
 
 # %% [markdown]
 # ## The recipe
@@ -51,7 +47,7 @@ display(Markdown(report.data_banner(datasets, profile=run.config.profile)))
 # epochs; the differences are marked.
 
 # %%
-report.recipe_table(run.config.dino, DinoConfig())
+pretraining.dino_recipe_table(run.config.dino)
 
 # %% [markdown]
 # ## Training the three backbones
@@ -62,10 +58,8 @@ report.recipe_table(run.config.dino, DinoConfig())
 # published weights (`embed.<domain>_weights`, as `paper` does for ImageNet and HPA) are not trained here.
 
 # %%
-trained_here = [d for d in pipeline.DOMAINS if getattr(run.config.embed, f"{d}_weights") == "store"]
-artifacts = {domain: train_backbone(run, domain) for domain in trained_here}
-summaries = {domain: json.loads((a.path / "summary.json").read_text()) for domain, a in artifacts.items()}
-pd.DataFrame(summaries).T
+dino_runs = pipeline.load_dino_runs(run)
+pretraining.dino_summary_table(dino_runs)
 
 # %% [markdown]
 # ### Training curves
@@ -75,10 +69,9 @@ pd.DataFrame(summaries).T
 # detector flagged.
 
 # %%
-histories = {domain: pd.read_csv(a.path / "history.csv") for domain, a in artifacts.items()}
-for domain, history in histories.items():
+for domain, dino_run in dino_runs.items():
     display(Markdown(f"**{domain}**"))
-    display(pl_dino.plot_training_curves(history, out_dim=run.config.dino.out_dim))
+    display(pl_dino.plot_training_curves(dino_run.history, out_dim=run.config.dino.out_dim))
 
 # %% [markdown]
 # ## Where does the trained backbone look?
@@ -107,17 +100,17 @@ pl_dino.plot_patch_pca(opencell.images[examples], inspect.patch_pca_rgb(backbone
 # small images; DINO must beat it to have learned anything the probe can use.
 
 # %%
-comparison = results.table_iii(pipeline.load_trained_vs_random(run))
+comparison = classifier.table_iii(pipeline.load_trained_vs_random(run))
 comparison[["set", "test_f1_mean", "test_f1_std", "val_f1_mean", "train_f1_mean"]].round(4)
 
 # %%
-display(Markdown(results.trained_vs_random_note(comparison)))
+display(Markdown(pretraining.trained_vs_random_note(comparison)))
 
 # %% [markdown]
 # ## Provenance
 
 # %%
-report.provenance_table(run.store, [f"dino/{domain}" for domain in trained_here])
+common.provenance_table(run.store, [dino_run.artifact.name for dino_run in dino_runs.values()])
 
 # %% [markdown]
 # ## Summary
@@ -125,7 +118,7 @@ report.provenance_table(run.store, [f"dino/{domain}" for domain in trained_here]
 # - Each backbone is stored as `teacher_backbone.safetensors` (the teacher, as DINO evaluates) beside a checkpoint
 #   in the official DINO layout (`student`, `teacher`, `optimizer`, `epoch`, `args`, `dino_loss`), the per-step
 #   history and a summary with the device and images/s.
-# - On a GPU cluster: `torchrun --nproc_per_node 8 -m dinoxfer_lib.dino.train --profile paper --domain opencell`
+# - On a GPU cluster: `torchrun --nproc_per_node 8 -m dinoxfer_lib.pipeline.dino --profile paper --domain opencell`
 #   writes the same stage; the notebook then reuses it.
 #
 # **What's next:** *Embeddings* embeds the OpenCell-like images with these backbones.

@@ -27,13 +27,14 @@ force = False
 # %matplotlib inline
 from IPython.display import Markdown, display
 
-from dinoxfer_lib import pipeline, report
+from dinoxfer_lib import pipeline
 from dinoxfer_lib.pl import embeddings as pl_embeddings
+from dinoxfer_lib.report import common, embeddings as report_embeddings
 from dinoxfer_lib.tl import neighbours
 
 run = pipeline.open_run(profile, overrides, runs_root=runs_root, force=force)
 opencell = pipeline.load_datasets(run, ("opencell",))["opencell"]
-display(Markdown(report.data_banner({"opencell": opencell}, profile=run.config.profile)))
+display(Markdown(common.data_banner({"opencell": opencell}, profile=run.config.profile)))
 
 # %% [markdown]
 # ## Backbones
@@ -43,10 +44,10 @@ display(Markdown(report.data_banner({"opencell": opencell}, profile=run.config.p
 
 # %%
 backbones = pipeline.load_backbones(run)
-report.backbone_table(backbones, arch=run.config.embed.arch)
+report_embeddings.backbone_table(backbones, arch=run.config.embed.arch)
 
 # %%
-display(Markdown(report.backbone_note(backbones)))
+display(Markdown(report_embeddings.backbone_note(backbones)))
 
 # %% [markdown]
 # ## Channel strategies
@@ -69,7 +70,7 @@ pl_embeddings.plot_channel_strategies(opencell.images[example], opencell.channel
 
 # %%
 embeddings = pipeline.load_embeddings(run)
-report.embedding_table(embeddings)
+report_embeddings.embedding_table(embeddings)
 
 # %% [markdown]
 # ## Do neighbours share localisation?
@@ -86,7 +87,7 @@ agreement.round(3)
 pl_embeddings.plot_neighbour_agreement(agreement)
 
 # %%
-display(Markdown(report.agreement_note(agreement)))
+display(Markdown(report_embeddings.agreement_note(agreement)))
 
 # %% [markdown]
 # ## Summary

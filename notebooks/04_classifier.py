@@ -29,12 +29,13 @@ force = False
 # %matplotlib inline
 from IPython.display import Markdown, display
 
-from dinoxfer_lib import pipeline, report, results
+from dinoxfer_lib import pipeline
 from dinoxfer_lib.pl import results as pl_results
+from dinoxfer_lib.report import classifier, common
 
 run = pipeline.open_run(profile, overrides, runs_root=runs_root, force=force)
 opencell = pipeline.load_datasets(run, ("opencell",))["opencell"]
-display(Markdown(report.data_banner({"opencell": opencell}, profile=run.config.profile)))
+display(Markdown(common.data_banner({"opencell": opencell}, profile=run.config.profile)))
 
 # %% [markdown]
 # ## The probe
@@ -47,11 +48,11 @@ display(Markdown(report.data_banner({"opencell": opencell}, profile=run.config.p
 # where this profile departs from the paper (CPU profiles train fewer epochs at a higher learning rate).
 
 # %%
-results.recipe_table(run.config.probe)
+classifier.probe_recipe_table(run.config.probe)
 
 # %%
 by_image = pipeline.load_probe_results(run, grouped=False)
-table = results.table_iii(by_image)
+table = classifier.table_iii(by_image)
 
 # %% [markdown]
 # ## Table III
@@ -60,10 +61,10 @@ table = results.table_iii(by_image)
 # bag-of-channels row is this book's extension; the paper has no value for it.
 
 # %%
-results.format_table_iii(table)
+classifier.format_table_iii(table)
 
 # %%
-display(Markdown(results.table_iii_note(table, synthetic=opencell.synthetic)))
+display(Markdown(classifier.table_iii_note(table, synthetic=opencell.synthetic)))
 
 # %% [markdown]
 # ## Figure 1
@@ -81,7 +82,7 @@ pl_results.plot_f1_by_configuration(table)
 # in scikit-learn's `f1_score(zero_division=0)` (see *Deviations and choices*).
 
 # %%
-pl_results.plot_per_class_f1(results.per_class_matrix(by_image))
+pl_results.plot_per_class_f1(classifier.per_class_matrix(by_image))
 
 # %% [markdown]
 # ## Train, validation and test
@@ -94,7 +95,7 @@ pl_results.plot_per_class_f1(results.per_class_matrix(by_image))
 pl_results.plot_train_test_gap(table)
 
 # %%
-display(Markdown(results.gap_note(table)))
+display(Markdown(classifier.gap_note(table)))
 
 # %%
 pl_results.plot_probe_training(by_image.history)
@@ -107,7 +108,7 @@ pl_results.plot_probe_training(by_image.history)
 # the embeddings rather than of the head. Same folds, same test images.
 
 # %%
-comparison = results.probe_comparison(by_image)
+comparison = classifier.probe_comparison(by_image)
 pl_results.plot_probe_comparison(comparison)
 
 # %%
@@ -118,7 +119,7 @@ comparison.pivot(index="set", columns="probe", values="mean").loc[table["set"]].
 # the tuned thresholds never see the test images.
 
 # %%
-results.threshold_comparison(by_image).round(4) if run.config.probe.tune_thresholds else Markdown(
+classifier.threshold_comparison(by_image).round(4) if run.config.probe.tune_thresholds else Markdown(
     "Threshold tuning is off in this profile (`probe.tune_thresholds: false`).")
 
 # %% [markdown]
@@ -132,7 +133,7 @@ curves = pipeline.load_low_label_curves(run)
 pl_results.plot_low_label_curves(curves)
 
 # %%
-results.low_label_summary(curves).pivot(index="fraction", columns="set", values="mean").round(3)
+classifier.low_label_summary(curves).pivot(index="fraction", columns="set", values="mean").round(3)
 
 # %% [markdown]
 # ## A split without protein leakage
@@ -143,20 +144,20 @@ results.low_label_summary(curves).pivot(index="fraction", columns="set", values=
 
 # %%
 grouped = pipeline.load_probe_results(run, grouped=True)
-split_frame = results.split_comparison(by_image, grouped)
+split_frame = classifier.split_comparison(by_image, grouped)
 split_frame.round(4)
 
 # %%
 pl_results.plot_split_comparison(split_frame)
 
 # %%
-display(Markdown(results.split_note(split_frame)))
+display(Markdown(classifier.split_note(split_frame)))
 
 # %% [markdown]
 # ## Provenance
 
 # %%
-report.provenance_table(run.store, ["probes/opencell_by_image", "probes/opencell_grouped",
+common.provenance_table(run.store, ["probes/opencell_by_image", "probes/opencell_grouped",
                                     "probes/opencell_low_label"])
 
 # %% [markdown]

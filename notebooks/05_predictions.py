@@ -24,12 +24,13 @@ force = False
 # %matplotlib inline
 from IPython.display import Markdown, display
 
-from dinoxfer_lib import pipeline, report, results
+from dinoxfer_lib import pipeline
 from dinoxfer_lib.pl import results as pl_results
+from dinoxfer_lib.report import common, predictions
 
 run = pipeline.open_run(profile, overrides, runs_root=runs_root, force=force)
 opencell = pipeline.load_datasets(run, ("opencell",))["opencell"]
-display(Markdown(report.data_banner({"opencell": opencell}, profile=run.config.profile)))
+display(Markdown(common.data_banner({"opencell": opencell}, profile=run.config.profile)))
 probes = pipeline.load_probe_results(run, grouped=False)
 
 # %% [markdown]
@@ -40,14 +41,9 @@ probes = pipeline.load_probe_results(run, grouped=False)
 # shown on. The set this run would choose on validation F1 is named too.
 
 # %%
-shown_set = "hpa_mapping"
-fold = probes.best_fold(shown_set, by="val")
-best_set = results.best_configuration(probes)
+shown_set, fold, choice = predictions.figure_2_model(probes, n_folds=run.config.split.n_folds)
 threshold = run.config.probe.threshold
-display(Markdown(
-    f"Figure 2 uses **{shown_set}**, fold {fold} (best validation macro F1 of its {run.config.split.n_folds} folds). "
-    f"The best set of this run on validation F1 is **{best_set}**."
-))
+display(Markdown(choice))
 
 # %% [markdown]
 # ## Figure 2
@@ -56,12 +52,13 @@ display(Markdown(
 # gets wrong. Probabilities are the sigmoid outputs of the fold model; "pred." means ≥ the threshold.
 
 # %%
-examples = results.example_test_images(probes, opencell.labels, set_name=shown_set, fold=fold, threshold=threshold)
+examples = predictions.example_test_images(probes, opencell.labels, set_name=shown_set, fold=fold,
+                                           threshold=threshold)
 for image in examples:
-    prediction = results.prediction_table(probes, opencell.labels, set_name=shown_set, fold=fold, image=image,
-                                          threshold=threshold)
-    title = f"test image {opencell.obs['image_id'].iloc[image]} (protein {opencell.obs['group'].iloc[image]})"
-    display(pl_results.plot_prediction(opencell.images[image], opencell.channel_names, prediction, title=title))
+    prediction = predictions.prediction_table(probes, opencell.labels, set_name=shown_set, fold=fold, image=image,
+                                              threshold=threshold)
+    display(pl_results.plot_prediction(opencell.images[image], opencell.channel_names, prediction,
+                                       title=predictions.image_title(opencell, image)))
 
 # %% [markdown]
 # ## The most confident errors
@@ -71,11 +68,11 @@ for image in examples:
 # chromatin, vesicles vs punctae, Golgi vs centrosome) and weak grade-1 labels are where a probe should err.
 
 # %%
-errors = results.confident_errors(probes, opencell.labels, set_name=shown_set, fold=fold, threshold=threshold)
+errors = predictions.confident_errors(probes, opencell.labels, set_name=shown_set, fold=fold, threshold=threshold)
 pl_results.plot_error_gallery(opencell.images, opencell.channel_names, errors)
 
 # %%
-errors.assign(image_id=opencell.obs["image_id"].to_numpy()[errors["image"]] if len(errors) else [])
+predictions.errors_with_ids(errors, opencell)
 
 # %% [markdown]
 # ## Summary

@@ -18,11 +18,9 @@
 # *Embeddings* (the Table III sets of the OpenCell-like images). CPU, about a minute on `demo` (UMAP dominates;
 # its first call compiles numba code). No GPU needed.
 #
-# **How Harmony is used without leaking labels.** Harmony sees the principal components and the plate of every
-# image, never a localisation label; it is fitted once on all images of a set (test images included, as a user
-# correcting a whole screen would), because harmonypy cannot map images it was not fitted on. The probe then
-# trains on each fold's corrected training images exactly as in Table III. UMAP is only a picture: every claim
-# below rests on the scores, computed in PCA space.
+# Harmony never sees a localisation label; how it is fitted, and why that leaks no label into the probe comparison,
+# is in *Deviations and choices* (Representation analysis). UMAP is only a picture: every claim below rests on the
+# scores, computed in PCA space.
 
 # %% tags=["parameters"]
 profile = "demo"
@@ -32,19 +30,17 @@ force = False
 
 # %%
 # %matplotlib inline
-import time
-
 from IPython.display import Markdown, display
 
-from dinoxfer_lib import pipeline, report
-from dinoxfer_lib.embedding_sets import PAPER_TABLE_III
+from dinoxfer_lib import paper, pipeline
 from dinoxfer_lib.pl import analysis as pl_analysis
-from dinoxfer_lib.tl import domains, harmony, mixing, notes
+from dinoxfer_lib.report import common, harmony as report_harmony
+from dinoxfer_lib.tl import harmony, mixing
 
 run = pipeline.open_run(profile, overrides, runs_root=runs_root, force=force)
 settings = run.config.analysis
 datasets = pipeline.load_datasets(run, ("opencell", "hpa"))
-display(Markdown(report.data_banner(datasets, profile=run.config.profile)))
+display(Markdown(common.data_banner(datasets, profile=run.config.profile)))
 
 # %% [markdown]
 # ## PCA, Harmony and UMAP
@@ -54,19 +50,14 @@ display(Markdown(report.data_banner(datasets, profile=run.config.profile)))
 # channel replication, see *Deviations and choices*.) The table gives the wall time of each step on this machine.
 
 # %%
-embeddings = pipeline.load_embeddings(run, tuple(PAPER_TABLE_III))  # the five Table III sets
-started = time.perf_counter()
+embeddings = pipeline.load_embeddings(run, tuple(paper.TABLE_III))  # the five Table III sets
 corrected = harmony.correct_embeddings(embeddings, settings, seed=run.config.seed)
-correction_seconds = time.perf_counter() - started
 harmony.timing_table(corrected).round(2)
 
 # %%
-display(Markdown(
-    f"PCA + Harmony + two UMAP layouts for {len(corrected)} sets of {next(iter(corrected.values())).n_obs} images "
-    f"took **{correction_seconds:.1f} s** in all ({settings.n_pcs} components requested, Harmony covariates "
-    f"{', '.join(next(iter(corrected.values())).uns['harmony']['covariates'])}; UMAP n_neighbors = "
-    f"{settings.umap_n_neighbors}, min_dist = {settings.umap_min_dist}, seed {run.config.seed})."
-))
+display(Markdown(report_harmony.correction_note(corrected, n_pcs=settings.n_pcs,
+                                                n_neighbors=settings.umap_n_neighbors,
+                                                min_dist=settings.umap_min_dist, seed=run.config.seed)))
 
 # %% [markdown]
 # ## UMAPs before and after Harmony
@@ -85,8 +76,7 @@ pl_analysis.plot_harmony_umaps(corrected)
 # %%
 scores = mixing.mixing_table(corrected, spaces=harmony.SPACES, perplexity=settings.lisi_perplexity,
                              k=settings.knn_k, seed=run.config.seed)
-after = scores[scores["space"] == "after Harmony"].set_index("set")
-showcase = after["knn_label_accuracy"].idxmax()
+showcase = report_harmony.showcase_set(scores)
 display(Markdown(f"Showcase set: **{showcase}**."))
 pl_analysis.plot_umap_by_class(corrected[showcase])
 
@@ -102,7 +92,7 @@ pl_analysis.plot_umap_by_group(corrected[showcase])
 # whose 15 nearest neighbours vote for their own strongest label.
 
 # %%
-scores.set_index(["set", "space"]).drop(columns=["n_batches", "n_labels"]).round(3)
+report_harmony.scores_table(scores)
 
 # %%
 pl_analysis.plot_mixing_scores(scores)
@@ -115,14 +105,11 @@ pl_analysis.plot_mixing_scores(scores)
 
 # %%
 split = pipeline.load_split(run, "opencell")
-started = time.perf_counter()
 probe_change = harmony.probe_before_after(corrected, split=split, config=run.config.probe, seed=run.config.seed)
-probe_seconds = time.perf_counter() - started
 probe_change.round(3)
 
 # %%
-display(Markdown(f"Probe training for {2 * len(corrected)} feature sets took {probe_seconds:.1f} s.\n\n"
-                 + notes.harmony_note(scores, probe_change)))
+display(Markdown(report_harmony.probe_change_note(probe_change, scores)))
 
 # %% [markdown]
 # ## HPA-like images: plate and cell line
@@ -132,17 +119,14 @@ display(Markdown(f"Probe training for {2 * len(corrected)} feature sets took {pr
 # backbone are harmonised with plate *and* cell line as covariates, and mixing is scored for each.
 
 # %%
-hpa_embeddings = {"hpa backbone": domains.load_domain_embeddings(run, "hpa", ("hpa",))["hpa"]}
+hpa_embeddings = {"hpa backbone": pipeline.load_domain_embeddings(run, "hpa", ("hpa",))["hpa"]}
 hpa_corrected = harmony.correct_embeddings(hpa_embeddings, settings, seed=run.config.seed)
 pl_analysis.plot_harmony_umaps(hpa_corrected, batch_key="cell_line")
 
 # %%
-hpa_scores = {key: mixing.mixing_table(hpa_corrected, spaces=harmony.SPACES, batch_key=key,
-                                       perplexity=settings.lisi_perplexity, k=settings.knn_k, seed=run.config.seed)
-              for key in hpa_corrected["hpa backbone"].uns["harmony"]["covariates"]}
-display(Markdown(" ".join(
-    f"Mixing by **{key}**: scaled iLISI {table['ilisi_scaled'].iloc[0]:.2f} before, {table['ilisi_scaled'].iloc[1]:.2f} "
-    f"after Harmony." for key, table in hpa_scores.items())))
+hpa_scores = report_harmony.mixing_by_covariate(hpa_corrected, perplexity=settings.lisi_perplexity,
+                                                k=settings.knn_k, seed=run.config.seed)
+display(Markdown(report_harmony.mixing_by_covariate_note(hpa_scores)))
 
 # %% [markdown]
 # ## Reading the results honestly

@@ -20,10 +20,10 @@
 # embeddings chapter says which), and *Classifier* (Table III) for the last section. CPU, under a minute on `demo`
 # once the domain embeddings exist; embedding them takes longer the first time.
 #
-# **One encoding for every domain.** To compare domains through one backbone, every domain's images must reach it
-# the same way: each channel alone through the backbone's single-channel copy, features averaged over channels
-# (bag of channels, DINO BoC). This works for 2-, 3- and 4-channel images alike and equals channel replication up
-# to slot standardisation. Each domain is a seeded sample of at most `analysis.max_images_per_domain` images.
+# **One encoding for every domain**: each channel alone through the backbone's single-channel copy, features averaged
+# over channels, so 2-, 3- and 4-channel images reach a backbone the same way (why, and what it costs: *Deviations
+# and choices*, Representation analysis). Each domain is a seeded sample of at most
+# `analysis.max_images_per_domain` images.
 
 # %% tags=["parameters"]
 profile = "demo"
@@ -33,33 +33,28 @@ force = False
 
 # %%
 # %matplotlib inline
-import time
-
-import pandas as pd
 from IPython.display import Markdown, display
 
-from dinoxfer_lib import pipeline, report
+from dinoxfer_lib import pipeline
 from dinoxfer_lib.pl import analysis as pl_analysis
-from dinoxfer_lib.tl import domains, notes, shift, transfer
+from dinoxfer_lib.report import common, embeddings as report_embeddings, shift as report_shift
+from dinoxfer_lib.tl import shift
 
 run = pipeline.open_run(profile, overrides, runs_root=runs_root, force=force)
 settings = run.config.analysis
 datasets = pipeline.load_datasets(run)
-display(Markdown(report.data_banner(datasets, profile=run.config.profile)))
+display(Markdown(common.data_banner(datasets, profile=run.config.profile)))
 
 # %% [markdown]
 # ## Every domain through every backbone
 
 # %%
-started = time.perf_counter()
-embeddings = {backbone: domains.load_domain_embeddings(run, backbone) for backbone in pipeline.DOMAINS}
-matrices = {backbone: {domain: adata.X for domain, adata in per.items()} for backbone, per in embeddings.items()}
-embed_seconds = time.perf_counter() - started
-pd.DataFrame({backbone: {domain: f"{adata.n_obs} x {adata.n_vars}" for domain, adata in per.items()}
-              for backbone, per in embeddings.items()}).rename_axis("images \\ backbone")
+embeddings = {backbone: pipeline.load_domain_embeddings(run, backbone) for backbone in pipeline.DOMAINS}
+matrices = shift.embedding_matrices(embeddings)
+report_shift.embedding_sizes(embeddings)
 
 # %%
-display(Markdown(report.backbone_note(pipeline.load_backbones(run))))
+display(Markdown(report_embeddings.backbone_note(pipeline.load_backbones(run))))
 
 # %% [markdown]
 # ## PCA of all domains together
@@ -68,7 +63,6 @@ display(Markdown(report.backbone_note(pipeline.load_backbones(run))))
 # subsampled to the smallest one's size, so none dominates the axes).
 
 # %%
-started = time.perf_counter()
 pcas = {backbone: shift.pooled_pca(per, seed=run.config.seed) for backbone, per in matrices.items()}
 pl_analysis.plot_pca_by_domain(pcas)
 
@@ -82,7 +76,6 @@ pl_analysis.plot_pca_by_domain(pcas)
 # %%
 frechet, probes = shift.shift_tables(matrices, resamples=settings.resamples, folds=settings.domain_probe_folds,
                                      seed=run.config.seed)
-shift_seconds = time.perf_counter() - started
 frechet.round(3)
 
 # %%
@@ -101,7 +94,7 @@ probes.round(3)
 pl_analysis.plot_domain_probe(probes)
 
 # %%
-display(Markdown(notes.shift_note(frechet, probes)))
+display(Markdown(report_shift.shift_note(frechet, probes)))
 
 # %% [markdown]
 # ## Transfer matrix
@@ -111,13 +104,11 @@ display(Markdown(notes.shift_note(frechet, probes)))
 # where the probe is trained and tested.
 
 # %%
-started = time.perf_counter()
-transfer_table = domains.load_transfer_matrix(run)
-transfer_seconds = time.perf_counter() - started
+transfer_table = pipeline.load_transfer_matrix(run)
 pl_analysis.plot_transfer_matrix(transfer_table)
 
 # %%
-display(Markdown(notes.transfer_note(transfer_table)))
+display(Markdown(report_shift.transfer_note(transfer_table)))
 
 # %% [markdown]
 # ## Distance against Table III
@@ -128,9 +119,7 @@ display(Markdown(notes.transfer_note(transfer_table)))
 # our distances from this run: read the stars only for their order.
 
 # %%
-table3 = pipeline.load_probe_results(run).table()
-table3 = table3[table3["probe"] == "mlp"]
-relation = transfer.distance_vs_f1(frechet, table3, target="opencell")
+relation = report_shift.distance_vs_f1(frechet, pipeline.load_probe_results(run).table(), target="opencell")
 relation.round(3)
 
 # %%
@@ -140,11 +129,10 @@ pl_analysis.plot_distance_vs_f1(relation, target="opencell")
 # ## Wall time
 
 # %%
-pd.Series({
-    "domain embeddings (load or compute)": embed_seconds,
-    "PCA + Fréchet + domain probe": shift_seconds,
-    "transfer matrix (load or compute)": transfer_seconds,
-}, name="seconds").round(1).to_frame()
+common.provenance_table(run.store, pipeline.shift_stages())
+
+# %%
+display(Markdown(report_shift.analysis_time_note(frechet)))
 
 # %% [markdown]
 # ## Reading the results honestly

@@ -23,12 +23,12 @@ force = False
 
 # %%
 # %matplotlib inline
-import pandas as pd
 from IPython.display import Markdown, display
 
 from dinoxfer_lib import pipeline
-from dinoxfer_lib.bench import BENCHMARKS, run_benchmarks, summary_table
+from dinoxfer_lib.bench import BENCHMARKS, records, run_benchmarks, summary_table
 from dinoxfer_lib.provenance import device_description
+from dinoxfer_lib.report import performance
 
 run = pipeline.open_run(profile, overrides, runs_root=runs_root, force=force)
 display(Markdown(f"Device of this run: **{device_description()}**; problem size: `{run.config.bench.size}`."))
@@ -42,8 +42,9 @@ display(Markdown(f"Device of this run: **{device_description()}**; problem size:
 #   images are 600/224 ≈ 2.7 times the model's input size, as OpenCell's 600 px fields of view are for the paper's
 #   224 px ViT, so both sides resize as the paper's run does.
 # - **dino**: one DINO training step (multi-crop, student + teacher, loss, AdamW, EMA) with our batched on-device
-#   augmentations and `torch._foreach` EMA against the usual script: per-sample CPU augmentations through a
-#   DataLoader, fp32, a Python loop over parameters for the EMA.
+#   augmentations and `torch._foreach` EMA against the official `main_dino.py` way: per-sample CPU augmentations
+#   through a DataLoader, a Python loop over parameters for the EMA, and on a GPU its default fp16 autocast with a
+#   GradScaler and 10 loader workers (fp32 without workers on a CPU).
 # - **probes**: the Table III probe suite (5 sets × 5 folds of the paper's MLP, all models batched on the device,
 #   scoring included) against a fold-by-fold script (`StandardScaler`, `DataLoader` + `WeightedRandomSampler`,
 #   `nn.Sequential`, scikit-learn's `f1_score`). The reference trains a few models and its time is scaled to all
@@ -57,65 +58,44 @@ summary_table(measured)
 # Every field each benchmark recorded (sizes, thread count, FLOP rates, the test F1 both sides reached):
 
 # %%
-results = pd.DataFrame(measured).set_index("benchmark")
-results.T
+summary_table(measured, all_fields=True)
 
 # %%
-display(Markdown(
-    "\n".join(f"- **{name}**: {row.ratio:.2f}× the reference on {row.device}." for name, row in results.iterrows())
-))
+display(Markdown(performance.ratio_lines(measured)))
 
 # %% [markdown]
 # ## What limits the CPU figures
 #
 # On a CPU without bf16 support the model's own fp32 arithmetic dominates once the Python overhead is gone, and
-# both sides do the same arithmetic:
+# both sides do the same arithmetic, so these ratios are information, not targets:
 #
 # - **embedding**: the ratio is bounded by how much of the reference's time went into per-image preprocessing and
 #   small batches; the backbone alone on prepared inputs bounds any extractor (this run's figures below).
+# - **dino**: the fp32 student and teacher passes are most of both steps; only the augmentations and the
+#   per-parameter Python loops can be saved.
 # - **probes**: a batch of 512 images is already large enough for the reference's single-model matrix products to
 #   run as fast as our batched ones, so the ratio is capped by the reference's total time over the time of our
-#   matrix products alone: ≈ 2–3× with one thread, ≈ 4× with two (measurements in `dinoxfer_lib/bench/probes.py`).
-#   The design's ≥ 10× target is a GPU target in practice: there the reference is bound by per-step kernel launches
-#   and data loading, and the batched trainer does the work of 25 models in the launches of one (the recorded GPU
-#   figures below).
+#   matrix products alone. On a GPU the reference is bound by per-step kernel launches and data loading, and the
+#   batched trainer does the work of 25 models in the launches of one (the recorded GPU figures below).
 
 # %%
-embedding = results.loc["embedding"]
-display(Markdown(
-    f"In this run ({embedding.device}) {embedding.reference_preprocess_share:.0%} of the reference's embedding time "
-    f"went into preprocessing, and the backbone alone on prepared inputs ran "
-    f"{embedding.model_only_images_per_s / embedding.reference_images_per_s:.1f}× faster than the reference: the "
-    f"most any extractor can reach here" + (", against the CPU target of ≥ 3×." if embedding.device == "cpu" else ".")
-))
+display(Markdown(performance.cpu_embedding_reading(next(r for r in measured if r["benchmark"] == "embedding"))))
 
 # %% [markdown]
 # ## Recorded on GPU machines
 #
 # The machines this book is built on have no GPU, so the figures below were **not** measured by the run that built
 # this page: they were recorded with `dinoxfer bench --size paper --record` on the GPU machine named, and are kept
-# with the package (`dinoxfer_lib/bench/recorded/`) with the software and the commit of each figure. At the paper's
+# beside the book (`book/performance/records/`) with the software and the commit of each figure. At the paper's
 # size the embedding runs ViT-B/8 at 224 px on larger uint16 images (the reading below names their size), DINO
 # trains ViT-B/8 with 2 × 224 px + 8 × 96 px crops and a 65,536-d head, and the probe suite trains 25 MLPs for 300
 # epochs on 5,500 × 1,536-d features.
 
 # %%
-from dinoxfer_lib.bench.recorded import (
-    dino_reading,
-    embedding_reading,
-    recorded_result,
-    recorded_runs,
-    recorded_summary,
-    target_check,
-)
-
-gpu_runs = recorded_runs()
+gpu_runs = records.recorded_runs()
 for gpu_run in gpu_runs:
-    when = " ".join(filter(None, (gpu_run["date"], gpu_run.get("time"))))  # early records have no time of day
-    display(Markdown(f"**{gpu_run['device']}**, {when}; {gpu_run['software']}; a bf16 8192³ matrix "
-                     f"product ran at {gpu_run['bf16_matmul_tflops']} TFLOP/s there (MFU is against the datasheet's "
-                     "989)."))
-recorded_summary(gpu_runs)
+    display(Markdown(performance.record_header(gpu_run)))
+records.recorded_summary(gpu_runs)
 
 # %% [markdown]
 # ### DINO at the paper's size: how large a batch fits, and what the paper's run would cost
@@ -124,12 +104,9 @@ recorded_summary(gpu_runs)
 # paper's 300-epoch OpenCell run (90 % of 6,301 images) on one such GPU.
 
 # %%
-dino_gpu, dino_run = recorded_result(gpu_runs, "dino")
-display(pd.DataFrame([{"batch_size": dino_gpu["batch_size"], "images_per_s": dino_gpu["ours_images_per_s"],
-                       "peak_memory_gib": dino_gpu["peak_memory_gib"], "mfu": dino_gpu["mfu"], "fits": True},
-                      *dino_gpu.get("sweep", [])]).set_index("batch_size").reindex(
-    columns=["images_per_s", "peak_memory_gib", "mfu", "fits"]))
-display(Markdown(dino_reading(dino_gpu, dino_run)))
+dino_gpu, dino_run = records.latest_result(gpu_runs, "dino")
+display(records.dino_batch_table(dino_gpu))
+display(Markdown(performance.dino_reading(dino_gpu, dino_run)))
 
 # %% [markdown]
 # ### What limits embedding MFU
@@ -140,27 +117,26 @@ display(Markdown(dino_reading(dino_gpu, dino_run)))
 # way, which is how `embed.compile` was chosen.
 
 # %%
-emb_gpu, emb_run = recorded_result(gpu_runs, "embedding")
-steps = [step for gpu_run in gpu_runs for step in gpu_run.get("embedding_steps", [])]
-if steps:  # a record may repeat an earlier one's steps
-    display(pd.DataFrame(steps).drop_duplicates(subset=["commit", "change"], ignore_index=True))
-display(pd.DataFrame(emb_run["embedding_model_variants"]["rows"]).reindex(
-    columns=["precision", "mode", "attention", "images_per_s", "tflops", "mfu", "compile_seconds", "error"]))
-if "embedding_compile_modes" in emb_run:
-    display(Markdown(f"Compiled each way: {emb_run['embedding_compile_modes']['what']}"))
-    display(pd.DataFrame(emb_run["embedding_compile_modes"]["rows"]))
+emb_gpu, emb_run = records.latest_result(gpu_runs, "embedding")
+display(records.extractor_steps_table(gpu_runs))
+display(emb_run.variants())
+if emb_run.compile_modes() is not None:
+    what, modes = emb_run.compile_modes()
+    display(Markdown(f"Compiled each way: {what}"))
+    display(modes)
 
 # %%
-display(Markdown(embedding_reading(emb_gpu, emb_run)))
+display(Markdown(performance.embedding_reading(emb_gpu, emb_run)))
 
 # %% [markdown]
-# ## The design's speed targets
+# ## The speed targets
 #
-# Each target beside the figure it is judged on: CPU targets on this run's figures, GPU targets on the latest
-# recorded GPU figures (or on this run's, when it ran the paper size on a GPU).
+# The targets are GPU ones, each judged on the latest recorded GPU figure (or on this run's, when it ran the paper
+# size on a GPU); this run's CPU ratios follow as information, beside the ceiling this run measured where it has
+# one.
 
 # %%
-target_check(measured, gpu_runs)
+performance.target_table(measured, gpu_runs)
 
 # %% [markdown]
 # ## Summary

@@ -13,22 +13,14 @@ from dinoxfer_lib.config import SplitConfig
 from dinoxfer_lib.errors import ConfigError, DataError
 from dinoxfer_lib.pl import analysis as pl_analysis
 from dinoxfer_lib.probes import ProbeConfig
-from dinoxfer_lib.tl import domains, notes
+from dinoxfer_lib.pipeline import embeddings as pipeline_embeddings
+from dinoxfer_lib.report import harmony as report_harmony, shift as report_shift
 from dinoxfer_lib.tl.config import AnalysisConfig
 from dinoxfer_lib.tl.harmony import SPACES, correct_embeddings
 from dinoxfer_lib.tl.mixing import mixing_table
 from dinoxfer_lib.tl.shift import pooled_pca, shift_tables
-from dinoxfer_lib.tl.transfer import distance_vs_f1, transfer_matrix
+from dinoxfer_lib.tl.transfer import transfer_matrix
 
-SMALL = {
-    "data": {
-        "opencell": {"n_images": 30, "n_groups": 10, "n_batches": 2, "image_size": 32},
-        "hpa": {"n_images": 24, "n_groups": 8, "n_batches": 2, "image_size": 32},
-        "natural": {"n_images": 12, "n_groups": 4, "image_size": 32},
-    },
-    "embed": {"img_size": 32},
-    "analysis": {"max_images_per_domain": 20},
-}
 FAST = ProbeConfig(hidden=(16,), lr=3e-3, epochs=5, batch_size=32)
 
 
@@ -46,25 +38,27 @@ def toy_domain(n, d=12, shift=0.0, seed=0, classes=("a", "b", "c")):
     return adata
 
 
-def test_domain_embeddings_share_one_width_and_are_reused(tmp_path):
-    run = pipeline.open_run("smoke", SMALL, runs_root=tmp_path)
-    embedded = domains.load_domain_embeddings(run, "hpa", ("opencell", "natural"))
+def test_domain_embeddings_share_one_width_and_are_reused(tmp_path, small_run):
+    small_run["analysis"] = {"max_images_per_domain": 20}
+    run = pipeline.open_run("smoke", small_run, runs_root=tmp_path)
+    embedded = pipeline.load_domain_embeddings(run, "hpa", ("opencell", "natural"))
     assert {d: a.shape for d, a in embedded.items()} == {"opencell": (20, 192), "natural": (12, 192)}
     assert embedded["opencell"].uns["embedding"]["strategy"] == "bag_of_channels"
     assert embedded["opencell"].uns["embedding"]["reduce"] == "mean"
-    again = domains.load_domain_embeddings(pipeline.open_run("smoke", SMALL, runs_root=tmp_path), "hpa", ("opencell",))
+    again = pipeline.load_domain_embeddings(pipeline.open_run("smoke", small_run, runs_root=tmp_path), "hpa",
+                                            ("opencell",))
     np.testing.assert_array_equal(again["opencell"].X, embedded["opencell"].X)
     events = [json.loads(line) for line in (tmp_path / "smoke" / "events.jsonl").read_text().splitlines()]
     assert {"stage": "domain_embeddings/hpa/opencell", "action": "reused"}.items() <= events[-1].items()
     with pytest.raises(ConfigError, match="unknown backbone"):
-        domains.load_domain_embeddings(run, "imagenet")
+        pipeline.load_domain_embeddings(run, "imagenet")
 
 
 def test_sample_indices_are_seeded_sorted_and_capped():
-    first = domains.sample_indices(100, max_images=10, seed=3)
-    np.testing.assert_array_equal(first, domains.sample_indices(100, max_images=10, seed=3))
+    first = pipeline_embeddings.sample_indices(100, max_images=10, seed=3)
+    np.testing.assert_array_equal(first, pipeline_embeddings.sample_indices(100, max_images=10, seed=3))
     assert len(first) == 10 and np.all(np.diff(first) > 0)
-    assert len(domains.sample_indices(5, max_images=10, seed=0)) == 5
+    assert len(pipeline_embeddings.sample_indices(5, max_images=10, seed=0)) == 5
 
 
 def test_transfer_matrix_has_one_cell_per_backbone_and_domain():
@@ -83,14 +77,15 @@ def test_distance_vs_f1_pairs_each_table_iii_set_with_its_backbone_distance():
     per_domain = {"opencell": toy_domain(60, seed=0).X, "hpa": toy_domain(60, shift=1, seed=1).X,
                   "natural": toy_domain(60, shift=4, seed=2).X}
     frechet, probes = shift_tables({b: per_domain for b in ("natural", "hpa", "opencell")}, resamples=3, folds=3)
-    f1 = pd.DataFrame({"set": ["imagenet_mapping", "opencell_native", "not_a_set"], "test_f1_mean": [0.5, 0.6, 0.1],
-                       "test_f1_std": [0.01, 0.02, 0.0]})
-    relation = distance_vs_f1(frechet, f1, target="opencell")
+    f1 = pd.DataFrame({"set": ["imagenet_mapping", "opencell_native", "not_a_set", "opencell_native"],
+                       "probe": ["mlp", "mlp", "mlp", "knn_1"], "test_f1_mean": [0.5, 0.6, 0.1, 0.9],
+                       "test_f1_std": [0.01, 0.02, 0.0, 0.0]})
+    relation = report_shift.distance_vs_f1(frechet, f1, target="opencell")
     assert list(relation["set"]) == ["imagenet_mapping", "opencell_native"]
     native = relation.set_index("set").loc["opencell_native"]
     assert native["distance"] == native["floor"]  # its own domain: the within-domain floor
     assert relation.set_index("set").loc["imagenet_mapping", "paper_f1"] == pytest.approx(0.8057)
-    assert "closest pair" in notes.shift_note(frechet, probes)
+    assert "closest pair" in report_shift.shift_note(frechet, probes)
     for figure in (pl_analysis.plot_frechet(frechet), pl_analysis.plot_domain_probe(probes),
                    pl_analysis.plot_distance_vs_f1(relation),
                    pl_analysis.plot_pca_by_domain({"hpa": pooled_pca(per_domain)})):
@@ -101,7 +96,7 @@ def test_harmony_figures_and_note_from_one_toy_run():
     config = AnalysisConfig(n_pcs=6, umap_n_neighbors=8, umap_n_epochs=20, lisi_perplexity=10, knn_k=5)
     corrected = correct_embeddings({"toy": toy_domain(80)}, config, seed=0)
     scores = mixing_table(corrected, spaces=SPACES, perplexity=10, k=5)
-    text = notes.harmony_note(scores)
+    text = report_harmony.harmony_note(scores)
     assert "scaled iLISI" in text and "across the 1 set(s)" in text
     assert len(pl_analysis.plot_harmony_umaps(corrected).axes) == 4
     assert len([ax for ax in pl_analysis.plot_umap_by_class(corrected["toy"], n_cols=2).axes if ax.axison]) == 3
@@ -109,5 +104,5 @@ def test_harmony_figures_and_note_from_one_toy_run():
     assert len(pl_analysis.plot_mixing_scores(scores).axes) == 4
     transfer = pd.DataFrame({"backbone": ["hpa", "natural"], "domain": "opencell", "test_f1_mean": [0.6, 0.3],
                              "test_f1_std": [0.02, 0.03]})
-    assert "**hpa** backbone gives the highest" in notes.transfer_note(transfer)
+    assert "**hpa** backbone gives the highest" in report_shift.transfer_note(transfer)
     assert pl_analysis.plot_transfer_matrix(transfer).axes

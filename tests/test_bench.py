@@ -53,30 +53,37 @@ def test_model_variants_time_both_precisions_and_report_unavailable_kernels():
     assert all("images_per_s" in r or r["error"] for r in rows)  # a missing kernel is reported, not fatal
 
 
-def test_recorded_gpu_runs_name_device_and_commit_and_feed_the_target_check():
-    from dinoxfer_lib.bench.recorded import TARGETS, recorded_runs, recorded_summary, target_check
+def test_recorded_gpu_runs_name_device_and_commit_and_feed_the_target_table():
+    from dinoxfer_lib.bench.records import recorded_runs, recorded_summary
+    from dinoxfer_lib.report.performance import GPU_TARGETS, target_table
 
     runs = recorded_runs()
-    assert runs, "the package ships the GPU figures the performance chapter shows"
+    assert runs, "the book ships the GPU figures the performance chapter shows"
     summary = recorded_summary(runs)
     assert summary[["gpu", "date", "commit"]].notna().all().all()
     assert {"embedding", "dino", "probe_suite"} <= set(summary["benchmark"])
 
-    cpu_run = [{"benchmark": "embedding", "device": "cpu", "size": "demo", "ratio": 3.5},
+    cpu_run = [{"benchmark": "embedding", "device": "cpu", "size": "demo", "ratio": 3.5,
+                "model_only_images_per_s": 40.0, "reference_images_per_s": 10.0},
                {"benchmark": "probe_suite", "device": "cpu", "size": "demo", "ratio": 4.0}]
-    check = target_check(cpu_run, runs).set_index(["benchmark", "where"])
-    assert len(check) == len(TARGETS)
-    assert check.loc[("embedding", "cpu"), "met"] and check.loc[("embedding", "cpu"), "source"] == "this run"
-    assert not check.loc[("probe_suite", "cpu"), "met"]
-    assert check.loc[("dino", "cpu"), "met"] is None  # not run here, and CPU targets are never taken from records
-    assert check.loc[("embedding", "gpu"), "source"].startswith("recorded")
+    table = target_table(cpu_run, runs)
+    gpu = table.xs("GPU", level="where")
+    assert len(gpu) == len(GPU_TARGETS) and set(gpu["met"]) <= {"✓", "✗", "—"}
+    assert (gpu["source"].str.startswith("recorded")).all()
+    cpu = table.xs("CPU", level="where")
+    assert list(cpu.index) == ["embedding", "probe_suite"] and (cpu["target"] == "information").all()
+    assert cpu.loc["embedding", "note"] == "ceiling 4.00× (backbone alone)" and (cpu["met"] == "—").all()
+    # the shipped DINO ratio was measured against an fp32 reference: shown, but not judged
+    ratio = gpu[gpu["target"].str.startswith("ratio")].loc["dino"]
+    assert ratio["met"] == "—" and "fp32 reference" in ratio["note"]
 
 
-def test_target_check_without_records_says_not_measured(tmp_path):
-    from dinoxfer_lib.bench.recorded import recorded_runs, target_check
+def test_target_table_without_records_says_not_measured(tmp_path):
+    from dinoxfer_lib.bench.records import recorded_runs
+    from dinoxfer_lib.report.performance import target_table
 
-    check = target_check([], recorded_runs(tmp_path))
-    assert (check["source"] == "not measured").all() and check["met"].isna().all()
+    table = target_table([], recorded_runs(tmp_path))
+    assert (table["source"] == "not measured").all() and (table["met"] == "—").all()
 
 
 def test_batch_sweep_stops_at_the_first_batch_that_does_not_fit(monkeypatch):
@@ -96,27 +103,29 @@ def test_batch_sweep_stops_at_the_first_batch_that_does_not_fit(monkeypatch):
                         out_dim=64, rounds=1, batch_sweep=(8, 16), device="cpu")
     assert result["sweep"] == [{"batch_size": 8, "fits": False}]  # 16 is not tried after 8 failed
     assert result["largest_batch"] == 4 and result["paper_run_hours"] > 0
+    assert result["reference"] == "fp32, DataLoader without workers"  # main_dino.py's fp16 only on a GPU
 
 
 def test_readings_work_with_and_without_the_optional_profiles(tmp_path):
     """A record written by ``dinoxfer bench --record`` has no hand-made extras; the chapter's readings still work."""
-    from dinoxfer_lib.bench.recorded import (dino_reading, embedding_reading, recorded_result, recorded_runs,
-                                             write_record)
+    from dinoxfer_lib.bench.records import GpuRecord, latest_result, recorded_runs, write_record
+    from dinoxfer_lib.report.performance import dino_reading, embedding_reading
 
-    embedding, shipped = recorded_result(recorded_runs(), "embedding")
+    embedding, shipped = latest_result(recorded_runs(), "embedding")
     assert "MFU" in embedding_reading(embedding, shipped)
     assert "pays for itself only after about" in embedding_reading(embedding, shipped)  # the compiled figures
-    dino, run = recorded_result(recorded_runs(), "dino")
-    assert "300-epoch" in dino_reading(dino, run)
-    overhead = next(run for run in recorded_runs() if "embedding_overhead" in run)
-    assert "fixed cost per call" in embedding_reading(recorded_result([overhead], "embedding")[0], overhead)
+    dino, run = latest_result(recorded_runs(), "dino")
+    assert "300-epoch" in dino_reading(dino, run) and "fp32" in dino_reading(dino, run)
+    overhead = next(run for run in recorded_runs() if run.overhead())
+    assert "fixed cost per call" in embedding_reading(overhead.result("embedding"), overhead)
 
     extras = ("embedding_steps", "embedding_batch_profile", "embedding_overhead")
-    plain = {key: value for key, value in shipped.items() if key not in extras}
+    plain = {key: value for key, value in shipped.data.items() if key not in extras}
     first = write_record(plain, tmp_path)
     second = write_record(plain, tmp_path)  # same machine and day: kept apart, nothing overwritten
-    assert first.name == f"h200_{shipped['date']}.json" and second.name == f"h200_{shipped['date']}_2.json"
-    embedding, run = recorded_result(recorded_runs(tmp_path), "embedding")
+    assert first.name == f"h200_{plain['date']}.json" and second.name == f"h200_{plain['date']}_2.json"
+    embedding, run = latest_result(recorded_runs(tmp_path), "embedding")
+    assert isinstance(run, GpuRecord)
     assert "fixed cost" not in embedding_reading(embedding, run) and "MFU" in embedding_reading(embedding, run)
 
 
@@ -143,34 +152,48 @@ def test_a_record_made_from_bench_results_feeds_the_chapter(monkeypatch, tmp_pat
     """What ``--record`` writes on a GPU (the CUDA queries stubbed here) is what the chapter's tables read."""
     import types
 
-    import dinoxfer_lib.bench.recorded as recorded
+    import dinoxfer_lib.bench.records as records
+    from dinoxfer_lib.bench.dino import reference_recipe
     from dinoxfer_lib.provenance import source_sha256
+    from dinoxfer_lib.report.performance import embedding_reading, target_table
 
-    monkeypatch.setattr(recorded.torch.cuda, "get_device_properties",
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
                         lambda device: types.SimpleNamespace(name="NVIDIA H100 80GB HBM3", total_memory=85e9))
-    monkeypatch.setattr(recorded, "bf16_matmul_tflops", lambda device: 790)
-    shipped = recorded.recorded_runs()
-    latest = [recorded.recorded_result(shipped, name)[0] for name in ("embedding", "dino", "probe_suite")]
-    rows = recorded.recorded_result(shipped, "embedding")[1]["embedding_model_variants"]["rows"]
-    record = recorded.make_record(latest, rows, torch.device("cuda"))
+    monkeypatch.setattr(records, "bf16_matmul_tflops", lambda device: 790)
+    shipped = records.recorded_runs()
+    latest = [records.latest_result(shipped, name)[0] for name in ("embedding", "dino", "probe_suite")]
+    latest[1] = {**latest[1], "reference": reference_recipe(torch.device("cuda")), "ratio": 2.5}  # a new record
+    rows = records.latest_result(shipped, "embedding")[1].data["embedding_model_variants"]["rows"]
+    record = records.make_record(latest, rows, torch.device("cuda"))
     assert record["gpu"] == "NVIDIA H100 80GB HBM3" and record["bf16_matmul_tflops"] == 790
     assert all(result["commit"] for result in record["results"]) and "torch" in record["software"]
     assert {result["source_sha256"] for result in record["results"]} == {source_sha256()[:12]}
-    path = recorded.write_record(record, tmp_path)
+    path = records.write_record(record, tmp_path)
     assert path.name.startswith("h100_80gb_hbm3_")
-    runs = recorded.recorded_runs(tmp_path)
-    assert len(recorded.recorded_summary(runs)) == 3
-    assert recorded.target_check([], runs).set_index(["benchmark", "where"]).loc[("dino", "gpu"), "met"]
-    embedding, run = recorded.recorded_result(runs, "embedding")
+    runs = records.recorded_runs(tmp_path)
+    assert len(records.recorded_summary(runs)) == 3
+    gpu = target_table([], runs).xs("GPU", level="where")
+    assert gpu[gpu["target"].str.startswith("ratio")].loc["dino", "met"] == "✓"
+    embedding, run = records.latest_result(runs, "embedding")
     compiled = next(row for row in rows if row["precision"] == "bf16 weights" and row["mode"] == "torch.compile")
-    assert f"{compiled['mfu']:.1%} compiled" in recorded.embedding_reading(embedding, run)
+    assert f"{compiled['mfu']:.1%} compiled" in embedding_reading(embedding, run)
 
     # a later run of one benchmark (``--record --only dino``) supersedes only that one; no variants are timed
-    dino_only = recorded.make_record([{**latest[1], "ratio": 1.5}], None, torch.device("cuda"))
+    dino_only = records.make_record([{**latest[1], "ratio": 1.5}], None, torch.device("cuda"))
     assert "embedding_model_variants" not in dino_only
-    recorded.write_record({**dino_only, "time": "23:59 UTC"}, tmp_path)
-    runs = recorded.recorded_runs(tmp_path)
-    check = recorded.target_check([], runs).set_index(["benchmark", "where"])
-    assert check.loc[("dino", "gpu"), "measured"] == 1.5 and not check.loc[("dino", "gpu"), "met"]
-    assert check.loc[("embedding", "gpu"), "measured"] == latest[0]["mfu"]
-    assert f"{compiled['mfu']:.1%} compiled" in recorded.embedding_reading(*recorded.recorded_result(runs, "embedding"))
+    records.write_record({**dino_only, "time": "23:59 UTC"}, tmp_path)
+    runs = records.recorded_runs(tmp_path)
+    gpu = target_table([], runs).xs("GPU", level="where")
+    ratio = gpu[gpu["target"].str.startswith("ratio")].loc["dino"]
+    assert ratio["measured"] == "1.50×" and ratio["met"] == "✗"
+    assert gpu[gpu["target"].str.startswith("MFU >=")].loc["embedding", "measured"] == f"{latest[0]['mfu']:.1%}"
+    assert f"{compiled['mfu']:.1%} compiled" in embedding_reading(*records.latest_result(runs, "embedding"))
+
+
+def test_record_dir_is_beside_the_book_and_can_be_chosen(capsys, tmp_path):
+    from dinoxfer_lib.bench.records import RECORD_DIR
+    from dinoxfer_lib.cli import main
+
+    assert RECORD_DIR.parts[-3:] == ("book", "performance", "records") and "dinoxfer_lib" not in RECORD_DIR.parts
+    assert main(["bench", "--size", "small", "--device", "cpu", "--record", "--record-dir", str(tmp_path)]) == 2
+    assert "--record keeps GPU figures" in capsys.readouterr().err  # still refused off a GPU

@@ -8,7 +8,7 @@ import torch
 from matplotlib.figure import Figure
 
 from dinoxfer_lib.dino.inspect import cls_attention, patch_pca_rgb, prepare_images
-from dinoxfer_lib.dino.stage import STAGE_FILES, train_backbone
+from dinoxfer_lib.pipeline.dino import STAGE_FILES, train_backbone
 from dinoxfer_lib.models.backbones import create_backbone
 from dinoxfer_lib.pipeline import load_backbones, load_split, open_run
 from dinoxfer_lib.pl.dino import plot_attention_maps, plot_patch_pca, plot_training_curves
@@ -34,7 +34,7 @@ def test_stage_trains_on_the_dev_split_writes_its_files_and_is_reused(tmp_path):
         assert "collapse" in summary and summary["epochs"] == 1
         assert not (run.store.root / ".dino_resume").exists() or not any((run.store.root / ".dino_resume").iterdir())
         assert train_backbone(run, "opencell", progress=False).reused
-        assert load_backbones(run, ("opencell",))["opencell"].source == "store: dino/opencell"
+        assert load_backbones(run, ("opencell",))["opencell"].stage == "dino/opencell"
     finally:
         torch.set_num_threads(threads)
 
@@ -48,9 +48,9 @@ def _as_set_arguments(tree, prefix=""):
 
 
 def test_torchrun_entry_point_takes_overrides_and_writes_the_stage_the_book_reuses(tmp_path, capsys):
-    """``torchrun -m dinoxfer_lib.dino.train --set ...`` (here one process): the notebook run with the same
+    """``torchrun -m dinoxfer_lib.pipeline.dino --set ...`` (here one process): the notebook run with the same
     overrides finds the stage instead of training again."""
-    from dinoxfer_lib.dino.train import main
+    from dinoxfer_lib.pipeline.dino import main
 
     main(["--profile", "smoke", "--domain", "opencell", "--runs-root", str(tmp_path),
           "--set", *_as_set_arguments(TINY_RUN)])

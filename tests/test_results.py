@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dinoxfer_lib import pipeline, results
+from dinoxfer_lib import paper, pipeline
+from dinoxfer_lib.report import classifier, predictions
 from dinoxfer_lib.data.splits import make_split
-from dinoxfer_lib.embedding_sets import PAPER_TABLE_III
 from dinoxfer_lib.errors import DataError
 from dinoxfer_lib.pl import results as pl_results
 from dinoxfer_lib.probes import ProbeConfig, ProbeResult, run_probe_comparison
@@ -44,35 +44,35 @@ def test_probe_result_round_trips_through_its_files(toy, tmp_path):
 
 def test_table_iii_puts_the_papers_numbers_beside_ours_in_table_order(toy):
     result, _ = toy
-    table = results.table_iii(result)
+    table = classifier.table_iii(result)
     assert list(table["set"]) == ["imagenet_mapping", "hpa_mapping"]  # Table III order, not run order
-    assert table.set_index("set").loc["hpa_mapping", "paper_mean"] == PAPER_TABLE_III["hpa_mapping"][0]
+    assert table.set_index("set").loc["hpa_mapping", "paper_mean"] == paper.TABLE_III["hpa_mapping"][0]
     ours = result.table().query("probe == 'mlp'").set_index("set")["test_f1_mean"]
     assert table.set_index("set")["test_f1_mean"].to_dict() == ours.to_dict()
     # the informative set must beat noise, or the probe learned nothing
     assert ours["hpa_mapping"] > ours["imagenet_mapping"] + 0.2
-    shown = results.format_table_iii(table)
+    shown = classifier.format_table_iii(table)
     assert shown.loc[1, "macro F1, paper"] == "0.8221 ± 0.0062"
-    assert "synthetic" in results.table_iii_note(table, synthetic=True)
+    assert "synthetic" in classifier.table_iii_note(table, synthetic=True)
     with pytest.raises(DataError, match="no 'svm' probe"):
-        results.table_iii(result, probe="svm")
+        classifier.table_iii(result, probe="svm")
 
 
 def test_prediction_table_refuses_images_outside_the_test_split(toy):
     result, labels = toy
     image = int(result.test_index[0])
-    table = results.prediction_table(result, labels, set_name="hpa_mapping", fold=0, image=image)
+    table = predictions.prediction_table(result, labels, set_name="hpa_mapping", fold=0, image=image)
     expected = result.probs("hpa_mapping")[0, 0]
     shown = set(np.flatnonzero(labels[image] | (expected >= 0.5)))
     assert set(table["class"]) == {CLASSES[k] for k in shown}
     training_image = int(np.setdiff1d(np.arange(len(labels)), result.test_index)[0])
     with pytest.raises(DataError, match="not in the test split"):
-        results.prediction_table(result, labels, set_name="hpa_mapping", fold=0, image=training_image)
+        predictions.prediction_table(result, labels, set_name="hpa_mapping", fold=0, image=training_image)
 
 
 def test_confident_errors_are_wrong_and_ranked(toy):
     result, labels = toy
-    errors = results.confident_errors(result, labels, set_name="imagenet_mapping", fold=0, n=5)
+    errors = predictions.confident_errors(result, labels, set_name="imagenet_mapping", fold=0, n=5)
     assert len(errors) == 5 and errors["image"].is_unique
     probs = result.probs("imagenet_mapping")[0]
     for _, row in errors.iterrows():
@@ -81,49 +81,40 @@ def test_confident_errors_are_wrong_and_ranked(toy):
         assert (probs[position, k] >= 0.5) != labels[row["image"], k]  # a wrong decision
     margins = (errors["probability"] - 0.5).abs().to_numpy()
     assert np.all(np.diff(margins) <= 1e-3)  # most confident first (probabilities are rounded)
-    picks = results.example_test_images(result, labels, set_name="hpa_mapping", fold=0)
+    picks = predictions.example_test_images(result, labels, set_name="hpa_mapping", fold=0)
     assert len(picks) == 2 and set(picks) <= set(result.test_index)
 
 
 def test_recipe_table_marks_every_departure_from_the_paper():
-    table = results.recipe_table(ProbeConfig(epochs=30, lr=3e-3))
+    table = classifier.probe_recipe_table(ProbeConfig(epochs=30, lr=3e-3))
     assert set(table.index[table["differs"] == "yes"]) == {"epochs", "lr"}
     assert table.loc["epochs", "paper"] == "300"
 
 
 def test_result_figures_draw(toy):
     result, labels = toy
-    table = results.table_iii(result)
+    table = classifier.table_iii(result)
     for fig in (pl_results.plot_f1_by_configuration(table), pl_results.plot_train_test_gap(table),
-                pl_results.plot_probe_comparison(results.probe_comparison(result)),
+                pl_results.plot_probe_comparison(classifier.probe_comparison(result)),
                 pl_results.plot_probe_training(result.history)):
         assert fig.axes and fig.axes[0].has_data()
 
 
-SMALL = {
-    "data": {
-        "opencell": {"n_images": 90, "n_groups": 30, "n_batches": 2, "image_size": 32},
-        "hpa": {"n_images": 20, "n_groups": 10, "n_batches": 2, "image_size": 32},
-        "natural": {"n_images": 12, "n_groups": 4, "image_size": 32},
-    },
-    "split": {"n_folds": 3},
-    "embed": {"img_size": 32, "batch_size": 64},
-    "probe": {"epochs": 2, "compare": ["knn"], "knn_k": [1], "low_label_fractions": [0.5, 1.0],
-              "low_label_seeds": 1, "low_label_folds": 1},
-}
+PROBES = {"epochs": 2, "compare": ["knn"], "knn_k": [1], "low_label_fractions": [0.5, 1.0], "low_label_seeds": 1,
+          "low_label_folds": 1}
 
 
-def test_probe_stages_store_results_and_recompute_when_the_recipe_changes(tmp_path):
-    run = pipeline.open_run("smoke", SMALL, runs_root=tmp_path)
+def test_probe_stages_store_results_and_recompute_when_the_recipe_changes(tmp_path, small_run):
+    run = pipeline.open_run("smoke", {**small_run, "probe": PROBES}, runs_root=tmp_path)
     by_image = pipeline.load_probe_results(run)
     assert set(by_image.table()["probe"]) == {"mlp", "knn1"}
     assert (tmp_path / "smoke" / "probes" / "opencell_by_image" / "scores.csv").is_file()
     grouped = pipeline.load_probe_results(run, grouped=True)
     assert set(grouped.table()["probe"]) == {"mlp"}  # the leakage-free split repeats Table III's probe
-    assert len(results.split_comparison(by_image, grouped)) == len(by_image.table().query("probe == 'mlp'"))
+    assert len(classifier.split_comparison(by_image, grouped)) == len(by_image.table().query("probe == 'mlp'"))
     curves = pipeline.load_low_label_curves(run)
     assert set(curves["fraction"]) == {0.5, 1.0} and set(curves["fold"]) == {0}
-    changed = pipeline.open_run("smoke", {**SMALL, "probe": {**SMALL["probe"], "epochs": 3}}, runs_root=tmp_path)
+    changed = pipeline.open_run("smoke", {**small_run, "probe": {**PROBES, "epochs": 3}}, runs_root=tmp_path)
     pipeline.load_probe_results(changed)
     events = (tmp_path / "smoke" / "events.jsonl").read_text()
     assert events.count('"stage": "probes/opencell_by_image", "action": "computed"') == 2

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from dinoxfer_lib.errors import StoreError
-from dinoxfer_lib.store import PROVENANCE, ArtifactStore, atomic_write_text
+from dinoxfer_lib.files import atomic_write_text
+from dinoxfer_lib.store import PROVENANCE, ArtifactStore
 
 
 def writer(text, calls):

@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dinoxfer_lib import paper
 from dinoxfer_lib.data import summary
+from dinoxfer_lib.report import datasets as report_datasets
 from dinoxfer_lib.data.classes import HPA_CHANNELS, OPENCELL_CHANNELS
 from dinoxfer_lib.data.dataset import ImageSet
 from dinoxfer_lib.errors import DataError
@@ -69,7 +71,7 @@ def dataset():
 
 
 def test_summarize_domains_counts(dataset):
-    table = summary.summarize_domains([dataset])
+    table = report_datasets.summarize_domains([dataset])
     column = table["opencell"]
     assert column["Images"] == "6"
     assert column["Channels"] == "2 (protein, nucleus)"
@@ -87,9 +89,9 @@ def test_summarize_domains_counts(dataset):
 
 
 def test_paper_table_i_shape():
-    assert list(summary.PAPER_TABLE_I.columns) == ["ImageNet-1k", "OpenCell", "HPA Image Classification"]
-    assert summary.PAPER_TABLE_I.loc["Images", "OpenCell"] == "6,301"
-    assert summary.PAPER_TABLE_I.loc["Pixel size", "HPA Image Classification"].startswith("0.08")
+    assert list(paper.TABLE_I.columns) == ["ImageNet-1k", "OpenCell", "HPA Image Classification"]
+    assert paper.TABLE_I.loc["Images", "OpenCell"] == "6,301"
+    assert paper.TABLE_I.loc["Pixel size", "HPA Image Classification"].startswith("0.08")
 
 
 def test_label_frequency(dataset):
@@ -113,7 +115,7 @@ def test_cooccurrence_symmetric_with_counts_on_diagonal(dataset):
 
 
 def test_describe_labels_numbers(dataset):
-    text = summary.describe_labels(dataset)
+    text = report_datasets.describe_labels(dataset)
     assert "**nucleoplasm** (4 images" in text
     assert "**golgi** (1 images" in text and "imbalance ratio of 4.0" in text
     assert "25.0% of all 8 labels are weak" in text

@@ -13,8 +13,8 @@ from dinoxfer_lib.errors import ConfigError
 
 
 def _embedding(size: str, device: str | None, compile_mode: str | None = None) -> dict:
-    from dinoxfer_lib.bench.dino import OPENCELL_IMAGES
     from dinoxfer_lib.bench.embedding import bench_embedding
+    from dinoxfer_lib.paper import OPENCELL_IMAGES
 
     sizes = {
         "small": dict(arch="vit_micro", img_size=32, n_images=128),
@@ -74,8 +74,11 @@ def run_benchmarks(names: Iterable[str], *, size: str = "demo", device: str | No
     return [{**BENCHMARKS[name](size, device, **options.get(name, {})), "size": size} for name in names]
 
 
-def summary_table(results: Iterable[dict]) -> pd.DataFrame:
-    """One line per benchmark: ours and the reference in the benchmark's own unit, the ratio and the device."""
+def summary_table(results: Iterable[dict], *, all_fields: bool = False) -> pd.DataFrame:
+    """One line per benchmark: ours and the reference in the benchmark's own unit, the ratio and the device; with
+    ``all_fields``, one column per benchmark and a row for every field any of them recorded."""
+    if all_fields:
+        return pd.DataFrame(list(results)).set_index("benchmark").T
     rows = []
     for result in results:
         rate = "ours_images_per_s" in result

@@ -1,12 +1,14 @@
 """DINO training throughput: our step against a step built the usual way, same model, same batch, same run.
 
-The reference is what a typical DINO script does (``main_dino.py`` with DINO4Cells-style augmentations): a
-``Dataset`` whose ``__getitem__`` scales one image with NumPy percentiles and makes its 2 global + n local views with
-torchvision's per-image transforms (``RandomResizedCrop`` with antialiasing, flips, ``RandomPerspective`` for cell
-warping, protein rescaling and per-channel brightness/contrast in Python), batched by a ``DataLoader`` (no worker
-processes on the CPU, where they would only compete for the same cores; up to 8 on a GPU machine); fp32; the
-official loss (a double loop over view pairs), per-parameter clipping and teacher EMA as Python loops over
-parameters; ``torch.optim.AdamW`` with its default implementation. Ours is :func:`~dinoxfer_lib.dino.train.
+The reference is what a user would otherwise run: the official ``main_dino.py`` with its defaults and
+DINO4Cells-style augmentations. A ``Dataset`` whose ``__getitem__`` scales one image with NumPy percentiles and makes
+its 2 global + n local views with torchvision's per-image transforms (``RandomResizedCrop`` with antialiasing,
+flips, ``RandomPerspective`` for cell warping, protein rescaling and per-channel brightness/contrast in Python),
+batched by a ``DataLoader`` (``main_dino.py``'s 10 worker processes on a GPU machine, as many as it has cores to
+spare; none on the CPU, where they would only compete for the same cores); on a GPU fp16 autocast with a
+``GradScaler`` (``main_dino.py``'s default ``use_fp16``), on a CPU fp32; the official loss (a double loop over view
+pairs), per-parameter clipping (after unscaling) and teacher EMA as Python loops over parameters;
+``torch.optim.AdamW`` with its default implementation. Ours is :func:`~dinoxfer_lib.dino.train.
 train_dino` itself: data resident on the device, all views of a batch made by a few tensor ops, bf16 autocast and
 fused AdamW on CUDA (multi-tensor AdamW on the CPU), foreach clipping and EMA.
 
@@ -30,15 +32,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dinoxfer_lib import paper
 from dinoxfer_lib.bench.flops import gpu_utilisation, vit_flops_per_image
 from dinoxfer_lib.devices import resolve_device, synchronize
 from dinoxfer_lib.dino.config import DinoConfig
 from dinoxfer_lib.dino.train import BatchTooLarge, build_networks, train_dino
 
 CHANNELS = ("protein", "nucleus")
-OPENCELL_IMAGES = 6301  # in the paper's OpenCell dataset
-PAPER_DINO_IMAGES = round(0.9 * OPENCELL_IMAGES)  # the paper's 90 % DINO training split
-PAPER_DINO_EPOCHS = 300
+PAPER_DINO_IMAGES = round(0.9 * paper.OPENCELL_IMAGES)  # the paper's 90 % DINO training split
+PAPER_DINO_EPOCHS = paper.TABLE_III["opencell_native"][2]
+# main_dino.py's default --num_workers.
+OFFICIAL_WORKERS = 10
 
 
 class _ReferenceDataset(torch.utils.data.Dataset):
@@ -97,6 +101,17 @@ def _reference_loss(student_out, teacher_out, center, *, n_crops, student_temp=0
     return total / pairs
 
 
+def reference_recipe(device: torch.device) -> str:
+    """How the reference trains on ``device`` (recorded with every result, since it sets what a ratio means)."""
+    if device.type == "cpu":
+        return "fp32, DataLoader without workers"
+    return f"fp16 autocast + GradScaler, {_reference_workers(device)} DataLoader workers (main_dino.py defaults)"
+
+
+def _reference_workers(device: torch.device) -> int:
+    return 0 if device.type == "cpu" else min(OFFICIAL_WORKERS, (os.cpu_count() or 2) - 1)
+
+
 def _reference_steps(images: np.ndarray, config: DinoConfig, *, arch: str, img_size: int, device: torch.device,
                      steps: int) -> float:
     """Images/s of ``steps`` reference steps (after one warm-up step)."""
@@ -104,10 +119,11 @@ def _reference_steps(images: np.ndarray, config: DinoConfig, *, arch: str, img_s
     student, teacher = build_networks(config, arch=arch, img_size=img_size, in_chans=len(CHANNELS))
     student, teacher = student.to(device), teacher.to(device)
     optimizer = torch.optim.AdamW(student.parameters(), lr=1e-4, weight_decay=0.04)
+    fp16 = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if fp16 else None
     center = torch.zeros(1, config.out_dim, device=device)
-    workers = 0 if device.type == "cpu" else min(8, (os.cpu_count() or 2) - 1)
     loader = torch.utils.data.DataLoader(_ReferenceDataset(images, config, img_size), batch_size=config.batch_size,
-                                         shuffle=True, drop_last=True, num_workers=workers,
+                                         shuffle=True, drop_last=True, num_workers=_reference_workers(device),
                                          pin_memory=device.type == "cuda")
     n_crops = 2 + config.n_local_crops
     done, started = -1, None
@@ -117,22 +133,31 @@ def _reference_steps(images: np.ndarray, config: DinoConfig, *, arch: str, img_s
                 synchronize(device)
                 started = time.perf_counter()
             views = [v.to(device, non_blocking=True) for v in views]
-            with torch.no_grad():
-                teacher_out = teacher(views[:2])
-            student_out = student(views)
-            loss = _reference_loss(student_out, teacher_out, center, n_crops=n_crops)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=fp16):
+                with torch.no_grad():
+                    teacher_out = teacher(views[:2])
+                student_out = student(views)
+                loss = _reference_loss(student_out, teacher_out, center, n_crops=n_crops)
             optimizer.zero_grad()
-            loss.backward()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)  # clip the true gradients, as main_dino.py does
+            else:
+                loss.backward()
             for p in student.parameters():  # official clip_gradients
                 if p.grad is not None:
                     coef = config.clip_grad / (p.grad.norm(2) + 1e-6)
                     if coef < 1:
                         p.grad.mul_(coef)
-            optimizer.step()
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
             with torch.no_grad():
                 for ps, pt in zip(student.parameters(), teacher.parameters()):
                     pt.data.mul_(0.996).add_((1 - 0.996) * ps.detach().data)
-                center = center * 0.9 + teacher_out.mean(0, keepdim=True) * 0.1
+                center = center * 0.9 + teacher_out.float().mean(0, keepdim=True) * 0.1
             done += 1
             if done == steps:
                 break
@@ -146,7 +171,6 @@ def _ours(images: np.ndarray, config: DinoConfig, *, arch: str, img_size: int, d
         result = train_dino(images, config=config, arch=arch, img_size=img_size, channel_names=CHANNELS,
                             out_dir=folder, device=device, progress=False)
     return result.summary["images_per_s"]
-
 
 
 def _flops_per_image(arch: str, img_size: int, n_local_crops: int, local_crop_size: int) -> float:
@@ -251,6 +275,7 @@ def bench_dino(
         "ours_images_per_s": round(ours, 2),
         "reference_images_per_s": round(reference, 2),
         "ratio": round(ours / reference, 2),
+        "reference": reference_recipe(device),
         "rounds": rounds,
     }
     if device.type == "cuda":

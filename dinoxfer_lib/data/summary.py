@@ -1,142 +1,19 @@
-"""Tables and text that describe a dataset: the paper's Table I, label statistics and plate intensity effects.
+"""Statistics of a dataset: label frequencies by grade, label co-occurrence, and plate intensity effects.
 
-The Datasets chapter (Isselmann et al. 2026, *Materials and Methods: Datasets*, Table I) sets the paper's
-description of ImageNet-1k, OpenCell and the HPA Image Classification set beside the same quantities computed
-from whatever this run loaded, so a reader sees at once where the synthetic stand-ins differ from the real
-data. Every number here is computed from an :class:`~dinoxfer_lib.data.dataset.ImageSet`; nothing is typed in
-except the paper's own table.
+Every number here is computed from an :class:`~dinoxfer_lib.data.dataset.ImageSet` (memory-mapped images are read
+in chunks); the Datasets chapter shows them through :mod:`dinoxfer_lib.report.datasets` and
+:mod:`dinoxfer_lib.pl.datasets`.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from dinoxfer_lib.data.dataset import ImageSet
-from dinoxfer_lib.errors import DataError
-
-# Table I of the paper, transcribed row by row (only the rows the book compares against).
-PAPER_TABLE_I: pd.DataFrame = pd.DataFrame(
-    {
-        "ImageNet-1k": [
-            "1.2 million",
-            "3 (RGB images)",
-            "1000 object categories",
-            "Natural images",
-            "-",
-            "-",
-            "-",
-            "-",
-            "-",
-            "-",
-        ],
-        "OpenCell": [
-            "6,301",
-            "2 (protein, nucleus)",
-            (
-                "17 localization labels available for 6120 images (grades 1–3); single-protein localization "
-                "per cell (OpenCell ontology); only HEK293T cell line"
-            ),
-            "Fluorescence microscopy",
-            "Spinning disk confocal (Andor Dragonfly)",
-            "63× / 1.47 NA oil immersion",
-            "0.102 µm (102.4 nm)",
-            "16-bit",
-            "~10–30 cells per field",
-            "Typically 1024×1024 pixels, with cropped fields of view (FOVs) at 600×600 pixels",
-        ],
-        "HPA Image Classification": [
-            "117,882",
-            "4 (protein, microtubules, nucleus, endoplasmic reticulum)",
-            (
-                "28 expert-annotated localization classes; compartment-level annotations per image/cell; "
-                "35 distinct cell lines"
-            ),
-            "Fluorescence microscopy",
-            "Leica SP5 point-scanning confocal",
-            "63× / 1.40 NA oil immersion",
-            "0.08 µm (80 nm)",
-            "16-bit",
-            "~10–30 cells per field",
-            "Typically 2048×2048 px",
-        ],
-    },
-    index=[
-        "Images",
-        "Channels",
-        "Labels",
-        "Domain",
-        "Microscope",
-        "Objective",
-        "Pixel size",
-        "Bit depth",
-        "Typical cells per image",
-        "Image size",
-    ],
-)
 
 # Percentiles taken of every image and channel: background (5th), median, bright structures (99th).
 _INTENSITY_QUANTILES = (0.05, 0.5, 0.99)
-
-
-def summarize_domains(datasets: Sequence[ImageSet]) -> pd.DataFrame:
-    """Our analogue of the paper's Table I: one column per dataset, computed from its images and labels.
-
-    Parameters
-    ----------
-    datasets
-        The domains to describe; each becomes a column named by its ``domain``.
-
-    Returns
-    -------
-    DataFrame
-        Rows: images, channels, classes, labelled images, labels per image, grade counts, groups, batches,
-        cell lines, image size, bit depth, pixel size, synthetic. Values are display strings, because the rows
-        mix counts, ranges and names.
-    """
-    if not datasets:
-        raise DataError("summarize_domains needs at least one dataset")
-    return pd.concat([_domain_column(d) for d in datasets], axis=1)
-
-
-def _domain_column(dataset: ImageSet) -> pd.Series:
-    n_labels = dataset.labels.sum(axis=1)
-    labelled = n_labels[n_labels > 0]
-    per_image = f"{labelled.mean():.2f} ({labelled.min()}–{labelled.max()})" if len(labelled) else "–"
-    grades = " / ".join(f"{int((dataset.grades == g).sum()):,}" for g in (3, 2, 1))
-    pixel = f"{dataset.pixel_size_um:g} µm" if dataset.pixel_size_um is not None else "–"
-    height, width = dataset.image_size
-    rows = {
-        "Images": f"{len(dataset):,}",
-        "Channels": f"{dataset.n_channels} ({', '.join(dataset.channel_names)})",
-        "Classes": str(len(dataset.class_names)),
-        "Labelled images": f"{len(labelled):,}",
-        "Labels per image (mean, min–max)": per_image,
-        "Labels by grade (3 / 2 / 1)": grades,
-        "Groups (proteins / antibodies)": f"{_count_distinct(dataset.obs['group']):,}",
-        "Batches (plates)": f"{_count_distinct(dataset.obs['batch']):,}",
-        "Cell lines": f"{_count_distinct(dataset.obs['cell_line'])}" if "cell_line" in dataset.obs else "–",
-        "Image size": f"{height}×{width} px",
-        "Bit depth (dtype)": _bit_depth(dataset.images.dtype),
-        "Pixel size": pixel,
-        "Synthetic": "yes" if dataset.synthetic else "no",
-    }
-    return pd.Series(rows, name=dataset.domain)
-
-
-def _count_distinct(column: pd.Series) -> int:
-    """Distinct non-empty values: readers leave unknown metadata as empty strings."""
-    values = column.dropna().astype(str)
-    return int(values[values != ""].nunique())
-
-
-def _bit_depth(dtype: np.dtype) -> str:
-    dtype = np.dtype(dtype)
-    if dtype.kind in "ui":
-        return f"{dtype.itemsize * 8}-bit ({dtype.name})"
-    return dtype.name
 
 
 def label_frequency(dataset: ImageSet) -> pd.DataFrame:
@@ -188,52 +65,6 @@ def label_cooccurrence(dataset: ImageSet, *, normalize: bool = False) -> pd.Data
         conditional = counts / diagonal[:, None]
     conditional[diagonal == 0] = np.nan
     return pd.DataFrame(conditional, index=names, columns=names)
-
-
-def describe_labels(dataset: ImageSet) -> str:
-    """A short Markdown paragraph about the label distribution, every number computed from ``dataset``.
-
-    Chapters show it under the frequency and co-occurrence plots so the prose cannot drift from the data.
-    """
-    freq = label_frequency(dataset)
-    present = freq[freq["count"] > 0]
-    if present.empty:
-        return f"The {dataset.domain} dataset has no labelled images."
-    top, bottom = present.iloc[0], present.iloc[-1]
-    n_labels = dataset.labels.sum(axis=1)
-    labelled = n_labels[n_labels > 0]
-    total_labels = int(dataset.labels.sum())
-    grade_one = int((dataset.grades == 1).sum())
-    sentences = [
-        (
-            f"{len(labelled):,} of {len(dataset):,} {dataset.domain} images carry at least one label, "
-            f"{labelled.mean():.2f} labels per labelled image on average (at most {labelled.max()})."
-        ),
-        (
-            f"The most frequent class is **{top['class']}** "
-            f"({top['count']:,} images, {top['fraction']:.1%}), "
-            f"the least frequent **{bottom['class']}** ({bottom['count']:,} images): "
-            f"an imbalance ratio of {top['count'] / bottom['count']:.1f}."
-        ),
-    ]
-    absent = freq.loc[freq["count"] == 0, "class"].tolist()
-    if absent:
-        sentences.append(f"No image carries {', '.join(absent)}.")
-    sentences.append(f"{grade_one / total_labels:.1%} of all {total_labels:,} labels are weak (grade 1).")
-    sentences.append(_most_frequent_pair(dataset))
-    if dataset.synthetic:
-        sentences.append("(Synthetic stand-in: these numbers describe the generator, not the real dataset.)")
-    return " ".join(sentences)
-
-
-def _most_frequent_pair(dataset: ImageSet) -> str:
-    counts = label_cooccurrence(dataset).to_numpy()
-    upper = np.triu(counts, k=1)
-    if upper.max() == 0:
-        return "No two classes share an image."
-    i, j = np.unravel_index(np.argmax(upper), upper.shape)
-    names = dataset.class_names
-    return f"The most frequent pair is **{names[i]}** + **{names[j]}** ({upper[i, j]:,} images)."
 
 
 def image_intensity_stats(dataset: ImageSet, *, chunk_bytes: int = 64 * 2**20) -> pd.DataFrame:

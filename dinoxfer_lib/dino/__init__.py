@@ -2,8 +2,9 @@
 
 One module per job: :mod:`.config` (the recipe), :mod:`.head` (projection head and the student/teacher wrapper),
 :mod:`.loss` (cross-entropy with centring and sharpening), :mod:`.schedules` (per-iteration arrays),
-:mod:`.augment` (batched multi-crop on the device), :mod:`.train` (the loop, optimiser, EMA, checkpoints; the
-``torchrun`` entry point), :mod:`.checkpoint`, :mod:`.health` (per-step log and collapse detector),
-:mod:`.distributed`, :mod:`.stage` (the book's ``dino/<domain>`` stage) and :mod:`.inspect` (attention maps, patch
-PCA). Nothing is imported here, so ``dinoxfer_lib.config`` can import :mod:`.config` without a cycle.
+:mod:`.augment` (batched multi-crop on the device), :mod:`.train` (the loop, optimiser, EMA, checkpoints),
+:mod:`.checkpoint`, :mod:`.health` (per-step log and collapse detector), :mod:`.distributed` and :mod:`.inspect`
+(attention maps, patch PCA). Pure computation: the book's ``dino/<domain>`` stage and the ``torchrun`` entry point
+are :mod:`dinoxfer_lib.pipeline.dino`. Nothing is imported here, so ``dinoxfer_lib.config`` can import
+:mod:`.config` without loading torch.
 """

@@ -16,9 +16,11 @@ from typing import Any
 import torch
 
 from dinoxfer_lib.models.checkpoints import read_checkpoint
-from dinoxfer_lib.store import atomic_path
+from dinoxfer_lib.files import atomic_path
 
 CHECKPOINT_FILE = "checkpoint.pth"
+# The teacher backbone alone, as safetensors: what later stages embed with (no pickle to read).
+BACKBONE_FILE = "teacher_backbone.safetensors"
 REQUIRED_KEYS = ("student", "teacher", "optimizer", "epoch", "args", "dino_loss")
 
 

@@ -13,17 +13,12 @@ for any number of processes, and augmentations are drawn for the whole global ba
 one process computes (up to floating-point summation order and drop-path masks, which are per process).
 Rank 0 writes checkpoints and logs.
 
-Command line (the book's ``dino/<domain>`` stage, see :mod:`dinoxfer_lib.dino.stage`)::
-
-    python -m dinoxfer_lib.dino.train --profile demo --domain opencell --runs-root runs
-    torchrun --nproc_per_node 8 -m dinoxfer_lib.dino.train --profile paper --domain opencell --runs-root runs
-
-Re-running the same command resumes from the last checkpoint of an interrupted run.
+The book's ``dino/<domain>`` stage and its ``torchrun`` command line are in :mod:`dinoxfer_lib.pipeline.dino`; a
+call with an ``out_dir`` that holds a checkpoint resumes from it.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import gc
 import hashlib
@@ -41,10 +36,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from dinoxfer_lib.devices import synchronize
+from dinoxfer_lib.devices import raw_tensor, raw_to_float, synchronize
 from dinoxfer_lib.dino import distributed
 from dinoxfer_lib.dino.augment import CropSpec, draw_params, multi_crop, step_generator, to_unit_range
-from dinoxfer_lib.dino.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from dinoxfer_lib.dino.checkpoint import BACKBONE_FILE, CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from dinoxfer_lib.dino.config import DinoConfig
 from dinoxfer_lib.dino.head import DINOHead, MultiCropWrapper
 from dinoxfer_lib.dino.health import STEP_COLUMNS, collapse_state, teacher_statistics, warn_collapse
@@ -56,7 +51,6 @@ from dinoxfer_lib.models.checkpoints import save_backbone
 
 HISTORY_FILE = "history.csv"
 SUMMARY_FILE = "summary.json"
-BACKBONE_FILE = "teacher_backbone.safetensors"  # = dinoxfer_lib.embedding_sets.DINO_BACKBONE_FILE
 # Keep the images on the GPU when they take less than this share of its free memory.
 RESIDENT_SHARE = 0.25
 
@@ -164,15 +158,12 @@ def update_teacher(student: nn.Module, teacher: nn.Module, momentum: float) -> N
 class DeviceImages:
     """Raw images, resident on the device when they fit, gathered by index into float batches on the device.
 
-    uint16 travels as int16 (the same bytes) and is masked back to 0..65535 on the device, as in the embedding
-    stage, because PyTorch's uint16 has limited kernel support.
+    They travel in their raw dtype (see :func:`~dinoxfer_lib.devices.raw_tensor`), as in the embedding stage.
     """
 
     def __init__(self, images: np.ndarray | torch.Tensor, device: torch.device) -> None:
-        array = images if isinstance(images, torch.Tensor) else np.asarray(images)
-        self.uint16 = not isinstance(array, torch.Tensor) and array.dtype == np.uint16
-        tensor = torch.from_numpy(array.view(np.int16) if self.uint16 else array) if isinstance(array, np.ndarray) \
-            else array
+        self.uint16 = not isinstance(images, torch.Tensor) and images.dtype == np.uint16
+        tensor = images if isinstance(images, torch.Tensor) else raw_tensor(np.asarray(images))
         fits = device.type != "cuda" or tensor.nbytes < RESIDENT_SHARE * torch.cuda.mem_get_info(device)[0]
         self.data = tensor.to(device) if fits else tensor.pin_memory()
         self.device = device
@@ -183,7 +174,7 @@ class DeviceImages:
 
     def batch(self, index: torch.Tensor) -> torch.Tensor:
         raw = self.data[index.to(self.data.device)].to(self.device, non_blocking=True)
-        return (raw.int() & 0xFFFF).float() if self.uint16 else raw.float()
+        return raw_to_float(raw, uint16=self.uint16)
 
 
 def train_dino(
@@ -435,31 +426,5 @@ def _key(seed: int, *parts: object) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-
 def _describe(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m dinoxfer_lib.dino.train`` / ``torchrun ... -m dinoxfer_lib.dino.train`` (see module docstring)."""
-    parser = argparse.ArgumentParser(description="Train the book's DINO backbone of one domain (stage dino/<domain>).")
-    parser.add_argument("--profile", default="demo")
-    parser.add_argument("--domain", default="opencell", choices=("opencell", "hpa", "natural"))
-    parser.add_argument("--runs-root", default="runs")
-    parser.add_argument("--force", action="store_true", help="retrain even if the stage is up to date")
-    parser.add_argument("--set", nargs="+", metavar="KEY=VALUE", default=(),
-                        help="override a config value, e.g. dino.batch_size=128 (give `dinoxfer run` the same)")
-    args = parser.parse_args(argv)
-    from dinoxfer_lib.dino.stage import train_backbone
-    from dinoxfer_lib.pipeline import open_run
-    from dinoxfer_lib.runner import parse_overrides
-
-    distributed.init_from_env()
-    run = open_run(args.profile, parse_overrides(args.set), runs_root=args.runs_root, force=args.force)
-    artifact = train_backbone(run, args.domain)
-    if distributed.is_main_process():
-        print(f"{artifact.name}: {'reused' if artifact.reused else 'trained'} -> {artifact.path}")
-
-
-if __name__ == "__main__":
-    main()

@@ -13,10 +13,12 @@ intensities are normalised, where the file comes from and under which licence.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from dinoxfer_lib.errors import ConfigError
+
+if TYPE_CHECKING:  # the registry is read by config validation, which must not import torch
+    from torch import nn
 
 
 @dataclass(frozen=True)

@@ -26,18 +26,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
-from dinoxfer_lib.errors import ConfigError, DataError, FetchError, StoreError
+from dinoxfer_lib.errors import ConfigError, DataError, FetchError
 from dinoxfer_lib.models.backbones import ARCHITECTURES, PRETRAINED, create_backbone, pretrained_weights
-from dinoxfer_lib.provenance import file_sha256
-from dinoxfer_lib.store import atomic_path
-
-if TYPE_CHECKING:
-    from dinoxfer_lib.store import ArtifactStore
+from dinoxfer_lib.files import atomic_path, file_sha256
 
 # Wrappers around the backbone's names: DistributedDataParallel, DINO's MultiCropWrapper, torch.compile.
 _PREFIXES = ("module.", "backbone.", "_orig_mod.")
@@ -238,25 +234,21 @@ def default_cache_dir() -> Path:
     return Path(pooch.os_cache("dinoxfer"))
 
 
-def weights_path(
-    name_or_path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None, store: ArtifactStore | None = None
-) -> Path:
+def weights_path(name_or_path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> Path:
     """The file behind a registered weights name or a path.
 
-    Published weights live in ``cache_dir`` (default :func:`default_cache_dir`) once ``dinoxfer fetch`` got them;
-    weights this book trains (``opencell_dino``) live in the run ``store`` (an
-    :class:`~dinoxfer_lib.store.ArtifactStore`).
+    Published weights live in ``cache_dir`` (default :func:`default_cache_dir`) once ``dinoxfer fetch`` got them.
+    Weights this book trains (``opencell_dino``) live in a run's store, which only the pipeline reads: a profile
+    names them ``store``.
     """
     key = os.fspath(name_or_path)
     if key in PRETRAINED:
         meta = PRETRAINED[key]
         if meta.store_stage is not None:
-            if store is None:
-                raise StoreError(
-                    f"{key} is trained by this book (stage {meta.store_stage}): pass the run store, or the path of "
-                    f"its {meta.filename}"
-                )
-            return store.load(meta.store_stage).path / meta.filename
+            raise ConfigError(
+                f"{key} is trained by this book (stage {meta.store_stage}): name it `store` in the profile "
+                f"(embed.<domain>_weights), or give the path of its {meta.filename}"
+            )
         path = Path(cache_dir if cache_dir is not None else default_cache_dir()) / meta.filename
         if not path.is_file():
             raise FetchError(f"weights {key!r} are not in {path.parent}: run `dinoxfer fetch {meta.manifest}` first")
@@ -275,7 +267,6 @@ def build_backbone(
     arch: str | None = None,
     which: str = "teacher",
     cache_dir: str | os.PathLike | None = None,
-    store: ArtifactStore | None = None,
 ) -> tuple[nn.Module, LoadReport]:
     """An eval-mode backbone with its weights loaded, and the :class:`LoadReport`.
 
@@ -289,10 +280,10 @@ def build_backbone(
     in_chans, arch
         Expected input channels and architecture; by default read from the checkpoint (width, patch size, depth).
         A mismatch is a one-line DataError.
-    which, cache_dir, store
-        Sub-model of full checkpoints; download cache; run store for weights this book trains.
+    which, cache_dir
+        Sub-model of full checkpoints; download cache.
     """
-    path = weights_path(name_or_path, cache_dir=cache_dir, store=store)
+    path = weights_path(name_or_path, cache_dir=cache_dir)
     checkpoint = read_checkpoint(path)
     state, *_ = backbone_state_dict(checkpoint, which=which)
     found_arch, found_chans = infer_architecture(state)

@@ -9,29 +9,27 @@
 - :mod:`.suite`: every set x fold x probe → :class:`ProbeResult` (:mod:`.result`), scored by :mod:`.scoring`.
 """
 
-from dinoxfer_lib.probes.config import ProbeConfig
-from dinoxfer_lib.probes.knn import knn_fractions, run_knn_probes
-from dinoxfer_lib.probes.low_label import low_label_curve
-from dinoxfer_lib.probes.mlp import BatchedMLP, TrainedMLPs, make_mlp, train_mlps
-from dinoxfer_lib.probes.protocol import resampling_weights, standardize
-from dinoxfer_lib.probes.reference import train_mlp_dataloader, train_mlp_sequential
-from dinoxfer_lib.probes.result import ProbeResult
-from dinoxfer_lib.probes.suite import run_probe_comparison, run_probe_suite
+from __future__ import annotations
 
-__all__ = [
-    "BatchedMLP",
-    "ProbeConfig",
-    "ProbeResult",
-    "TrainedMLPs",
-    "knn_fractions",
-    "low_label_curve",
-    "make_mlp",
-    "resampling_weights",
-    "run_knn_probes",
-    "run_probe_comparison",
-    "run_probe_suite",
-    "standardize",
-    "train_mlp_dataloader",
-    "train_mlp_sequential",
-    "train_mlps",
-]
+import importlib
+
+# name -> submodule; loaded on first use, so ``dinoxfer_lib.config`` can import :mod:`.config` without torch.
+_EXPORTS = {
+    "BatchedMLP": "mlp", "TrainedMLPs": "mlp", "make_mlp": "mlp", "train_mlps": "mlp",
+    "ProbeConfig": "config", "ProbeResult": "result",
+    "knn_fractions": "knn", "run_knn_probes": "knn", "low_label_curve": "low_label",
+    "resampling_weights": "protocol", "standardize": "protocol",
+    "train_mlp_dataloader": "reference", "train_mlp_sequential": "reference",
+    "run_probe_comparison": "suite", "run_probe_suite": "suite",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

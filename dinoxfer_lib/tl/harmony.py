@@ -4,12 +4,9 @@ Harmony works on principal components: it soft-clusters the images and, within e
 covariates (plate; cell line for HPA-like data), pushing clusters to contain every batch. It is given only those
 covariates, never a localisation label.
 
-**No label leakage in the probe comparison.** Harmony is fitted once on all images of a set, test images included,
-and the probes then train on each fold's corrected training images and are scored on the corrected test images.
-This uses the test images' *pixels* (through their embeddings and plates) but never their *labels*, which is what a
-user correcting a whole screen does. Fitting per fold is not possible with harmonypy: it has no way to map images it
-was not fitted on. The same PCA (fitted on all images, also label-free) precedes both arms of the comparison, so the
-only difference between "before" and "after" is Harmony.
+Harmony is fitted once on all images of a set, test images included (harmonypy cannot map images it was not
+fitted on), and the same label-free PCA precedes both arms of the probe comparison: why this leaks no label is
+in *Deviations and choices* (Representation analysis).
 """
 
 from __future__ import annotations
@@ -170,10 +167,12 @@ def probe_before_after(
     Returns
     -------
     pandas.DataFrame
-        One row per set: test macro F1 mean and std over fold models before and after Harmony, and the change.
+        One row per set: test macro F1 mean and std over fold models before and after Harmony, and the change;
+        ``attrs["seconds"]`` = how long the probes took.
     """
     from dinoxfer_lib.probes import run_probe_suite
 
+    started = time.perf_counter()
     first = next(iter(corrected.values()))
     features = {f"{name}|{space}": adata.obsm[key] for name, adata in corrected.items()
                 for space, key in SPACES.items()}
@@ -185,4 +184,6 @@ def probe_before_after(
     wide = wide[[(metric, space) for space in SPACES for metric in ("test_f1_mean", "test_f1_std")]]
     wide.columns = [f"{metric} ({space})" for metric, space in wide.columns]
     wide["change"] = wide["test_f1_mean (after Harmony)"] - wide["test_f1_mean (before Harmony)"]
-    return wide.reindex(list(corrected))
+    wide = wide.reindex(list(corrected))
+    wide.attrs["seconds"] = time.perf_counter() - started
+    return wide

@@ -6,8 +6,8 @@
   wide embeddings and few images, so a distance means something only beside the **within-domain floor**: the
   distance between two disjoint random halves of one domain, at the same sample size. Every distance here is
   computed on random half-samples of equal size ``m`` (the smallest domain's half), repeated ``resamples`` times:
-  the mean is reported with the 2.5-97.5 % range of the repetitions. (Half-samples without replacement rather than
-  a bootstrap with replacement: duplicated points would shrink the covariances and bias the distance.)
+  the mean is reported with the 2.5-97.5 % range of the repetitions (why half-samples rather than a bootstrap:
+  *Deviations and choices*, Representation analysis).
 - **Domain probe**: a logistic regression on standardised embeddings that predicts the domain, cross-validated on
   class-balanced data, so chance is ``1 / number of domains``. Near chance = the domains overlap in feature space;
   near 1 = a linear boundary separates them.
@@ -19,6 +19,7 @@ busy machine OpenBLAS threads fighting over the cores made a 192 x 192 eigendeco
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Mapping
 
 import numpy as np
@@ -176,15 +177,25 @@ def shift_tables(
     Returns
     -------
     tuple
-        The Fréchet table and the domain-probe table, each with a leading ``backbone`` column.
+        The Fréchet table and the domain-probe table, each with a leading ``backbone`` column;
+        ``attrs["seconds"]`` of the Fréchet table = how long both took.
     """
+    started = time.perf_counter()
     frechet, probes = [], []
     for backbone, per_domain in tqdm(embeddings.items(), desc="domain shift", unit="backbone", disable=None,
                                      leave=False):
         frechet.append(frechet_table(per_domain, resamples=resamples, seed=seed).assign(backbone=backbone))
         probes.append(domain_probe_table(per_domain, folds=folds, seed=seed).assign(backbone=backbone))
     frechet_all, probe_all = pd.concat(frechet, ignore_index=True), pd.concat(probes, ignore_index=True)
-    return (frechet_all[["backbone", *frechet_all.columns[:-1]]], probe_all[["backbone", *probe_all.columns[:-1]]])
+    frechet_all = frechet_all[["backbone", *frechet_all.columns[:-1]]]
+    frechet_all.attrs["seconds"] = time.perf_counter() - started
+    return frechet_all, probe_all[["backbone", *probe_all.columns[:-1]]]
+
+
+def embedding_matrices(embeddings: Mapping[str, Mapping]) -> dict[str, dict[str, np.ndarray]]:
+    """Backbone → domain → the ``X`` of each AnnData: what :func:`shift_tables` and :func:`pooled_pca` take."""
+    return {backbone: {domain: np.asarray(adata.X) for domain, adata in per.items()}
+            for backbone, per in embeddings.items()}
 
 
 def pooled_pca(embeddings: Mapping[str, np.ndarray], *, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:

@@ -2,7 +2,7 @@
 
 Rows: the backbone pretrained on each domain; columns: each labelled domain. A cell is the test macro F1 of the
 paper's probe trained on that domain's embeddings by that backbone (all cells use the same bag-of-channels
-encoding, see :mod:`dinoxfer_lib.tl.domains`). The diagonal is "pretrained where it is evaluated"; the rest is
+encoding, see *Deviations and choices*). The diagonal is "pretrained where it is evaluated"; the rest is
 transfer.
 """
 
@@ -64,43 +64,3 @@ def transfer_matrix(
         table = result.table().rename(columns={"set": "backbone"})
         rows.append(table[["backbone", "test_f1_mean", "test_f1_std"]].assign(domain=domain, n_images=len(labels)))
     return pd.concat(rows, ignore_index=True)[["backbone", "domain", "test_f1_mean", "test_f1_std", "n_images"]]
-
-
-def distance_vs_f1(frechet: pd.DataFrame, f1_table: pd.DataFrame, *, target: str = "opencell") -> pd.DataFrame:
-    """Per Table III set: the Fréchet distance from its backbone's pretraining domain to ``target``, and its F1.
-
-    Parameters
-    ----------
-    frechet
-        :func:`~dinoxfer_lib.tl.shift.shift_tables`' Fréchet table (with a ``backbone`` column).
-    f1_table
-        Our Table III: ``set``, ``test_f1_mean``, ``test_f1_std`` (e.g. ``ProbeResult.table()`` of the MLP probe).
-    target
-        The domain the probes were trained and tested on.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per set: ``backbone``, ``distance``, ``low``, ``high``, ``floor``, our ``f1``/``f1_std`` and the
-        paper's ``paper_f1`` (NaN for sets the paper does not have).
-    """
-    from dinoxfer_lib.embedding_sets import EMBEDDING_SETS, PAPER_TABLE_III
-
-    backbone_of = {s.name: s.pretraining for s in EMBEDDING_SETS}
-    rows = []
-    for _, row in f1_table.iterrows():
-        backbone = backbone_of.get(row["set"])
-        if backbone is None:
-            continue
-        same_pair = [{a, b} == {backbone, target} for a, b in zip(frechet["domain_a"], frechet["domain_b"])]
-        pair = frechet[(frechet["backbone"] == backbone).to_numpy() & np.array(same_pair, dtype=bool)]
-        if pair.empty:
-            raise DataError(f"no Fréchet distance between {backbone} and {target} under the {backbone} backbone")
-        pair = pair.iloc[0]
-        rows.append({
-            "set": row["set"], "backbone": backbone,
-            **{k: pair[k] for k in ("distance", "low", "high", "floor")},
-            "f1": row["test_f1_mean"], "f1_std": row["test_f1_std"],
-            "paper_f1": PAPER_TABLE_III.get(row["set"], (float("nan"),))[0],
-        })
-    return pd.DataFrame(rows)

@@ -1,34 +1,45 @@
-"""The book's ``dino/<domain>`` stage: train one domain's backbone with DINO, store it with its provenance.
+"""Stage ``dino/<domain>``: train one domain's backbone with DINO, store it with its provenance.
 
 OpenCell trains on the 90 % non-test images of its split only (the paper's protocol: the probes' test images are
 never seen, not even without labels); the HPA-like and natural domains train on all their images. The stage
-folder holds ``teacher_backbone.safetensors`` (what :func:`~dinoxfer_lib.embedding_sets.resolve_backbone` loads),
+folder holds ``teacher_backbone.safetensors`` (what :func:`~dinoxfer_lib.pipeline.backbones.resolve_backbone` loads),
 ``checkpoint.pth`` (official DINO layout), ``history.csv`` (one row per step) and ``summary.json``.
 
 Interrupted runs resume: training writes its checkpoints to ``<runs>/<profile>/.dino_resume/<domain>-<hash>/``
 (keyed on the stage's config, so a changed recipe never resumes a stale run) and the stage only publishes a
 finished run. Under ``torchrun`` every process trains; rank 0 alone decides reuse and publishes.
+
+Command line (the same stage the DINO chapter makes or reuses)::
+
+    python -m dinoxfer_lib.pipeline.dino --profile demo --domain opencell --runs-root runs
+    torchrun --nproc_per_node 8 -m dinoxfer_lib.pipeline.dino --profile paper --domain opencell --runs-root runs
+
+Re-running the same command resumes from the last checkpoint of an interrupted run.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from dinoxfer_lib.config import config_hash
 from dinoxfer_lib.data.dataset import load_imageset
 from dinoxfer_lib.dino import distributed
-from dinoxfer_lib.dino.checkpoint import CHECKPOINT_FILE
+from dinoxfer_lib.dino.checkpoint import BACKBONE_FILE, CHECKPOINT_FILE
 from dinoxfer_lib.dino.train import HISTORY_FILE, SUMMARY_FILE, train_dino
-from dinoxfer_lib.embedding_sets import DINO_BACKBONE_FILE
 from dinoxfer_lib.errors import ConfigError
-from dinoxfer_lib.pipeline import DOMAINS, Run, _dataset_artifact, load_split
+from dinoxfer_lib.pipeline.data import make_dataset, make_split, load_split
+from dinoxfer_lib.pipeline.run import DOMAINS, Run, open_run
 from dinoxfer_lib.store import Artifact
 
-STAGE_FILES = (DINO_BACKBONE_FILE, CHECKPOINT_FILE, HISTORY_FILE, SUMMARY_FILE)
+STAGE_FILES = (BACKBONE_FILE, CHECKPOINT_FILE, HISTORY_FILE, SUMMARY_FILE)
 RESUME_DIR = ".dino_resume"
 
 
@@ -53,14 +64,12 @@ def train_backbone(run: Run, domain: str, *, progress: bool = True) -> Artifact:
         raise ConfigError(f"unknown domain {domain!r}: expected one of {', '.join(DOMAINS)}")
     if not distributed.is_main_process():
         distributed.barrier()  # rank 0 makes (or reuses) the dataset and split stages first
-    dataset_artifact = _dataset_artifact(run, domain)
+    dataset_artifact = make_dataset(run, domain)
     dataset = load_imageset(dataset_artifact.path)
     inputs, index = [dataset_artifact], np.arange(len(dataset))
     if domain == "opencell":
-        split = load_split(run, domain)
-        index = np.sort(split.dev)
-        # the stage name load_split gives its artifact (pipeline.load_split)
-        inputs.append(run.store.load(f"splits/{domain}_{'grouped' if split.grouped else 'by_image'}"))
+        index = np.sort(load_split(run, domain).dev)
+        inputs.append(make_split(run, domain))
     if distributed.is_main_process():
         distributed.barrier()
     config = {
@@ -98,3 +107,48 @@ def train_backbone(run: Run, domain: str, *, progress: bool = True) -> Artifact:
         train(work)
     distributed.barrier()
     return artifact if distributed.is_main_process() else run.store.load(f"dino/{domain}")
+
+
+@dataclass(frozen=True)
+class DinoRun:
+    """A finished ``dino/<domain>`` stage as the DINO chapter shows it: its summary and per-step history."""
+
+    artifact: Artifact
+    summary: dict
+    history: pd.DataFrame
+
+
+def load_dino_runs(run: Run, *, progress: bool = True) -> dict[str, DinoRun]:
+    """Train (or reuse) the backbone of every domain whose weights this profile trains (``embed.<domain>_weights:
+    store``); published weights need no training."""
+    trained_here = [d for d in DOMAINS if getattr(run.config.embed, f"{d}_weights") == "store"]
+    out = {}
+    for domain in trained_here:
+        artifact = train_backbone(run, domain, progress=progress)
+        out[domain] = DinoRun(artifact, json.loads((artifact.path / SUMMARY_FILE).read_text()),
+                              pd.read_csv(artifact.path / HISTORY_FILE))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m dinoxfer_lib.pipeline.dino`` / ``torchrun ... -m dinoxfer_lib.pipeline.dino`` (see the module
+    docstring)."""
+    from dinoxfer_lib.runner import parse_overrides
+
+    parser = argparse.ArgumentParser(description="Train the book's DINO backbone of one domain (stage dino/<domain>).")
+    parser.add_argument("--profile", default="demo")
+    parser.add_argument("--domain", default="opencell", choices=DOMAINS)
+    parser.add_argument("--runs-root", default="runs")
+    parser.add_argument("--force", action="store_true", help="retrain even if the stage is up to date")
+    parser.add_argument("--set", nargs="+", metavar="KEY=VALUE", default=(),
+                        help="override a config value, e.g. dino.batch_size=128 (give `dinoxfer run` the same)")
+    args = parser.parse_args(argv)
+    distributed.init_from_env()
+    run = open_run(args.profile, parse_overrides(args.set), runs_root=args.runs_root, force=args.force)
+    artifact = train_backbone(run, args.domain)
+    if distributed.is_main_process():
+        print(f"{artifact.name}: {'reused' if artifact.reused else 'trained'} -> {artifact.path}")
+
+
+if __name__ == "__main__":
+    main()

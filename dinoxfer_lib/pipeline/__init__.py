@@ -1,0 +1,43 @@
+"""The book's stages: the only code that reads and writes the run store.
+
+Each stage reads the config section it depends on, runs through the :class:`~dinoxfer_lib.store.ArtifactStore`
+(reused when unchanged, recomputed with ``force``) and returns plain objects; ``make_*`` returns a stage's
+:class:`~dinoxfer_lib.store.Artifact`, ``load_*`` what a chapter uses. Notebooks start with :func:`open_run` and
+never hard-code a hyperparameter. One module per stage:
+
+- :mod:`.run`: :class:`Run` and :func:`open_run`.
+- :mod:`.data`: the datasets and the hold-out + K-fold splits.
+- :mod:`.backbones`: the backbone pretrained on each domain (this run's DINO, published weights, a path, or random).
+- :mod:`.dino`: DINO pretraining of a domain's backbone; also the ``torchrun`` entry point.
+- :mod:`.embeddings`: images through a backbone and a channel strategy (Table III sets, domain embeddings).
+- :mod:`.probes`: Table III and its companions (trained vs random, low-label curves).
+- :mod:`.shift`: the cross-domain transfer matrix.
+
+The names below are importable from this package directly; each loads its module (and torch) only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "DOMAINS": "run", "Run": "run", "open_run": "run",
+    "make_dataset": "data", "load_datasets": "data", "make_split": "data", "load_split": "data",
+    "ResolvedBackbone": "backbones", "resolve_backbone": "backbones", "random_backbone": "backbones",
+    "load_backbones": "backbones",
+    "train_backbone": "dino", "load_dino_runs": "dino",
+    "make_embeddings": "embeddings", "load_embeddings": "embeddings", "load_domain_embeddings": "embeddings",
+    "load_probe_results": "probes", "load_trained_vs_random": "probes", "load_low_label_curves": "probes",
+    "load_transfer_matrix": "shift", "shift_stages": "shift",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,0 +1,34 @@
+"""A run: one validated config and the artifact store its stages write to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from dinoxfer_lib.config import Config, load_config
+from dinoxfer_lib.store import ArtifactStore
+
+# The study's domains: the target (OpenCell) and the two pretraining domains (HPA, natural images).
+DOMAINS = ("opencell", "hpa", "natural")
+
+
+@dataclass(frozen=True)
+class Run:
+    """A validated config and the store its stages write to; ``force`` recomputes every stage it touches."""
+
+    config: Config
+    store: ArtifactStore
+    force: bool = False
+
+
+def open_run(
+    profile: str = "demo",
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    runs_root: str | Path = "../runs",
+    force: bool = False,
+) -> Run:
+    """What every notebook's first code cell calls with its papermill parameters."""
+    config = load_config(profile, overrides)
+    return Run(config=config, store=ArtifactStore(runs_root, config.profile), force=force)

@@ -1,0 +1,82 @@
+"""Chapter 06 (UMAP and Harmony): what the correction did, in numbers computed from the run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+
+from dinoxfer_lib.report.common import value_range
+
+
+def correction_note(corrected: Mapping, *, n_pcs: int, n_neighbors: int, min_dist: float, seed: int) -> str:
+    """How long PCA + Harmony + the two UMAP layouts took, and with which settings (recorded by
+    :func:`~dinoxfer_lib.tl.harmony.correct_embeddings`)."""
+    first = next(iter(corrected.values()))
+    seconds = sum(sum(adata.uns["harmony"]["seconds"].values()) for adata in corrected.values())
+    return (f"PCA + Harmony + two UMAP layouts for {len(corrected)} sets of {first.n_obs} images took "
+            f"**{seconds:.1f} s** in all ({n_pcs} components requested, Harmony covariates "
+            f"{', '.join(first.uns['harmony']['covariates'])}; UMAP n_neighbors = {n_neighbors}, "
+            f"min_dist = {min_dist}, seed {seed}).")
+
+
+def scores_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """The mixing and label scores by set and space, as the chapter prints them."""
+    return scores.set_index(["set", "space"]).drop(columns=["n_batches", "n_labels"]).round(3)
+
+
+def showcase_set(scores: pd.DataFrame) -> str:
+    """The set whose corrected embeddings keep labels best (k-NN label accuracy after Harmony): the one the
+    chapter draws by class and by protein."""
+    after = scores[scores["space"] == "after Harmony"].set_index("set")
+    return str(after["knn_label_accuracy"].idxmax())
+
+
+def harmony_note(scores: pd.DataFrame, probe: pd.DataFrame | None = None) -> str:
+    """Mixing and label scores before vs after Harmony, and the probe's change, in two or three sentences."""
+    wide = scores.pivot(index="set", columns="space")
+    change = {k: wide[(k, "after Harmony")] - wide[(k, "before Harmony")]
+              for k in ("ilisi_scaled", "clisi_scaled", "knn_label_accuracy", "label_silhouette")}
+    lines = [
+        f"Harmony moved the scaled iLISI (0 = each plate on its own, 1 = perfectly mixed) from "
+        f"{value_range(wide[('ilisi_scaled', 'before Harmony')])} to {value_range(wide[('ilisi_scaled', 'after Harmony')])} "
+        f"across the {len(wide)} set(s) (mean change {change['ilisi_scaled'].mean():+.2f}).",
+        f"The label scores changed by {change['clisi_scaled'].mean():+.3f} (scaled cLISI), "
+        f"{change['knn_label_accuracy'].mean():+.3f} (k-NN accuracy on the strongest label) and "
+        f"{change['label_silhouette'].mean():+.3f} (label silhouette) on average.",
+    ]
+    before_mixed = float(wide[("ilisi_scaled", "before Harmony")].min())
+    if before_mixed > 0.8:
+        lines.append("The plates were already well mixed before correction, so there was little for Harmony to do.")
+    if probe is not None and len(probe):
+        lines.append(
+            f"The probe's test macro F1 changed by {value_range(probe['change'], '+.3f')} "
+            f"(mean {probe['change'].mean():+.3f}); compare with the spread over fold models "
+            f"({value_range(probe['test_f1_std (before Harmony)'], '.3f')}) before calling a change real."
+        )
+    return " ".join(lines)
+
+
+def probe_change_note(probe_change: pd.DataFrame, scores: pd.DataFrame) -> str:
+    """:func:`harmony_note` with the probe's change, prefixed by how long the probes took (recorded by
+    :func:`~dinoxfer_lib.tl.harmony.probe_before_after`)."""
+    seconds = probe_change.attrs.get("seconds")
+    timing = f"Probe training for {2 * len(probe_change)} feature sets took {seconds:.1f} s.\n\n" if seconds else ""
+    return timing + harmony_note(scores, probe_change)
+
+
+def mixing_by_covariate(corrected: Mapping, *, perplexity: float, k: int, seed: int) -> dict[str, pd.DataFrame]:
+    """:func:`~dinoxfer_lib.tl.mixing.mixing_table` once per covariate Harmony corrected (plate, cell line)."""
+    from dinoxfer_lib.tl.harmony import SPACES
+    from dinoxfer_lib.tl.mixing import mixing_table
+
+    covariates = next(iter(corrected.values())).uns["harmony"]["covariates"]
+    return {key: mixing_table(corrected, spaces=SPACES, batch_key=key, perplexity=perplexity, k=k, seed=seed)
+            for key in covariates}
+
+
+def mixing_by_covariate_note(tables: Mapping[str, pd.DataFrame]) -> str:
+    """Scaled iLISI before and after Harmony for each covariate it corrected (e.g. plate and cell line)."""
+    return " ".join(
+        f"Mixing by **{key}**: scaled iLISI {table['ilisi_scaled'].iloc[0]:.2f} before, "
+        f"{table['ilisi_scaled'].iloc[1]:.2f} after Harmony." for key, table in tables.items())

@@ -1,0 +1,105 @@
+"""Chapter 05 (Predictions): Figure 2's test images and tables, and the most confident errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from dinoxfer_lib import paper
+from dinoxfer_lib.data.dataset import ImageSet
+from dinoxfer_lib.errors import DataError
+from dinoxfer_lib.probes.result import ProbeResult
+from dinoxfer_lib.report.classifier import table_iii
+
+
+def best_configuration(result: ProbeResult, *, probe: str = "mlp") -> str:
+    """The set with the highest mean validation macro F1 (chosen without looking at the test images)."""
+    table = table_iii(result, probe=probe)
+    return str(table.loc[table["val_f1_mean"].idxmax(), "set"])
+
+def prediction_table(result: ProbeResult, labels: np.ndarray, *, set_name: str, fold: int, image: int,
+                     probe: str = "mlp", threshold: float = 0.5) -> pd.DataFrame:
+    """Figure 2's table for one test image: every class that is true or predicted, with its probability.
+
+    ``image`` is the dataset row of a test image; ``labels`` the dataset's ``(N, K)`` labels.
+    """
+    position = np.flatnonzero(result.test_index == image)
+    if position.size == 0:
+        raise DataError(f"image {image} is not in the test split: Figure 2 shows test images only")
+    probs = result.probs(set_name, probe)[fold, position[0]]  # (K,)
+    truth = labels[image]
+    predicted = probs >= threshold
+    shown = np.flatnonzero(truth | predicted)
+    return pd.DataFrame({
+        "class": [result.class_names[k] for k in shown],
+        "true": truth[shown],
+        "predicted": predicted[shown],
+        "probability": probs[shown].round(3),
+    }).sort_values("probability", ascending=False, ignore_index=True)
+
+def example_test_images(result: ProbeResult, labels: np.ndarray, *, set_name: str, fold: int, n: int = 2,
+                        probe: str = "mlp", threshold: float = 0.5) -> list[int]:
+    """Dataset rows of ``n`` test images for Figure 2: the paper's pair shows multi-label images, one predicted
+    exactly and one with an error, so pick the most confident exact multi-label hit and the most confident miss."""
+    probs = result.probs(set_name, probe)[fold]  # (n_test, K)
+    truth = labels[result.test_index]
+    predicted = probs >= threshold
+    exact = (predicted == truth).all(1)
+    confidence = np.abs(probs - 0.5).mean(1)
+    multi = truth.sum(1) >= 2
+    picks = []
+    for pool in (exact & multi, ~exact & multi, exact, ~exact):
+        for i in np.argsort(-confidence):
+            if pool[i] and result.test_index[i] not in picks:
+                picks.append(int(result.test_index[i]))
+                break
+        if len(picks) == n:
+            break
+    return picks
+
+def confident_errors(result: ProbeResult, labels: np.ndarray, *, set_name: str, fold: int, n: int = 8,
+                     probe: str = "mlp", threshold: float = 0.5) -> pd.DataFrame:
+    """The ``n`` most confident wrong decisions on test images: one row per (image, class) decision.
+
+    Confidence of a wrong decision is how far its probability sits on the wrong side of the threshold: a false
+    positive at 0.97 is more telling than one at 0.52. Each image appears at most once (its worst decision).
+    """
+    probs = result.probs(set_name, probe)[fold]
+    truth = labels[result.test_index]
+    wrong = (probs >= threshold) != truth
+    margin = np.where(wrong, np.abs(probs - threshold), -1.0)
+    worst_class = margin.argmax(1)
+    worst = margin[np.arange(len(margin)), worst_class]
+    rows = []
+    for i in np.argsort(-worst)[:n]:
+        if worst[i] < 0:
+            break
+        k = worst_class[i]
+        rows.append({
+            "image": int(result.test_index[i]),
+            "class": result.class_names[k],
+            "error": "false positive" if probs[i, k] >= threshold else "false negative",
+            "probability": round(float(probs[i, k]), 3),
+            "true labels": ", ".join(np.asarray(result.class_names)[truth[i]]),
+        })
+    return pd.DataFrame(rows)
+
+
+def figure_2_model(result: ProbeResult, *, n_folds: int) -> tuple[str, int, str]:
+    """(set, fold, Markdown): the paper's Figure 2 set (HPA + channel mapping) and its fold with the best
+    *validation* macro F1, so the choice never looks at the test images it is shown on; the text also names the
+    set this run would choose on validation F1."""
+    shown = paper.FIGURE_2_SET
+    fold = result.best_fold(shown, by="val")
+    return shown, fold, (f"Figure 2 uses **{shown}**, fold {fold} (best validation macro F1 of its {n_folds} folds). "
+                         f"The best set of this run on validation F1 is **{best_configuration(result)}**.")
+
+
+def image_title(dataset: ImageSet, image: int) -> str:
+    """How a figure names one test image: its id and its protein (group)."""
+    return f"test image {dataset.obs['image_id'].iloc[image]} (protein {dataset.obs['group'].iloc[image]})"
+
+
+def errors_with_ids(errors: pd.DataFrame, dataset: ImageSet) -> pd.DataFrame:
+    """:func:`confident_errors` with each image's id beside its row number."""
+    return errors.assign(image_id=dataset.obs["image_id"].to_numpy()[errors["image"]] if len(errors) else [])
