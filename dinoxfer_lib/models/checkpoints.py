@@ -342,10 +342,12 @@ def _load(model: nn.Module, checkpoint: Mapping[str, Any], *, source: str, which
             f"{getattr(model, 'dinoxfer_arch', 'model')} backbone: {_some(unexpected)}; pick the architecture the "
             "checkpoint was trained with"
         )
-    missing = sorted(set(target) - set(state))
+    missing = sorted(set(target) - set(state) - set(TRAINING_ONLY))  # a model's mask token keeps its own value
     if missing:
-        raise DataError(f"{source}: checkpoint lacks {len(missing)} backbone weights, e.g. {_some(missing)}")
-    model.load_state_dict(state, strict=True)
+        hint = ("; it has no LayerScale: build the backbone without (dino.layerscale_init: 0)"
+                if all(".ls1." in k or ".ls2." in k for k in missing) else "")
+        raise DataError(f"{source}: checkpoint lacks {len(missing)} backbone weights, e.g. {_some(missing)}{hint}")
+    model.load_state_dict(state, strict=False)  # every other key was checked above
     return LoadReport(source=source, sha256="", layout=layout, which=chosen, dropped_keys=tuple(dropped),
                       pos_embed_grid=grid, adapted_in_chans=adapted)
 
