@@ -15,6 +15,7 @@ Sinkhorn-Knopp (``sinkhorn_knopp``), for the CLS and the patch tokens alike.
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from dinoxfer_lib.dino.config import DinoConfig
@@ -72,7 +73,7 @@ class DINOv2Loss(nn.Module):
     def forward(self, cls_logits: torch.Tensor, patch_logits: torch.Tensor, global_cls: torch.Tensor,
                 cls_targets: torch.Tensor, patch_targets: torch.Tensor, masks: torch.Tensor | None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The loss to back-propagate, and (total, dino, ibot, koleo) detached for the log.
+        """The loss to back-propagate, and (total, dino, ibot, koleo) of the global batch, detached, for the log.
 
         Parameters
         ----------
@@ -94,5 +95,9 @@ class DINOv2Loss(nn.Module):
         total = dino + self.ibot_weight * ibot + self.koleo_weight * koleo
         # KoLeo spans the global batch on every process; DDP's gradient average divides it by the world size
         backward = total + (world - 1) * self.koleo_weight * koleo
-        return backward, torch.stack((total, dino, ibot, koleo)).detach().float()
+        terms = torch.stack((total, dino, ibot, koleo)).detach().float()
+        if dist.is_available() and dist.is_initialized():  # the log shows the global batch's terms
+            dist.all_reduce(terms)
+            terms /= dist.get_world_size()
+        return backward, terms
 

@@ -58,5 +58,5 @@ class IBOTPatchLoss(nn.Module):
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(total)
             dist.all_reduce(count)
-        mean = torch.where(count > 0, total / count.clamp(min=1), self.center)
-        self.center.mul_(self.center_momentum).add_(mean, alpha=1 - self.center_momentum)
+        moved = self.center * self.center_momentum + total / count.clamp(min=1) * (1 - self.center_momentum)
+        self.center.copy_(torch.where(count > 0, moved, self.center))

@@ -32,7 +32,7 @@ def sinkhorn_knopp(logits: torch.Tensor, temp: float, *, iterations: int = 3) ->
     distributed = dist.is_available() and dist.is_initialized()
     # exp of a max-shifted copy: the same after normalisation, and no overflow at low temperatures
     shifted = logits.float() / temp
-    top = shifted.max()
+    top = shifted.max() if shifted.numel() else shifted.new_tensor(-torch.inf)  # a process may have no samples
     if distributed:
         dist.all_reduce(top, op=dist.ReduceOp.MAX)
     q = torch.exp(shifted - top).t()  # (K, B): prototypes x samples
