@@ -7,7 +7,6 @@ import random
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from dinoxfer_lib.config import load_config
 from dinoxfer_lib.dino.config import DinoConfig

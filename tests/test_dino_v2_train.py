@@ -11,7 +11,7 @@ from dinoxfer_lib.dino.config import DinoConfig
 from dinoxfer_lib.dino.train import TrainingInterrupted, train_dino
 from dinoxfer_lib.errors import DataError
 from dinoxfer_lib.models.backbones import create_backbone
-from dinoxfer_lib.models.checkpoints import build_backbone, read_checkpoint, save_backbone
+from dinoxfer_lib.models.checkpoints import build_backbone, load_backbone_weights, read_checkpoint, save_backbone
 from dinoxfer_lib.provenance import file_sha256
 
 # 32 px globals give vit_micro a 4 x 4 patch grid to mask; 16 px locals a 2 x 2 one
@@ -108,8 +108,6 @@ def test_init_from_starts_both_networks_from_given_weights(images, tmp_path):
     frozen_teacher = dataclasses.replace(TINY, epochs=1, checkpoint_every=1, momentum_teacher=1.0, layerscale_init=0.0)
     result = train(images, tmp_path / "run", config=frozen_teacher, init_from=source)
     reference = create_backbone("vit_micro", in_chans=2, img_size=32)
-    from dinoxfer_lib.models.checkpoints import load_backbone_weights
-
     load_backbone_weights(reference, source, adapt_in_chans=True)
     for name, value in reference.state_dict().items():  # momentum 1: the teacher is still the initial backbone
         assert torch.equal(result.teacher.backbone.state_dict()[name], value), name
