@@ -503,6 +503,7 @@ MALFORMED = [
     ("non_square_pos_embed", lambda: _state(pos_embed=torch.zeros(1, 13, 192)),
      r"pos_embed holds 13 positions, expected a square patch grid"),
     ("pos_embed_2d", lambda: _state(pos_embed=torch.zeros(17, 192)), r"pos_embed has shape \(17, 192\), expected"),
+    ("cls_token_1d", lambda: _state(cls_token=torch.zeros(192)), r"cls_token has shape \(192,\), expected"),
     ("teacher_tensor", lambda: {"teacher": torch.zeros(3)},
      r"checkpoint\['teacher'\] is a Tensor, expected a state dict"),
     ("model_list", lambda: {"model": [1, 2]}, r"checkpoint\['model'\] is a list, expected a state dict"),

@@ -320,9 +320,10 @@ def train_dino(
         if differs:
             raise DataError(f"{out_dir / CHECKPOINT_FILE}: trained with another dino.{differs[0]} "
                             f"({trained[differs[0]]!r}); remove it or train into another folder")
-        if checkpoint.get("init_from") != init:
+        started_from = checkpoint.get("init_from") or {}
+        if started_from.get("sha256") != (init or {}).get("sha256"):  # the file's content, wherever it lies now
             raise DataError(f"{out_dir / CHECKPOINT_FILE}: trained from other initial weights "
-                            f"({checkpoint.get('init_from')}); remove it or train into another folder")
+                            f"({started_from.get('source', 'random')}); remove it or train into another folder")
         student_module.load_state_dict(checkpoint["student"])
         teacher.load_state_dict(checkpoint["teacher"])
         optimizer.load_state_dict(checkpoint["optimizer"])

@@ -206,6 +206,10 @@ def _check_vit(state: Mapping[str, torch.Tensor], source: str) -> None:
     if patch.ndim != 4 or patch.shape[-1] != patch.shape[-2]:
         raise DataError(f"{source}: patch_embed.proj.weight has shape {tuple(patch.shape)}, expected 4-D "
                         "(width, channels, patch, patch) square convolution filters")
+    for key in ("cls_token", "reg_token", "register_tokens"):
+        if key in state and (state[key].ndim != 3 or state[key].shape[-1] != patch.shape[0]):
+            raise DataError(f"{source}: {key} has shape {tuple(state[key].shape)}, expected (1, tokens, "
+                            f"{patch.shape[0]})")
     if "pos_embed" not in state:
         raise DataError(f"{source}: no pos_embed weights, expected the ViT's position embeddings "
                         f"(1, tokens, {patch.shape[0]})")
