@@ -176,6 +176,19 @@ def test_dinov2_loss_is_the_weighted_sum_of_its_terms():
     assert loss.item() == pytest.approx(total.item()) == pytest.approx((dino + 0.7 * ibot + 0.3 * koleo).item())
 
 
+def test_patch_targets_use_their_own_temperature_and_centre():
+    config = DinoConfig(objective="dinov2", out_dim=16, teacher_temp=0.07, warmup_teacher_temp=0.04,
+                        warmup_teacher_temp_epochs=2, ibot_teacher_temp=0.2, epochs=4, warmup_epochs=0)
+    loss_fn = DINOv2Loss(config, n_crops=4)
+    assert loss_fn.patch_teacher_temps == pytest.approx([0.04, 0.2, 0.2, 0.2])  # warm-up shared with the CLS
+    torch.manual_seed(0)
+    cls, patches = torch.randn(6, 16), torch.randn(5, 16)
+    loss_fn.ibot.center.copy_(torch.randn(1, 16))
+    centre = loss_fn.ibot.center.clone()
+    _, patch_targets = loss_fn.teacher_targets(cls, patches, epoch=3)
+    assert torch.allclose(patch_targets, torch.softmax((patches - centre) / 0.2, dim=-1))
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # masked forward and networks
 

@@ -41,16 +41,16 @@ class DINOv2Loss(nn.Module):
 
     def __init__(self, config: DinoConfig, *, n_crops: int) -> None:
         super().__init__()
-        warmup = (config.warmup_teacher_temp, config.warmup_teacher_temp_epochs, config.epochs)
-        self.dino = DINOLoss(
-            config.out_dim, n_crops=n_crops,
-            teacher_temps=teacher_temperature_schedule(warmup[0], config.teacher_temp, *warmup[1:]),
-            student_temp=config.student_temp, center_momentum=config.center_momentum,
-        )
+        def temperatures(final: float) -> list[float]:  # per epoch, after the shared warm-up
+            return [float(t) for t in teacher_temperature_schedule(
+                config.warmup_teacher_temp, final, config.warmup_teacher_temp_epochs, config.epochs)]
+
+        self.dino = DINOLoss(config.out_dim, n_crops=n_crops, teacher_temps=temperatures(config.teacher_temp),
+                             student_temp=config.student_temp, center_momentum=config.center_momentum)
         self.ibot = IBOTPatchLoss(config.ibot_out_dim if config.ibot_separate_head else config.out_dim,
                                   student_temp=config.student_temp, center_momentum=config.center_momentum)
-        patch_temp = config.teacher_temp if config.ibot_teacher_temp is None else config.ibot_teacher_temp
-        self.patch_teacher_temps = [float(t) for t in teacher_temperature_schedule(warmup[0], patch_temp, *warmup[1:])]
+        self.patch_teacher_temps = temperatures(
+            config.teacher_temp if config.ibot_teacher_temp is None else config.ibot_teacher_temp)
         self.ibot_weight, self.koleo_weight = config.ibot_loss_weight, config.koleo_loss_weight
         self.centering, self.sinkhorn_iterations = config.centering, config.sinkhorn_iterations
 
