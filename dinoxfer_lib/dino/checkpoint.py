@@ -5,6 +5,9 @@ them (``epoch`` = the next epoch to run; ``args`` = the config as a dict instead
 ``fp16_scaler`` = None because bf16 needs no loss scaling), plus ``history`` (the per-step log so far) so a resumed
 run's log is complete. Student and teacher weights are named ``backbone.*`` / ``head.*``, so
 :func:`~dinoxfer_lib.models.checkpoints.build_backbone` reads the teacher backbone straight from this file.
+DINOv2 runs name them as DINOv2 does (``backbone.*`` with ``backbone.mask_token``, ``dino_head.*``, ``ibot_head.*``)
+and add ``ibot_loss`` (the patch centre); a run started from given weights adds ``init_from`` (their source and
+sha256).
 """
 
 from __future__ import annotations

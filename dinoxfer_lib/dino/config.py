@@ -1,14 +1,22 @@
-"""Settings of DINO training (PAPER_SPEC.md §4; Caron et al. 2021, official ``main_dino.py``).
+"""Settings of DINO and DINOv2 training (PAPER_SPEC.md §4; Caron et al. 2021, official ``main_dino.py``; Oquab et
+al. 2024, official ``dinov2/configs/ssl_default_config.yaml``).
 
 The defaults are the official ``main_dino.py`` defaults plus what the paper states (2 global crops at scale
 0.4-1.0, local crops at 0.05-0.4 and 96 px, 300 epochs, cell warping, protein rescaling p = 0.2, flips p = 0.5).
 The global crop side defaults to ``embed.img_size`` (the side the backbone embeds at).
+
+``objective: dinov2`` (Cell-DINO, DINO BoC) adds the DINOv2 settings below, defaulted as DINOv2's
+``ssl_default_config.yaml``. The settings both objectives share keep DINO's defaults; DINOv2's published values for
+them are teacher_temp 0.07 (warm-up from 0.04 over 30 epochs), momentum_teacher 0.992, global_crop_scale
+(0.32, 1.0), local_crop_scale (0.05, 0.32), drop_path_rate 0.3 (ViT-L/14: 0.4), norm_last_layer false (its head
+trains weight_g), clip_mode global (per sub-network).
 The config owner registers :class:`DinoConfig` under the ``dino:`` key; :meth:`DinoConfig.validate` names
 offending keys as ``dino.<field>``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,7 +25,13 @@ from dinoxfer_lib.errors import require_config as _require
 
 @dataclass(frozen=True)
 class DinoConfig:
-    """One DINO recipe: head, loss, multi-crop, augmentations, optimiser, schedules, checkpoints."""
+    """One DINO or DINOv2 recipe: head, loss, multi-crop, augmentations, optimiser, schedules, checkpoints."""
+
+    # --- objective -----------------------------------------------------------------------------------------------
+    # dino = DINO's self-distillation on the CLS token (the paper's OpenCell backbone); dinov2 = DINOv2 as Cell-DINO
+    # and DINO BoC train: the same plus iBOT's masked-patch loss, the KoLeo regulariser and LayerScale (settings
+    # below). Both run through the same trainer, augmentations, DDP, checkpoints and health checks.
+    objective: Literal["dino", "dinov2"] = "dino"
 
     # --- schedule length and batch -------------------------------------------------------------------------------
     # Passes over the training images (paper: 300 for OpenCell). Fewer epochs need a shorter warm-up too.
@@ -113,6 +127,39 @@ class DinoConfig:
     # Gaussian blur (first global 1.0, second 0.1, locals 0.5), solarisation (second global 0.2).
     color_jitter: bool = True
 
+    # --- DINOv2 only (objective: dinov2; official values from dinov2's ssl_default_config.yaml) -------------------
+    # Weight of the iBOT masked-patch loss (official ibot.loss_weight: 1.0); 0 turns masking and the patch head off.
+    ibot_loss_weight: float = 1.0
+    # Range of the share of patches masked in a masked global crop (official ibot.mask_ratio_min_max: 0.1-0.5). The
+    # masked crops' ratios are spread evenly over it.
+    mask_ratio_range: tuple[float, ...] = (0.1, 0.5)
+    # Share of global crops that get a mask; the others keep every patch (official ibot.mask_sample_probability:
+    # 0.5).
+    mask_sample_probability: float = 0.5
+    # A separate iBOT head for the patch tokens instead of sharing the DINO head (official default: false; the
+    # ViT-L/14 and ViT-g/14 recipes: true). Separate heads give the patch loss its own prototypes.
+    ibot_separate_head: bool = False
+    # Separate iBOT head only: prototypes, hidden width, bottleneck and layers (official: 65,536, 2,048, 256, 3;
+    # ViT-L/14: 131,072 prototypes). Small data: as small as out_dim.
+    ibot_out_dim: int = 65536
+    ibot_hidden_dim: int = 2048
+    ibot_bottleneck_dim: int = 256
+    ibot_head_layers: int = 3
+    # Teacher temperature of the patch targets after the warm-up; None = teacher_temp, as DINOv2 (iBOT: 0.07).
+    ibot_teacher_temp: float | None = None
+    # Weight of the KoLeo regulariser on the student's global-crop CLS features (official dino.koleo_loss_weight:
+    # 0.1). It spreads the features of a batch; raise it if features crowd together (kNN accuracy stalls), 0 = off.
+    # Under torchrun it spans the whole global batch, so N processes compute what one does (official: per GPU).
+    koleo_loss_weight: float = 0.1
+    # How teacher outputs are turned into targets: centering (DINO's running centre; official default) or
+    # sinkhorn_knopp (an equal share of the batch per prototype; the ViT-L/14 and ViT-g/14 recipes).
+    centering: Literal["centering", "sinkhorn_knopp"] = "centering"
+    # Sinkhorn-Knopp iterations (official: 3). More make the prototype shares more exactly equal.
+    sinkhorn_iterations: int = 3
+    # LayerScale's initial value on every residual branch (timm's init_values; official student.layerscale: 1e-5);
+    # 0 = no LayerScale, e.g. to start from DINO weights, which have none.
+    layerscale_init: float = 1e-5
+
     # --- checkpoints ---------------------------------------------------------------------------------------------
     # Write the resumable checkpoint every this many epochs (official saveckp_freq: 20) and always at the end.
     checkpoint_every: int = 20
@@ -151,3 +198,27 @@ class DinoConfig:
         _require(0 <= self.warp_max < 0.5, f"{key}.warp_max", self.warp_max, "in [0, 0.5)")
         _require(self.brightness_sigma >= 0, f"{key}.brightness_sigma", self.brightness_sigma, ">= 0")
         _require(self.contrast_sigma >= 0, f"{key}.contrast_sigma", self.contrast_sigma, ">= 0")
+        self._validate_dinov2(key)
+
+    def _validate_dinov2(self, key: str) -> None:
+        _require(self.objective in ("dino", "dinov2"), f"{key}.objective", self.objective, "dino or dinov2")
+        _require(self.centering in ("centering", "sinkhorn_knopp"), f"{key}.centering", self.centering,
+                 "centering or sinkhorn_knopp")
+        for name in ("ibot_loss_weight", "koleo_loss_weight", "layerscale_init"):
+            value = getattr(self, name)
+            _require(0 <= value < math.inf, f"{key}.{name}", value, "a finite number >= 0 (0 = off)")
+        ratios = self.mask_ratio_range
+        _require(len(ratios) == 2 and 0 <= ratios[0] <= ratios[1] < 1, f"{key}.mask_ratio_range", ratios,
+                 "two fractions 0 <= low <= high < 1")
+        _require(0 <= self.mask_sample_probability <= 1, f"{key}.mask_sample_probability",
+                 self.mask_sample_probability, "a probability in [0, 1]")
+        if self.objective == "dinov2" and self.ibot_loss_weight > 0:
+            _require(ratios[1] > 0, f"{key}.mask_ratio_range", ratios, "a high ratio > 0 while ibot_loss_weight > 0")
+            _require(self.mask_sample_probability > 0, f"{key}.mask_sample_probability",
+                     self.mask_sample_probability, "> 0 while ibot_loss_weight > 0")
+        for name in ("ibot_out_dim", "ibot_hidden_dim", "ibot_bottleneck_dim", "ibot_head_layers",
+                     "sinkhorn_iterations"):
+            _require(getattr(self, name) >= 1, f"{key}.{name}", getattr(self, name), ">= 1")
+        if self.ibot_teacher_temp is not None:
+            _require(0 < self.ibot_teacher_temp < math.inf, f"{key}.ibot_teacher_temp", self.ibot_teacher_temp,
+                     "> 0, or null for teacher_temp")

@@ -1,7 +1,8 @@
-"""DINO projection head and the multi-crop wrapper that runs a backbone over views of several sizes.
+"""DINO projection head and the multi-crop wrappers that run a backbone over views of several sizes.
 
-Parameter names follow the official implementation (``backbone.*``, ``head.mlp.*``, ``head.last_layer.weight_g``,
-``head.last_layer.weight_v``), so our checkpoints have the official layout and load wherever official ones do.
+Parameter names follow the official implementations: DINO's ``backbone.*``, ``head.mlp.*``,
+``head.last_layer.weight_g``, ``head.last_layer.weight_v``; DINOv2's ``backbone.*`` (with ``backbone.mask_token``),
+``dino_head.*`` and ``ibot_head.*``. Our checkpoints have the official layouts and load wherever official ones do.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from dinoxfer_lib.dino.masked_vit import vit_tokens
 
 
 class WeightNormLinear(nn.Module):
@@ -76,3 +79,49 @@ class MultiCropWrapper(nn.Module):
             features.append(self.backbone(torch.cat(views[start:end])))  # (n_same_size * B, D) CLS tokens
             start = end
         return self.head(torch.cat(features))
+
+
+class MaskedMultiCropWrapper(nn.Module):
+    """DINOv2's student or teacher: backbone, DINO head on CLS tokens, iBOT head on masked patch tokens.
+
+    Parameters
+    ----------
+    backbone
+        A timm ViT; with a ``mask_token`` (:func:`~dinoxfer_lib.dino.masked_vit.add_mask_token`) when masks are used.
+    dino_head
+        Projection head of the CLS tokens.
+    ibot_head
+        Projection head of the patch tokens; ``None`` = the DINO head serves both (DINOv2's default).
+
+    ``forward(views, masks, mask_inputs=...)`` takes the views ``[globals (2B, C, g, g), locals ...]`` and the masks
+    ``(2B, N)`` of the global crops (or ``None``: no patch loss) and returns
+
+    - the head's logits of every view's CLS token, stacked view-major: ``(len(views) * B, K)``;
+    - the patch head's logits at the masked patches, in ``masks[masks]`` order: ``(M, K')``;
+    - the global crops' CLS tokens from the backbone (before the head): ``(2B, D)``, for KoLeo.
+
+    The student is called with ``mask_inputs=True`` (masked patches enter as the mask token); the teacher with
+    ``mask_inputs=False`` (it sees the whole crops, and its patch tokens at the same positions are the targets).
+    """
+
+    def __init__(self, backbone: nn.Module, dino_head: DINOHead, ibot_head: DINOHead | None = None) -> None:
+        super().__init__()
+        self.backbone, self.dino_head, self.ibot_head = backbone, dino_head, ibot_head
+
+    def forward(self, views: list[torch.Tensor], masks: torch.Tensor | None, *, mask_inputs: bool
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        global_cls, patches = vit_tokens(self.backbone, views[0], masks if mask_inputs else None)
+        cls_tokens = [global_cls]
+        start = 1
+        while start < len(views):  # local views of equal size go through the backbone as one batch
+            end = start + 1
+            while end < len(views) and views[end].shape[-2:] == views[start].shape[-2:]:
+                end += 1
+            cls_tokens.append(self.backbone.forward_features(torch.cat(views[start:end]))[:, 0])
+            start = end
+        cls_tokens = torch.cat(cls_tokens)  # (len(views) * B, D)
+        masked = patches[masks] if masks is not None else patches.new_zeros(0, patches.shape[-1])  # (M, D)
+        if self.ibot_head is None:  # shared head: CLS and patch tokens in one pass
+            logits = self.dino_head(torch.cat((cls_tokens, masked)))
+            return logits[:len(cls_tokens)], logits[len(cls_tokens):], global_cls
+        return self.dino_head(cls_tokens), self.ibot_head(masked), global_cls

@@ -55,14 +55,20 @@ class DINOLoss(nn.Module):
         return F.softmax((teacher_logits.float() - self.center) / temp, dim=-1).detach()
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, epoch: int) -> torch.Tensor:
+        loss = self.cross_entropy(student_logits, self.teacher_probabilities(teacher_logits, epoch))
+        self.update_center(teacher_logits)
+        return loss
+
+    def cross_entropy(self, student_logits: torch.Tensor, teacher_probs: torch.Tensor) -> torch.Tensor:
+        """Mean over (teacher view, other student view) pairs of the mean cross-entropy: ``(n_crops * B, K)``
+        student logits against ``(2 * B, K)`` teacher targets (centred here, or Sinkhorn-Knopp's)."""
         log_p = F.log_softmax(student_logits.float() / self.student_temp, dim=-1)
         log_p = log_p.reshape(self.n_crops, -1, log_p.shape[-1])  # (views, B, K)
-        q = self.teacher_probabilities(teacher_logits, epoch).reshape(2, -1, log_p.shape[-1])  # (2, B, K)
+        q = teacher_probs.reshape(2, -1, log_p.shape[-1])  # (2, B, K)
         batch = log_p.shape[1]
         cross = -torch.einsum("tbk,vbk->tv", q, log_p) / batch  # (2, views): mean CE of each pair
         keep = torch.ones_like(cross, dtype=torch.bool)
         keep[0, 0] = keep[1, 1] = False  # a global view is never compared with itself
-        self.update_center(teacher_logits)
         return cross[keep].mean()
 
     @torch.no_grad()

@@ -8,7 +8,8 @@ import numpy as np
 def cosine_schedule(
     base: float, final: float, *, epochs: int, steps_per_epoch: int, warmup_epochs: int = 0, warmup_start: float = 0.0
 ) -> np.ndarray:
-    """Linear warm-up from ``warmup_start`` to ``base`` over ``warmup_epochs``, then a cosine from ``base`` to ``final``.
+    """Linear warm-up from ``warmup_start`` to ``base`` over ``warmup_epochs``, then a cosine from ``base`` to
+    ``final``.
 
     Returns
     -------

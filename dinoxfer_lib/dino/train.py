@@ -1,10 +1,13 @@
-"""DINO training loop (Caron et al. 2021, Algorithm 1), on a CPU, one GPU, or many under ``torchrun``.
+"""DINO training loop (Caron et al. 2021, Algorithm 1), on a CPU, one GPU, or many under ``torchrun``; the same
+loop trains DINOv2 (``dino.objective: dinov2``, :mod:`.dinov2`).
 
 :func:`train_dino` reads top to bottom as the algorithm: data, networks, loss, optimiser, schedules, resume,
 training. One step: draw the global batch's augmentation parameters from a generator keyed on (seed, epoch, step),
 make this process's views on the device, teacher on the 2 global views and student on all views, DINO loss,
 backward, per-parameter gradient clipping, last layer frozen in the first epoch(s), AdamW with scheduled lr and
 weight decay, then the teacher as an EMA of the student (``torch._foreach_*``: a few kernels, not one per tensor).
+DINOv2 also draws block masks for the student's global crops from (seed, epoch, step), and adds the iBOT
+masked-patch loss and KoLeo to DINO's.
 
 Scale-out. Under ``torchrun`` every process holds the student wrapped in ``DistributedDataParallel`` and takes its
 contiguous share of each global batch of a per-epoch permutation (what ``DistributedSampler`` does, with the
@@ -25,6 +28,7 @@ import hashlib
 import json
 import math
 import os
+import random
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -41,13 +45,16 @@ from dinoxfer_lib.dino import distributed
 from dinoxfer_lib.dino.augment import CropSpec, draw_params, multi_crop, step_generator, to_unit_range
 from dinoxfer_lib.dino.checkpoint import BACKBONE_FILE, CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from dinoxfer_lib.dino.config import DinoConfig
-from dinoxfer_lib.dino.head import DINOHead, MultiCropWrapper
+from dinoxfer_lib.dino.dinov2 import TERM_COLUMNS, DINOv2Loss
+from dinoxfer_lib.dino.head import DINOHead, MaskedMultiCropWrapper, MultiCropWrapper
 from dinoxfer_lib.dino.health import STEP_COLUMNS, collapse_state, teacher_statistics, warn_collapse
 from dinoxfer_lib.dino.loss import DINOLoss, teacher_temperature_schedule
+from dinoxfer_lib.dino.masked_vit import add_mask_token
+from dinoxfer_lib.dino.masking import block_masks
 from dinoxfer_lib.dino.schedules import cosine_schedule
 from dinoxfer_lib.errors import ConfigError, DataError
 from dinoxfer_lib.models.backbones import architecture, create_backbone
-from dinoxfer_lib.models.checkpoints import save_backbone
+from dinoxfer_lib.models.checkpoints import load_backbone_weights, save_backbone, weights_path
 
 HISTORY_FILE = "history.csv"
 SUMMARY_FILE = "summary.json"
@@ -96,20 +103,35 @@ class _MemoryGuard:
 class TrainResult:
     """What :func:`train_dino` returns: the networks (student possibly DDP-unwrapped), the log and a summary."""
 
-    student: MultiCropWrapper
-    teacher: MultiCropWrapper
+    student: MultiCropWrapper | MaskedMultiCropWrapper
+    teacher: MultiCropWrapper | MaskedMultiCropWrapper
     history: pd.DataFrame
     summary: dict
 
 
 def build_networks(config: DinoConfig, *, arch: str, img_size: int, in_chans: int) -> tuple[nn.Module, nn.Module]:
-    """Student (with drop-path) and teacher (without), same weights; the teacher never receives gradients."""
-    def wrapper(drop_path: float) -> MultiCropWrapper:
-        backbone = create_backbone(arch, in_chans=in_chans, img_size=img_size, drop_path_rate=drop_path)
+    """Student (with drop-path) and teacher (without), same weights; the teacher never receives gradients.
+
+    DINO: backbone + head (:class:`MultiCropWrapper`). DINOv2: backbone with LayerScale and a mask token, DINO head,
+    and an iBOT head unless it shares the DINO head (:class:`MaskedMultiCropWrapper`).
+    """
+    dinov2 = config.objective == "dinov2"
+
+    def wrapper(drop_path: float) -> MultiCropWrapper | MaskedMultiCropWrapper:
+        backbone = create_backbone(arch, in_chans=in_chans, img_size=img_size, drop_path_rate=drop_path,
+                                   layerscale=config.layerscale_init if dinov2 else None)
         head = DINOHead(backbone.embed_dim, config.out_dim, hidden_dim=config.hidden_dim,
                         bottleneck_dim=config.bottleneck_dim, layers=config.head_layers,
                         norm_last_layer=config.norm_last_layer)
-        return MultiCropWrapper(backbone, head)
+        if not dinov2:
+            return MultiCropWrapper(backbone, head)
+        patches = config.ibot_loss_weight > 0
+        ibot_head = DINOHead(backbone.embed_dim, config.ibot_out_dim, hidden_dim=config.ibot_hidden_dim,
+                             bottleneck_dim=config.ibot_bottleneck_dim, layers=config.ibot_head_layers,
+                             norm_last_layer=config.norm_last_layer) if patches and config.ibot_separate_head else None
+        if patches:
+            add_mask_token(backbone)
+        return MaskedMultiCropWrapper(backbone, head, ibot_head)
 
     student, teacher = wrapper(config.drop_path_rate), wrapper(0.0)
     teacher.load_state_dict(student.state_dict())
@@ -188,10 +210,12 @@ def train_dino(
     out_dir: str | os.PathLike,
     seed: int = 0,
     device: str | torch.device | None = None,
+    init_from: str | os.PathLike | None = None,
     stop_after_epochs: int | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train a ViT with DINO on raw ``images`` (N, C, H, W); resume from ``out_dir`` when a checkpoint is there.
+    """Train a ViT with DINO or DINOv2 on raw ``images`` (N, C, H, W); resume from ``out_dir`` when a checkpoint
+    is there.
 
     Parameters
     ----------
@@ -199,7 +223,7 @@ def train_dino(
         Raw intensities (uint16, uint8 or float), e.g. an ImageSet's (memory-mapped) ``images``. Each batch is
         scaled to [0, 1] per image and channel as the embedding stage does (1-99.8 percentile window).
     config
-        The recipe (``run.config.dino``).
+        The recipe (``run.config.dino``); ``config.objective`` picks DINO or DINOv2.
     arch, img_size
         Backbone (``embed.arch``) and the side its position embeddings are laid out for (``embed.img_size``; also
         the global crop side unless ``config.global_crop_size`` sets another).
@@ -214,6 +238,12 @@ def train_dino(
         Weights, epoch permutations, augmentations and drop-path masks all derive from it.
     device
         Default: this process's GPU if any, else the CPU.
+    init_from
+        Start student and teacher backbones from these weights instead of random ones (a registered weights name or
+        a checkpoint path of any layout :mod:`~dinoxfer_lib.models.checkpoints` reads): Cell-DINO+ continues a
+        natural-image backbone on microscopy. RGB patch filters are adapted to the images' channel count (timm's
+        ``adapt_input_conv``); position embeddings are resized to ``img_size``. Heads start random. The weights'
+        sha256 is kept in the checkpoint, and a resume with other weights is refused.
     stop_after_epochs
         Raise :class:`TrainingInterrupted` after this many epochs of this call (tests: simulate a killed run).
     progress
@@ -243,8 +273,14 @@ def train_dino(
                                 natural=natural)
 
     # ============ networks: student and teacher start identical ============
+    dinov2 = config.objective == "dinov2"
     torch.manual_seed(seed)
     student, teacher = build_networks(config, arch=arch, img_size=img_size, in_chans=in_chans)
+    init = None
+    if init_from is not None:
+        report = load_backbone_weights(student.backbone, weights_path(init_from), adapt_in_chans=True)
+        teacher.load_state_dict(student.state_dict())
+        init = {"source": os.fspath(init_from), "sha256": report.sha256}
     student, teacher = student.to(device), teacher.to(device)
     student_module = student
     if world > 1:
@@ -252,12 +288,16 @@ def train_dino(
                                                       else None)
 
     # ============ loss, optimiser, schedules (one value per step) ============
-    dino_loss = DINOLoss(
-        config.out_dim, n_crops=2 + config.n_local_crops,
-        teacher_temps=teacher_temperature_schedule(config.warmup_teacher_temp, config.teacher_temp,
-                                                   config.warmup_teacher_temp_epochs, config.epochs),
-        student_temp=config.student_temp, center_momentum=config.center_momentum,
-    ).to(device)
+    if dinov2:
+        dinov2_loss = DINOv2Loss(config, n_crops=2 + config.n_local_crops).to(device)
+        dino_loss = dinov2_loss.dino
+    else:
+        dino_loss = DINOLoss(
+            config.out_dim, n_crops=2 + config.n_local_crops,
+            teacher_temps=teacher_temperature_schedule(config.warmup_teacher_temp, config.teacher_temp,
+                                                       config.warmup_teacher_temp_epochs, config.epochs),
+            student_temp=config.student_temp, center_momentum=config.center_momentum,
+        ).to(device)
     optimizer = make_optimizer(student_module, device)
     schedules = _schedules(config, steps_per_epoch)
 
@@ -265,14 +305,22 @@ def train_dino(
     start_epoch, rows = 0, []
     checkpoint = load_checkpoint(out_dir / CHECKPOINT_FILE)
     if checkpoint is not None:
-        differs = [k for k, v in dataclasses.asdict(config).items() if checkpoint["args"].get(k) != v]
+        # a setting the checkpoint predates was trained with its default
+        trained = {f.name: checkpoint["args"].get(f.name, f.default) for f in dataclasses.fields(DinoConfig)}
+        differs = [k for k, v in dataclasses.asdict(config).items() if trained[k] != v]
         if differs:
             raise DataError(f"{out_dir / CHECKPOINT_FILE}: trained with another dino.{differs[0]} "
-                            f"({checkpoint['args'].get(differs[0])!r}); remove it or train into another folder")
+                            f"({trained[differs[0]]!r}); remove it or train into another folder")
+        started_from = checkpoint.get("init_from") or {}
+        if started_from.get("sha256") != (init or {}).get("sha256"):  # the file's content, wherever it lies now
+            raise DataError(f"{out_dir / CHECKPOINT_FILE}: trained from other initial weights "
+                            f"({started_from.get('source', 'random')}); remove it or train into another folder")
         student_module.load_state_dict(checkpoint["student"])
         teacher.load_state_dict(checkpoint["teacher"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         dino_loss.load_state_dict(checkpoint["dino_loss"])
+        if dinov2:
+            dinov2_loss.ibot.load_state_dict(checkpoint["ibot_loss"])
         start_epoch, rows = int(checkpoint["epoch"]), list(checkpoint.get("history", []))
 
     # ============ training ============
@@ -283,7 +331,10 @@ def train_dino(
     rows_here = slice(rank * local_batch, (rank + 1) * local_batch)
     max_side = 2 * global_size
     total_steps = (config.epochs - start_epoch) * steps_per_epoch
-    bar = tqdm(total=total_steps, desc=f"DINO {arch}", unit="step", disable=not progress or rank != 0, leave=False)
+    bar = tqdm(total=total_steps, desc=f"{'DINOv2' if dinov2 else 'DINO'} {arch}", unit="step",
+               disable=not progress or rank != 0, leave=False)
+    patch_grid = (global_size // architecture(arch).patch_size,) * 2
+    draw_masks = dinov2 and config.ibot_loss_weight > 0
     images_seen, warned, warm_from = 0, set(), None
     student.train()
     for epoch in range(start_epoch, config.epochs):
@@ -300,15 +351,31 @@ def train_dino(
             index = order[step * config.batch_size:(step + 1) * config.batch_size][rows_here]
             x = to_unit_range(data.batch(index), max_side=max_side)
             views = multi_crop(x, spec, {k: v[rows_here] for k, v in params_global.items()})
+            masks = None
+            if draw_masks:  # the global batch's masks, crops view-major; this process's rows of each view
+                rng = random.Random(step_generator(seed, "mask", epoch, step).initial_seed())
+                masks = block_masks(2 * config.batch_size, patch_grid, ratio_range=tuple(config.mask_ratio_range),
+                                    sample_probability=config.mask_sample_probability, rng=rng)
+                masks = masks.view(2, config.batch_size, -1)[:, rows_here].reshape(2 * local_batch, -1).to(device)
 
             with _MemoryGuard(config.batch_size, world, device) as step_memory:
                 with autocast:
-                    with torch.no_grad():
-                        teacher_out = teacher(views[:1])  # only the 2 global views pass through the teacher
-                        probs = dino_loss.teacher_probabilities(teacher_out, epoch)  # what the loss sees, for the log
-                        health = teacher_statistics(probs, dino_loss.center)
-                    student_out = student(views)
-                    loss = dino_loss(student_out, teacher_out, epoch)
+                    if dinov2:
+                        with torch.no_grad():  # the teacher sees the whole global crops
+                            teacher_cls, teacher_patches, _ = teacher(views[:1], masks, mask_inputs=False)
+                            cls_targets, patch_targets = dinov2_loss.teacher_targets(teacher_cls, teacher_patches,
+                                                                                     epoch)
+                            health = teacher_statistics(cls_targets, dino_loss.center)
+                        cls_logits, patch_logits, global_cls = student(views, masks, mask_inputs=True)
+                        loss, terms = dinov2_loss(cls_logits, patch_logits, global_cls, cls_targets, patch_targets,
+                                                  masks)
+                    else:
+                        with torch.no_grad():
+                            teacher_out = teacher(views[:1])  # only the 2 global views pass through the teacher
+                            probs = dino_loss.teacher_probabilities(teacher_out, epoch)  # what the loss sees (log)
+                            health = teacher_statistics(probs, dino_loss.center)
+                        student_out = student(views)
+                        loss = dino_loss(student_out, teacher_out, epoch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 clip_gradients(params, config.clip_grad, config.clip_mode)
@@ -319,14 +386,18 @@ def train_dino(
                 update_teacher(student_module, teacher, float(schedules["momentum"][it]))
             step_memory.check()
 
-            stats.append(torch.cat((loss.detach().float()[None], health)))
+            if dinov2:  # total, health, then the three terms
+                stats.append(torch.cat((terms[:1], health, terms[1:])))
+            else:
+                stats.append(torch.cat((loss.detach().float()[None], health)))
             bar.update(1)
             if warm_from is None:  # throughput excludes the first step (allocator, kernels, thread pools)
                 synchronize(device)
                 warm_from = (time.perf_counter(), images_seen + config.batch_size)
         synchronize(device)
         images_seen, loop_end = images_seen + steps_per_epoch * config.batch_size, time.perf_counter()
-        rows.extend(_epoch_rows(stats, epoch, steps_per_epoch, schedules, dino_loss))
+        columns = STEP_COLUMNS + TERM_COLUMNS if dinov2 else STEP_COLUMNS
+        rows.extend(_epoch_rows(stats, epoch, steps_per_epoch, schedules, dino_loss, columns))
         state = collapse_state(rows[-1]["teacher_entropy"], rows[-1]["argmax_share"], config.out_dim)
         for row in rows[-steps_per_epoch:]:
             row["collapse"] = state
@@ -336,10 +407,13 @@ def train_dino(
         bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}", entropy=f"{rows[-1]['teacher_entropy']:.2f}")
         done = epoch + 1
         if distributed.is_main_process() and (done % config.checkpoint_every == 0 or done == config.epochs):
+            extra = {"ibot_loss": dinov2_loss.ibot.state_dict()} if dinov2 else {}
+            if init is not None:
+                extra["init_from"] = init
             save_checkpoint(
                 out_dir / CHECKPOINT_FILE, student=student_module.state_dict(), teacher=teacher.state_dict(),
                 optimizer=optimizer.state_dict(), epoch=done, args=dataclasses.asdict(config),
-                dino_loss=dino_loss.state_dict(), history=rows,
+                dino_loss=dino_loss.state_dict(), history=rows, **extra,
             )
         if stop_after_epochs is not None and done - start_epoch >= stop_after_epochs and done < config.epochs:
             bar.close()
@@ -351,6 +425,8 @@ def train_dino(
     if warm_from is not None and images_seen > warm_from[1]:
         throughput = round((images_seen - warm_from[1]) / (loop_end - warm_from[0]), 2)
     summary = {
+        "objective": config.objective,
+        "init_from": init,
         "epochs": config.epochs,
         "resumed_from_epoch": start_epoch,
         "steps": len(history),
@@ -403,17 +479,17 @@ def _schedules(config: DinoConfig, steps_per_epoch: int) -> dict[str, np.ndarray
     }
 
 
-def _epoch_rows(stats: list[torch.Tensor], epoch: int, steps_per_epoch: int, schedules: dict, dino_loss: DINOLoss
-                ) -> list[dict]:
+def _epoch_rows(stats: list[torch.Tensor], epoch: int, steps_per_epoch: int, schedules: dict, dino_loss: DINOLoss,
+                columns: tuple[str, ...]) -> list[dict]:
     """One history row per step; the device statistics are copied to the host once per epoch."""
-    values = torch.stack(stats).cpu().numpy()  # (steps, 1 + 4)
+    values = torch.stack(stats).cpu().numpy()  # (steps, len(columns)): loss, 4 health values[, 3 DINOv2 terms]
     if not np.isfinite(values[:, 0]).all():
         raise FloatingPointError(f"DINO loss is not finite in epoch {epoch}: lower dino.lr or raise dino.clip_grad")
     rows = []
     for step, row in enumerate(values):
         it = epoch * steps_per_epoch + step
         rows.append({
-            "epoch": epoch, "step": it, **dict(zip(STEP_COLUMNS, map(float, row))),
+            "epoch": epoch, "step": it, **dict(zip(columns, map(float, row))),
             "lr": float(schedules["lr"][it]), "weight_decay": float(schedules["wd"][it]),
             "teacher_momentum": float(schedules["momentum"][it]),
             "teacher_temp": dino_loss.teacher_temps[min(epoch, len(dino_loss.teacher_temps) - 1)],

@@ -2,9 +2,10 @@
 
 Architectures are timm ``VisionTransformer`` instances whose parameter names match the official DINO ViT
 (``cls_token, pos_embed, patch_embed.proj.*, blocks.N.*, norm.*``), so every published DINO checkpoint loads
-without renaming. They are built with ``dynamic_img_size=True``: an input of another size gets its position
-embeddings interpolated on the fly, as DINO's own ``interpolate_pos_encoding`` does. Attention runs through
-PyTorch's ``scaled_dot_product_attention`` (timm's fused attention).
+without renaming; DINOv2 ViTs are registered under timm's names (``vit_small_patch14_dinov2``, ...), with their
+LayerScale (``blocks.N.ls1.gamma``) and, for ``*_reg4_*``, four register tokens. They are built with
+``dynamic_img_size=True``: an input of another size gets its position embeddings interpolated on the fly. Attention
+runs through PyTorch's ``scaled_dot_product_attention`` (timm's fused attention).
 
 Pretrained metadata is data, as in timm's pretrained configs: which architecture, what each input slot means, how
 intensities are normalised, where the file comes from and under which licence.
@@ -23,19 +24,55 @@ if TYPE_CHECKING:  # the registry is read by config validation, which must not i
 
 @dataclass(frozen=True)
 class Architecture:
-    """Shape of a ViT. The MLP ratio is 4 and the QKV projection has a bias, as in every DINO ViT."""
+    """Shape of a ViT. The MLP ratio is 4 and the QKV projection has a bias, as in every DINO and DINOv2 ViT.
+
+    Attributes
+    ----------
+    patch_size, embed_dim, depth, num_heads
+        The ViT's geometry.
+    reg_tokens
+        Register tokens after the CLS token (DINOv2 ``*_reg4``: 4). With registers, as in timm's DINOv2 models, the
+        position embeddings cover the patches only (``no_embed_class``).
+    layerscale
+        Initial LayerScale value (timm's ``init_values``; DINOv2: 1e-5); ``None`` = no LayerScale (DINO).
+    interpolate_offset, interpolate_antialias
+        How the official code resizes the position embeddings to another patch grid: bicubic with the scale factor
+        ``(grid + offset) / old_grid`` (DINO and DINOv2: offset 0.1), or to the exact grid size when the offset is 0,
+        with or without antialiasing (DINOv2 with registers: offset 0, antialiased).
+    """
 
     patch_size: int
     embed_dim: int
     depth: int
     num_heads: int
+    reg_tokens: int = 0
+    layerscale: float | None = None
+    interpolate_offset: float = 0.1
+    interpolate_antialias: bool = False
 
 
+# Official DINO ViTs (facebookresearch/dino hubconf: dino_vits16, dino_vits8, dino_vitb16, dino_vitb8). DINO4Cells'
+# HPA FOV model is a 4-channel vit_base_patch8: its released run's parameters (broadinstitute/Dino4Cells_analysis,
+# FAIR_whole_image_all_channels/experiment_params.json) say arch vit_base, patch_size 8, num_channels 4, 100 epochs,
+# as paper 001 (Table III: vit_base/8, 100 epochs).
+_DINOV2 = {"layerscale": 1e-5}  # facebookresearch/dinov2 ssl_default_config: student.layerscale 1e-5
+_REG4 = {"reg_tokens": 4, "interpolate_offset": 0.0, "interpolate_antialias": True}  # dinov2 configs/eval/*_reg4_*
 ARCHITECTURES: dict[str, Architecture] = {
     "vit_base_patch8": Architecture(patch_size=8, embed_dim=768, depth=12, num_heads=12),  # the paper's ViT-B/8
+    "vit_base_patch16": Architecture(patch_size=16, embed_dim=768, depth=12, num_heads=12),
     "vit_small_patch8": Architecture(patch_size=8, embed_dim=384, depth=12, num_heads=6),
     "vit_small_patch16": Architecture(patch_size=16, embed_dim=384, depth=12, num_heads=6),
     "vit_tiny_patch16": Architecture(patch_size=16, embed_dim=192, depth=12, num_heads=3),
+    # DINOv2 (Oquab et al. 2024) in timm's naming; published at 518 px (a 37 x 37 patch grid).
+    "vit_small_patch14_dinov2": Architecture(patch_size=14, embed_dim=384, depth=12, num_heads=6, **_DINOV2),
+    "vit_base_patch14_dinov2": Architecture(patch_size=14, embed_dim=768, depth=12, num_heads=12, **_DINOV2),
+    "vit_large_patch14_dinov2": Architecture(patch_size=14, embed_dim=1024, depth=24, num_heads=16, **_DINOV2),
+    "vit_small_patch14_reg4_dinov2": Architecture(patch_size=14, embed_dim=384, depth=12, num_heads=6, **_DINOV2,
+                                                  **_REG4),
+    "vit_base_patch14_reg4_dinov2": Architecture(patch_size=14, embed_dim=768, depth=12, num_heads=12, **_DINOV2,
+                                                 **_REG4),
+    "vit_large_patch14_reg4_dinov2": Architecture(patch_size=14, embed_dim=1024, depth=24, num_heads=16, **_DINOV2,
+                                                  **_REG4),
     # CPU profiles: 64 px inputs give an 8 x 8 patch grid; DINO trains it in minutes on two cores.
     "vit_micro": Architecture(patch_size=8, embed_dim=192, depth=4, num_heads=3),
 }
@@ -158,7 +195,9 @@ def pretrained_weights(name: str) -> PretrainedWeights:
     return PRETRAINED[name]
 
 
-def create_backbone(arch: str, *, in_chans: int, img_size: int, drop_path_rate: float = 0.0) -> nn.Module:
+def create_backbone(
+    arch: str, *, in_chans: int, img_size: int, drop_path_rate: float = 0.0, layerscale: float | None = None
+) -> nn.Module:
     """A randomly initialised ViT without classifier (``num_classes=0``), DINO parameter names.
 
     Parameters
@@ -166,11 +205,15 @@ def create_backbone(arch: str, *, in_chans: int, img_size: int, drop_path_rate: 
     arch
         Key of :data:`ARCHITECTURES`.
     in_chans
-        Input channels of the patch embedding (3 for ImageNet weights, 4 for DINO4Cells, 2 for OpenCell).
+        Input channels of the patch embedding (3 for ImageNet weights, 4 for DINO4Cells, 2 for OpenCell, 1 for a
+        bag-of-channels encoder).
     img_size
         Side the position embeddings are laid out for; other sizes still work (interpolated at each forward).
     drop_path_rate
         Stochastic depth for training (DINO: 0.1); embedding runs in eval mode, where it does nothing.
+    layerscale
+        LayerScale's initial value, overriding the architecture's (``None`` = the architecture's; 0 = none). The
+        DINOv2 objective adds LayerScale to any architecture this way.
     """
     from timm.models.vision_transformer import VisionTransformer
 
@@ -179,6 +222,7 @@ def create_backbone(arch: str, *, in_chans: int, img_size: int, drop_path_rate: 
         raise ConfigError(f"in_chans = {in_chans}: expected >= 1")
     if img_size < spec.patch_size:
         raise ConfigError(f"img_size = {img_size} is smaller than the {arch} patch ({spec.patch_size} px)")
+    init_values = spec.layerscale if layerscale is None else layerscale
     model = VisionTransformer(
         img_size=img_size,
         patch_size=spec.patch_size,
@@ -189,6 +233,9 @@ def create_backbone(arch: str, *, in_chans: int, img_size: int, drop_path_rate: 
         num_heads=spec.num_heads,
         drop_path_rate=drop_path_rate,
         dynamic_img_size=True,
+        init_values=init_values or None,
+        reg_tokens=spec.reg_tokens,
+        no_embed_class=spec.reg_tokens > 0,
     )
-    model.dinoxfer_arch = arch  # read by reports and by the embedding provenance
+    model.dinoxfer_arch = arch  # read by reports, by the embedding provenance and by the checkpoint loader
     return model
