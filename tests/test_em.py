@@ -148,7 +148,9 @@ def test_synthetic_em_is_deterministic_per_seed(pair):
 
 
 def _consecutive_correlation(em):
-    images, stack = em.images[:, 0].astype(float), em.obs["stack"].to_numpy()
+    """Mean correlation of neighbouring slices' structure (smoothed, so the pixel noise does not count)."""
+    images = [gaussian_filter(x.astype(float), 1.5) for x in em.images[:, 0]]
+    stack = em.obs["stack"].to_numpy()
     return np.mean([np.corrcoef(images[i].ravel(), images[i + 1].ravel())[0, 1]
                     for i in range(len(images) - 1) if stack[i] == stack[i + 1]])
 
@@ -156,7 +158,7 @@ def _consecutive_correlation(em):
 def test_synthetic_pair_differs_as_the_real_pair(pair):
     lucchi, vnc = pair
     # anisotropy: 50 nm sections change between neighbours, isotropic FIB-SEM slices hardly do
-    assert _consecutive_correlation(lucchi) > _consecutive_correlation(vnc) + 0.2
+    assert _consecutive_correlation(lucchi) > _consecutive_correlation(vnc) + 0.15
     assert vnc.metadata["voxel_size_nm"][0] == 50.0 and lucchi.metadata["voxel_size_nm"][0] == 20.0
     # denser neuropil in the larval VNC: more membrane
     assert vnc.obs["membrane_fraction"].mean() > 1.3 * lucchi.obs["membrane_fraction"].mean()

@@ -5,6 +5,7 @@
 - :mod:`.optim`: layer-wise lr decay groups (timm) and the per-step cosine schedule.
 - :mod:`.model`: :class:`AdaptedClassifier` (encoder → standardisation → the paper's MLP), saving and reloading.
 - :mod:`.train`: :func:`run_adaptation`, every regime on Table III's folds, scored as the probes are.
+- :mod:`.bench`: a LoRA step and a segmentation-head epoch against plain PyTorch loops (not imported here).
 """
 
 from dinoxfer_lib.adapt.config import REGIMES, AdaptConfig, LoraSettings

@@ -136,7 +136,7 @@ def run_adaptation(
                 torch.manual_seed(key % 2**63)
                 model = _fresh_model(encoder, regime, labels.shape[1], mean=mean, std=std, config=config,
                                      probe=probe, seed=key).to(device)
-                optimizer = _optimizer(model, config)
+                optimizer = make_optimizer(model, config)
                 trainable = sum(p.numel() for group in optimizer.param_groups for p in group["params"])
                 started = time.perf_counter()
                 loss = _train(model, optimizer, images, features_t, labels_t, train_rows=np.asarray(train),
@@ -210,7 +210,7 @@ def _fresh_model(encoder: ChannelEncoder, regime: str, n_classes: int, *, mean: 
                                    dropout=probe.dropout)
 
 
-def _optimizer(model: AdaptedClassifier, config: AdaptConfig) -> torch.optim.AdamW:
+def make_optimizer(model: AdaptedClassifier, config: AdaptConfig) -> torch.optim.AdamW:
     """What each regime trains: the head (and the adapters) at ``lr``; for ``full`` also the backbone, in
     layer-decayed groups below ``full_lr``. Its parameters are the reported trainable count."""
     groups = [{"params": list(model.head.parameters()), "lr": config.lr, "weight_decay": config.weight_decay}]

@@ -484,11 +484,12 @@ class _Tissue:
         n_seeds = rng.poisson(volume_um3 / (look.neurite_spacing_nm / 1000) ** 3 / NEURITE_STRETCH) + 2
         seeds = rng.uniform(lo, hi, size=(n_seeds, 3)) @ stretch.T
 
+        # capsules whose centre lies within reach of the block can show in it
         reach = MITO_LENGTH_NM[1] / 2 + MITO_RADIUS_NM[0] * 2
-        m_lo, m_hi = lo - reach + margin, hi + reach - margin
-        radius = MITO_RADIUS_NM[0] * np.exp(MITO_RADIUS_NM[1] * rng.standard_normal(4096))
-        length = rng.uniform(*MITO_LENGTH_NM, 4096)
-        mean_volume = np.mean(np.pi * radius**2 * length + 4 / 3 * np.pi * radius**3)
+        m_lo, m_hi = np.full(3, -reach), np.array([width, width, depth]) + reach
+        (median, sigma), length = MITO_RADIUS_NM, np.mean(MITO_LENGTH_NM)
+        mean_volume = np.pi * median**2 * np.exp(2 * sigma**2) * length + 4 / 3 * np.pi * median**3 * np.exp(
+            4.5 * sigma**2)  # E[cylinder + two half-spheres] under the lognormal radius
         n_mito = rng.poisson(MITO_VOLUME_FRACTION * np.prod(m_hi - m_lo) / mean_volume)
         centre = rng.uniform(m_lo, m_hi, size=(n_mito, 3))
         half = (rng.uniform(*MITO_LENGTH_NM, n_mito) / 2)[:, None] * _unit(rng.normal(size=(n_mito, 3)))
