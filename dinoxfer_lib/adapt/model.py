@@ -50,8 +50,9 @@ class AdaptedClassifier(nn.Module):
 
     def train(self, mode: bool = True) -> AdaptedClassifier:
         super().train(mode)
-        if self.regime == "frozen":
+        if self.regime == "frozen":  # fixed standardisation; the shared pretrained encoder is never trained
             self.norm.eval()
+            self.encoder.eval()
         return self
 
     @classmethod

@@ -91,7 +91,7 @@ def run_adaptation(
     ----------
     encoder
         The pretrained backbone in its channel strategy (:func:`~dinoxfer_lib.models.channels.make_encoder`);
-        left unchanged (adapted models work on copies).
+        moved to ``device``, its weights left unchanged (adapted models work on copies).
     images
         ``(N, C, H, W)`` raw images of the whole dataset (test images included; they are only predicted), in
         the encoder's channel order; may be a memory map.

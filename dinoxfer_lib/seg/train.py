@@ -62,7 +62,8 @@ class SegResult:
     history
         ``train_set, regime, epoch, loss`` (mean training loss per epoch).
     costs
-        ``train_set, regime, trainable_params, total_params, train_s, device``.
+        ``train_set, regime, trainable_params, total_params, train_s, token_cache_s, device``; ``token_cache_s``
+        is the one-time computation of every patch's tokens, shared by all frozen models (0 for LoRA).
     examples
         ``(train_set, regime, test_domain)`` → predicted masks ``(k, H, W)`` of that domain's first k test
         patches (their images and true masks are ``data[domain].split("test")``'s first k), for overlays.
@@ -190,10 +191,10 @@ def train_segmenter(
 
 @torch.no_grad()
 def predict_masks(model: Segmenter, images: np.ndarray, *, threshold: float, batch_size: int,
-                  device: str | torch.device | None = None, tokens: torch.Tensor | None = None) -> np.ndarray:
-    """Boolean masks ``(N, H, W)`` (sigmoid >= threshold) of ``images`` ``(N, 1, H, W)``; with ``tokens`` (their
-    precomputed token maps) only the head runs."""
-    device = resolve_device(device)
+                  tokens: torch.Tensor | None = None) -> np.ndarray:
+    """Boolean masks ``(N, H, W)`` (sigmoid >= threshold) of ``images`` ``(N, 1, H, W)``, computed on the model's
+    device; with ``tokens`` (their precomputed token maps) only the head runs."""
+    device = next(model.head.parameters()).device
     model.eval()
     size = tuple(images.shape[2:])
     out = []
@@ -243,11 +244,15 @@ def run_seg_study(
     for domain, em in [*train.items(), *test.items()]:
         if len(em) == 0:
             raise DataError(f"domain {domain!r} has no train or no test patches: expected both splits")
+    _check_patches(encoder, list(data.values()))
     cached: dict[tuple[str, str], torch.Tensor] = {}
+    started = time.perf_counter()
     if "frozen" in config.regimes:  # tokens of every patch, once for all frozen models
         for split, sets in (("train", train), ("test", test)):
             for d, em in sets.items():
                 cached[(split, d)] = compute_tokens(encoder, em.images, batch_size=config.batch_size, device=device)
+    synchronize(device)
+    token_cache_s = time.perf_counter() - started
     rows, history, costs, examples = [], [], [], {}
     for domains in config.train_sets:
         name = "+".join(domains)
@@ -262,12 +267,13 @@ def run_seg_study(
             train_s = time.perf_counter() - started
             costs.append({"train_set": name, "regime": regime, "trainable_params": trainable,
                           "total_params": count_parameters(model)[1], "train_s": round(train_s, 2),
+                          "token_cache_s": round(token_cache_s, 2) if regime == "frozen" else 0.0,
                           "device": device.type})
             history.append(pd.DataFrame({"train_set": name, "regime": regime, "epoch": np.arange(1, len(loss) + 1),
                                          "loss": loss}))
             for d, em in test.items():
                 predicted = predict_masks(model, em.images, threshold=config.threshold, batch_size=config.batch_size,
-                                          device=device, tokens=cached.get(("test", d)) if regime == "frozen" else None)
+                                          tokens=cached.get(("test", d)) if regime == "frozen" else None)
                 rows.append({"train_set": name, "regime": regime, "test_domain": d, "in_domain": d in domains,
                              "iou": foreground_iou(predicted, em.masks), "n_test": len(em)})
                 examples[(name, regime, d)] = predicted[:n_examples]
@@ -277,12 +283,13 @@ def run_seg_study(
 
 
 def _check_patches(encoder: ChannelEncoder, sets: Sequence[EMSet]) -> None:
+    """One patch size for all sets (they are batched together), a multiple of the backbone's patch."""
     if not sets:
-        raise DataError("no training set given: expected one EMSet per domain trained on")
+        raise DataError("no EM set given: expected one EMSet per domain")
     patch = encoder.backbone.patch_embed.patch_size[0]
     sizes = {em.images.shape[2:] for em in sets}
     if len(sizes) > 1:
-        raise DataError(f"training sets have patches of different sizes {sorted(sizes)}: tile them to one size")
+        raise DataError(f"EM sets have patches of different sizes {sorted(sizes)}: tile them to one size")
     height, width = sizes.pop()
     if height % patch or width % patch:
         raise DataError(f"patches of {height} x {width} px are not a multiple of the backbone's {patch} px patch: "
