@@ -16,17 +16,17 @@ def _slice(rng, shape=(6, 10)):
     return rng.integers(0, 256, shape, dtype=np.uint8)
 
 
-def write_lucchi(root, rng, n=(3, 2), rgba_masks=False):
+def write_lucchi(root, rng, n=(3, 2), rgba_masks=False, shape=(6, 10)):
     """Lucchi++ as the zip unpacks: Lucchi++/{Train,Test}_{In,Out}; inputs mask%04d.png, masks %d.png."""
     truth = {}
     for split, count in zip(("Train", "Test"), n):
         (root / "Lucchi++" / f"{split}_In").mkdir(parents=True)
         (root / "Lucchi++" / f"{split}_Out").mkdir(parents=True)
         for k in range(count):
-            image, mask = _slice(rng), rng.random((6, 10)) < 0.3
+            image, mask = _slice(rng, shape), rng.random(shape) < 0.3
             iio.imwrite(root / "Lucchi++" / f"{split}_In" / f"mask{k:04d}.png", image)
             if rgba_masks:  # white RGBA on mitochondria, transparent black elsewhere
-                out = np.zeros((6, 10, 4), np.uint8)
+                out = np.zeros((*shape, 4), np.uint8)
                 out[mask] = 255
             else:
                 out = mask.astype(np.uint8) * 255
@@ -68,16 +68,16 @@ def test_read_lucchi_pp_refuses_missing_mask(tmp_path):
         read_lucchi_pp(tmp_path)
 
 
-def write_vnc(root, rng, n=5):
+def write_vnc(root, rng, n=5, shape=(8, 8)):
     """groundtruth-drosophila-vnc: stack1/raw/NN.tif (8-bit), stack1/mitochondria/NN.png (non-zero = mito)."""
     (root / "stack1" / "raw").mkdir(parents=True)
     (root / "stack1" / "mitochondria").mkdir(parents=True)
     truth = []
     for k in range(n):
-        image, mask = _slice(rng, (8, 8)), rng.random((8, 8)) < 0.3
+        image, mask = _slice(rng, shape), rng.random(shape) < 0.3
         tifffile.imwrite(root / "stack1" / "raw" / f"{k:02d}.tif", image)
         grey = np.where(mask, 255, 0).astype(np.uint8)
-        grey[mask & (rng.random((8, 8)) < 0.2)] = 73  # anti-aliased border values of the release
+        grey[mask & (rng.random(shape) < 0.2)] = 73  # anti-aliased border values of the release
         iio.imwrite(root / "stack1" / "mitochondria" / f"{k:02d}.png", grey)
         truth.append((image, mask))
     return truth
@@ -182,3 +182,18 @@ def test_emset_refuses_inconsistent_parts():
     with pytest.raises(DataError, match="split has values"):
         EMSet(np.zeros((2, 1, 4, 4), np.uint8), np.zeros((2, 4, 4), bool), _obs(2).assign(split="val"),
               {"domain": "vnc"})
+
+
+def test_load_em_pair_gives_both_domains_as_patches(tmp_path):
+    from dinoxfer_lib.data.em import EMDataConfig, load_em_pair
+
+    pair = load_em_pair(EMDataConfig(n_stacks=3, n_slices=2, patch_size=32, pixel_nm=20.0, test_stacks=1), seed=0)
+    assert set(pair) == {"lucchi", "vnc"} and all(em.images.shape[1:] == (1, 32, 32) for em in pair.values())
+    write_lucchi(tmp_path / "lucchi", np.random.default_rng(6), shape=(16, 24))
+    write_vnc(tmp_path / "vnc", np.random.default_rng(7), shape=(16, 16))
+    real = load_em_pair(EMDataConfig(source="real", lucchi_path=str(tmp_path / "lucchi"), vnc_path=str(
+        tmp_path / "vnc"), patch_size=8, vnc_test_sections=1), seed=0)
+    assert len(real["lucchi"]) == 5 * 2 * 3 and len(real["vnc"]) == 5 * 2 * 2  # slices x tiles of 8 px
+    assert not real["vnc"].synthetic and list(real["vnc"].split("test").obs["slice"].unique()) == [4]
+    with pytest.raises(ConfigError, match=r"'em.lucchi_path'"):
+        load_em_pair(EMDataConfig(source="real"), seed=0)

@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -38,6 +40,7 @@ from scipy.spatial import cKDTree
 
 from dinoxfer_lib.data.checks import read_image
 from dinoxfer_lib.errors import ConfigError, DataError
+from dinoxfer_lib.errors import require_config as _require
 
 EM_DOMAINS: tuple[str, ...] = ("lucchi", "vnc")
 EM_SPLITS: tuple[str, ...] = ("train", "test")
@@ -64,7 +67,8 @@ class EMSet:
         (index in it), ``split`` (``train`` / ``test``); tiles add ``tile_y, tile_x``, synthetic sets ``z_nm`` and
         ``membrane_fraction``.
     metadata
-        ``domain``, ``synthetic``, ``voxel_size_nm`` (z, y, x), ``source`` and what else the reader knows.
+        ``domain``, ``synthetic``, ``voxel_size_nm`` (z, y, x), ``source``, and ``dataset`` (real data) or
+        ``emulates`` (stand-ins).
     """
 
     images: np.ndarray
@@ -174,7 +178,7 @@ def read_lucchi_pp(root: str | os.PathLike) -> EMSet:
                                  slices=order, domain="lucchi"))
     metadata = {
         "domain": "lucchi", "synthetic": False, "voxel_size_nm": LUCCHI_VOXEL_NM, "source": str(folder),
-        "emulates": "Lucchi++ (Casser et al. 2020): mouse hippocampus CA1, FIB-SEM",
+        "dataset": "Lucchi++ (Casser et al. 2020): mouse hippocampus CA1, FIB-SEM",
     }
     return _concat(parts, metadata)
 
@@ -211,7 +215,7 @@ def read_vnc(root: str | os.PathLike, *, test_sections: int = VNC_TEST_SECTIONS)
                      slices=order, domain="vnc")
     em.metadata.update({
         "domain": "vnc", "synthetic": False, "voxel_size_nm": VNC_VOXEL_NM, "source": str(folder),
-        "emulates": "VNC (Gerhard et al. 2013): Drosophila larval ventral nerve cord, ssTEM",
+        "dataset": "VNC (Gerhard et al. 2013): Drosophila larval ventral nerve cord, ssTEM",
     })
     return em
 
@@ -222,12 +226,15 @@ def _unpacked(root: Path) -> Path:
         return root
     if root.is_file() and root.suffix == ".zip":
         target = root.with_name(root.name + ".unzip")
-        if not target.is_dir():
+        if not target.is_dir():  # unpack beside, then rename: an interrupted unpacking is never trusted
+            partial = root.with_name(root.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
             try:
                 with zipfile.ZipFile(root) as archive:
-                    archive.extractall(target)  # zipfile drops absolute paths and ".." components
+                    archive.extractall(partial)  # zipfile drops absolute paths and ".." components
             except zipfile.BadZipFile as exc:
                 raise DataError(f"{root}: not a readable zip file ({exc}); download it again") from exc
+            partial.rename(target)
         return target
     raise DataError(f"{root}: not found; expected the dataset folder or its zip file")
 
@@ -577,3 +584,57 @@ def _soft_inside(depth: np.ndarray, pixel_nm: float) -> np.ndarray:
 
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The pair as the study uses it
+
+
+@dataclass(frozen=True)
+class EMDataConfig:
+    """Where the EM pair comes from and how it is cut into the patches the models see.
+
+    The config owner registers it (e.g. under ``data.em``); :meth:`validate` names offending keys.
+    """
+
+    # "synthetic" = the stand-ins of this module; "real" = Lucchi++ and VNC read from lucchi_path and vnc_path.
+    source: Literal["synthetic", "real"] = "synthetic"
+    # Real only: the Lucchi++ zip or folder (`dinoxfer fetch lucchi_pp`) and the VNC zip or folder (`dinoxfer fetch
+    # vnc`).
+    lucchi_path: str | None = None
+    vnc_path: str | None = None
+    # Side of the square patches in pixels: real slices are tiled to it; a multiple of the backbone's patch size.
+    patch_size: int = 64
+    # Synthetic only: tissue blocks per domain, slices per block, lateral pixel size (nm) and the blocks held out
+    # for testing. The demo's 10 x 16 patches per domain take seconds.
+    n_stacks: int = 10
+    n_slices: int = 16
+    pixel_nm: float = 10.0
+    test_stacks: int = 2
+    # Real only: VNC sections held out for testing (the last ones).
+    vnc_test_sections: int = VNC_TEST_SECTIONS
+
+    def validate(self, key: str) -> None:
+        """Raise :class:`ConfigError` naming ``f"{key}.{field}"`` for the first impossible value."""
+        _require(self.patch_size >= 8, f"{key}.patch_size", self.patch_size, ">= 8")
+        _require(self.n_stacks >= 2, f"{key}.n_stacks", self.n_stacks, ">= 2 (one to train on, one to test)")
+        _require(self.n_slices >= 1, f"{key}.n_slices", self.n_slices, ">= 1")
+        _require(self.pixel_nm > 0, f"{key}.pixel_nm", self.pixel_nm, "> 0")
+        _require(1 <= self.test_stacks < self.n_stacks, f"{key}.test_stacks", self.test_stacks,
+                 f"between 1 and n_stacks - 1 ({self.n_stacks - 1})")
+        _require(self.vnc_test_sections >= 1, f"{key}.vnc_test_sections", self.vnc_test_sections, ">= 1")
+        if self.source == "real":
+            for name in ("lucchi_path", "vnc_path"):
+                _require(getattr(self, name) is not None, f"{key}.{name}", getattr(self, name),
+                         "a zip file or folder (source is 'real')")
+
+
+def load_em_pair(config: EMDataConfig, *, seed: int) -> dict[str, EMSet]:
+    """``{"lucchi": ..., "vnc": ...}`` as patches of ``config.patch_size``: the stand-ins, or the real pair tiled."""
+    config.validate("em")
+    if config.source == "synthetic":
+        options = dict(n_stacks=config.n_stacks, n_slices=config.n_slices, size=config.patch_size,
+                       pixel_nm=config.pixel_nm, test_stacks=config.test_stacks, seed=seed)
+        return {"lucchi": make_lucchi_like(**options), "vnc": make_vnc_like(**options)}
+    return {"lucchi": tile_em(read_lucchi_pp(config.lucchi_path), config.patch_size),
+            "vnc": tile_em(read_vnc(config.vnc_path, test_sections=config.vnc_test_sections), config.patch_size)}

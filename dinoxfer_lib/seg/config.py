@@ -7,6 +7,7 @@ names offending keys as ``seg.<field>``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from dinoxfer_lib.adapt.config import LoraSettings
 from dinoxfer_lib.data.em import EM_DOMAINS
@@ -23,7 +24,7 @@ class SegConfig:
 
     # "linear": BatchNorm + a 1x1 convolution per patch token, upsampled to pixels (DINOv2's linear head);
     # "conv": a small decoder (3x3 convolutions, two 2x upsamplings) that can sharpen boundaries finer than a patch.
-    head: str = "conv"
+    head: Literal["linear", "conv"] = "conv"
     # Channels of the conv decoder's first layer (halved after each upsampling). Raise it if the conv head's
     # training IoU stays below the linear head's.
     decoder_width: int = 64
@@ -34,7 +35,7 @@ class SegConfig:
     train_sets: tuple[tuple[str, ...], ...] = (("lucchi",), ("vnc",), ("lucchi", "vnc"))
     # Joint training: "balanced" draws each domain equally often whatever its size; "proportional" draws every
     # training patch equally often, so the larger domain dominates.
-    joint_sampling: str = "balanced"
+    joint_sampling: Literal["balanced", "proportional"] = "balanced"
     # Epochs; an epoch draws as many patches as the training set(s) hold. Cosine schedule to 0 over all steps.
     # If the training loss still falls steeply at the end, raise it.
     epochs: int = 20
