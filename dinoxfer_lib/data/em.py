@@ -1,8 +1,8 @@
 """Electron-microscopy mitochondria segmentation: the Lucchi++ / VNC domain pair of paper 004, real and synthetic.
 
 - **Lucchi++** (Casser et al. 2020, re-annotation of Lucchi et al. 2013): mouse hippocampus CA1 imaged by FIB-SEM
-  with isotropic 5 x 5 x 5 nm voxels; a training and a testing volume of 165 slices of 768 x 1024 px each, binary
-  mitochondria masks. :func:`read_lucchi_pp` reads the published ``lucchi_pp.zip`` layout.
+  with isotropic 5 x 5 x 5 nm voxels; a training and a testing volume of 165 slices each (the original EPFL volumes
+  are 1024 x 768 px), binary mitochondria masks. :func:`read_lucchi_pp` reads the published ``lucchi_pp.zip``.
 - **VNC** (Gerhard et al. 2013): *Drosophila* larval ventral nerve cord imaged by serial-section TEM, 4.6 x 4.6 nm
   pixels but 45-50 nm thick sections (anisotropic); stack 1 has 20 annotated 1024 x 1024 sections.
   :func:`read_vnc` reads the ``groundtruth-drosophila-vnc`` repository layout.
