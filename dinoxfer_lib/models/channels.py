@@ -222,14 +222,18 @@ class ChannelEncoder(nn.Module):
         fixed shape (a new batch shape compiles again)."""
         self._embed = torch.compile(self._embed, dynamic=False, mode=mode)
 
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, S, H, W) in [0, 1] → the backbone's input convention (step 2 of the module docstring)."""
+        if self.slot_stats:
+            return (x - self.mean) / self.std
+        if self.per_image_zscore:
+            mean = x.mean(dim=(2, 3), keepdim=True)  # (N, S, 1, 1)
+            return (x - mean) / (x.std(dim=(2, 3), unbiased=False, keepdim=True) + 1e-7)
+        return x
+
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         """(N, S, H, W) in [0, 1] → (N, F): standardise as in the backbone's training, then features."""
-        if self.slot_stats:
-            x = (x - self.mean) / self.std
-        elif self.per_image_zscore:
-            mean = x.mean(dim=(2, 3), keepdim=True)  # (N, S, 1, 1)
-            x = (x - mean) / (x.std(dim=(2, 3), unbiased=False, keepdim=True) + 1e-7)
-        return backbone_features(self.backbone, x, self.feature)
+        return backbone_features(self.backbone, self.standardize(x), self.feature)
 
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
         b, c, h, w = raw.shape

@@ -1,0 +1,289 @@
+"""Adaptation regimes for localisation on Table III's folds and test images (issue 18, item 1).
+
+Paper 001 leaves fine-tuning as future work; paper 004 compares a frozen backbone with LoRA. For each of the first
+``config.folds`` folds and each regime, one model is trained end to end on the fold's training images, from the
+pretrained encoder, with the paper's MLP head:
+
+- ``frozen``: only the head, on the pretrained features (cached once) - the matched baseline;
+- ``lora``: low-rank adapters on the attention projections (:mod:`~dinoxfer_lib.adapt.lora`) plus the head;
+- ``full``: every backbone weight with layer-wise lr decay (:mod:`~dinoxfer_lib.adapt.optim`) plus the head.
+
+Inputs are prepared by the same :class:`~dinoxfer_lib.models.channels.ChannelEncoder` that makes the frozen
+embeddings (channel strategy, intensity scaling, slot standardisation), so the regimes differ only in what is
+trained. Training follows the probe protocol where it applies: images drawn with the probes' resampling weights
+(``probe.resample``), binary cross-entropy, features standardised with the training fold's statistics. Scoring is
+the probes' own (:func:`~dinoxfer_lib.probes.scoring.score_fold`): the result is a
+:class:`~dinoxfer_lib.probes.result.ProbeResult` whose ``probe`` column names the regime, so Table III's
+machinery shows it beside the frozen probes; :class:`AdaptResult` adds trainable-parameter counts and times.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from dinoxfer_lib.adapt.config import AdaptConfig
+from dinoxfer_lib.adapt.lora import add_lora, count_parameters
+from dinoxfer_lib.adapt.model import AdaptedClassifier, save_adapted
+from dinoxfer_lib.adapt.optim import cosine_schedule, layer_decay_groups
+from dinoxfer_lib.data.splits import Split
+from dinoxfer_lib.devices import resolve_device, synchronize
+from dinoxfer_lib.errors import DataError
+from dinoxfer_lib.models.channels import ChannelEncoder
+from dinoxfer_lib.probes.config import ProbeConfig
+from dinoxfer_lib.probes.keyed_random import model_key
+from dinoxfer_lib.probes.protocol import check_split, fit_standardizer, resampling_weights
+from dinoxfer_lib.probes.result import HISTORY_COLUMNS, SCORE_COLUMNS, ProbeResult
+from dinoxfer_lib.probes.scoring import score_fold, threshold_label
+
+COST_COLUMNS = ("set", "probe", "fold", "trainable_params", "total_params", "train_s", "predict_s", "device")
+
+
+@dataclass
+class AdaptResult:
+    """Scores of the adapted models and what each cost.
+
+    Attributes
+    ----------
+    probe
+        As the probes return it; ``probe`` = regime (``frozen`` / ``lora`` / ``full``), ``set`` = the set name.
+    costs
+        One row per (regime, fold): trainable and total parameters, training and prediction seconds, device.
+    """
+
+    probe: ProbeResult
+    costs: pd.DataFrame
+
+    def table(self) -> pd.DataFrame:
+        """Table III's columns per (set, regime) plus trainable parameters and mean training seconds per fold."""
+        costs = self.costs.groupby(["set", "probe"], sort=False).agg(
+            trainable_params=("trainable_params", "first"), total_params=("total_params", "first"),
+            train_s_mean=("train_s", "mean")).reset_index()
+        return self.probe.table().merge(costs, on=["set", "probe"], how="left")
+
+
+def run_adaptation(
+    encoder: ChannelEncoder,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    split: Split,
+    config: AdaptConfig,
+    probe: ProbeConfig,
+    class_names: Sequence[str],
+    set_name: str,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    save_dir: str | Path | None = None,
+) -> AdaptResult:
+    """Train every regime of ``config`` on the first ``config.folds`` folds and score it as the probes are.
+
+    Parameters
+    ----------
+    encoder
+        The pretrained backbone in its channel strategy (:func:`~dinoxfer_lib.models.channels.make_encoder`);
+        moved to ``device``, its weights left unchanged (adapted models work on copies).
+    images
+        ``(N, C, H, W)`` raw images of the whole dataset (test images included; they are only predicted), in
+        the encoder's channel order; may be a memory map.
+    labels
+        ``(N, K)`` boolean labels.
+    split
+        Table III's split; fold models train on a fold's training images and are scored on its validation images
+        and on the shared test images.
+    config
+        Regimes, folds, optimisation and LoRA settings (``config.validate("adapt")`` is applied).
+    probe
+        The head (``hidden``, ``dropout``), the decision ``threshold``, ``resample`` and ``tune_thresholds``.
+    class_names
+        The K classes.
+    set_name
+        The ``set`` column of the scores (the frozen embedding set this encoder makes, so rows line up).
+    device
+        ``None``: the GPU if there is one (bf16 autocast there).
+    seed
+        With the set name, regime and fold it fixes each model's head, adapters and draws.
+    save_dir
+        When given, each model is saved to ``save_dir/<regime>/fold<k>`` (:func:`~dinoxfer_lib.adapt.model.
+        save_adapted`).
+    """
+    config.validate("adapt")
+    probe.validate("probe")
+    labels = np.asarray(labels).astype(bool)
+    _check_inputs(encoder, images, labels, class_names)
+    check_split(split, len(labels))
+    device = resolve_device(device)
+    encoder = encoder.to(device).eval()
+    features = embed_images(encoder, images, batch_size=2 * config.batch_size, device=device)  # (N, D)
+    features_t = torch.from_numpy(features).to(device)
+    labels_t = torch.from_numpy(labels).float().to(device)
+    rows, history, costs, test_probs, thresholds = [], [], [], {}, {}
+    for fold in range(min(config.folds, len(split.folds))):
+        train, val = split.folds[fold]
+        mean, std = (torch.from_numpy(v) for v in fit_standardizer(features[train]))
+        for regime in config.regimes:
+            key = model_key(seed, set_name, regime, fold)
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(key % 2**63)
+                model = _fresh_model(encoder, regime, labels.shape[1], mean=mean, std=std, config=config,
+                                     probe=probe, seed=key).to(device)
+                optimizer = make_optimizer(model, config)
+                trainable = sum(p.numel() for group in optimizer.param_groups for p in group["params"])
+                started = time.perf_counter()
+                loss = _train(model, optimizer, images, features_t, labels_t, train_rows=np.asarray(train),
+                              config=config, probe=probe, device=device, seed=key)
+                synchronize(device)
+                train_s = time.perf_counter() - started
+                started = time.perf_counter()
+                probs = _predict(model, images, features_t, batch_size=2 * config.batch_size, device=device)
+                synchronize(device)
+                predict_s = time.perf_counter() - started
+            subsets = {"train": train, "val": val, "test": split.test}
+            fold_rows, tuned = score_fold({k: probs[v] for k, v in subsets.items()},
+                                          {k: labels[v] for k, v in subsets.items()}, class_names=class_names,
+                                          threshold=probe.threshold, tune=probe.tune_thresholds)
+            rows += [{"set": set_name, "probe": regime, "fold": fold, **row} for row in fold_rows]
+            val_f1 = next(r["value"] for r in fold_rows if r["subset"] == "val" and r["class"] is None)
+            history.append(_history(loss, val_f1, set_name=set_name, regime=regime, fold=fold))
+            test_probs.setdefault((set_name, regime), []).append(probs[split.test])
+            if tuned is not None:
+                thresholds.setdefault((set_name, regime), []).append(tuned)
+            costs.append({"set": set_name, "probe": regime, "fold": fold, "trainable_params": trainable,
+                          "total_params": count_parameters(model)[1], "train_s": round(train_s, 2),
+                          "predict_s": round(predict_s, 2), "device": device.type})
+            if save_dir is not None:
+                save_adapted(model, Path(save_dir) / regime / f"fold{fold}")
+            del model
+    result = ProbeResult(
+        scores=pd.DataFrame(rows, columns=list(SCORE_COLUMNS)),
+        test_probs={k: np.stack(v) for k, v in test_probs.items()},
+        history=pd.concat(history, ignore_index=True),
+        test_index=np.asarray(split.test),
+        class_names=tuple(class_names),
+        fixed_threshold=threshold_label(probe.threshold),
+        thresholds={k: np.stack(v) for k, v in thresholds.items()},
+    )
+    return AdaptResult(probe=result, costs=pd.DataFrame(costs, columns=list(COST_COLUMNS)))
+
+
+@torch.no_grad()
+def embed_images(encoder: ChannelEncoder, images: np.ndarray, *, batch_size: int, device: torch.device) -> np.ndarray:
+    """``(N, D)`` float32 features of ``encoder`` (eval mode) for all images, in batches."""
+    encoder.eval()
+    parts = [encoder(image_batch(images, np.arange(start, min(start + batch_size, len(images))), device))
+             .float().cpu() for start in range(0, len(images), batch_size)]
+    return torch.cat(parts).numpy()
+
+
+def _check_inputs(encoder: ChannelEncoder, images: np.ndarray, labels: np.ndarray,
+                  class_names: Sequence[str]) -> None:
+    if images.ndim != 4:
+        raise DataError(f"images must be (N, C, H, W), got shape {images.shape}")
+    if images.shape[1] != len(encoder.target_channels):
+        raise DataError(f"images have {images.shape[1]} channels, the encoder expects "
+                        f"{len(encoder.target_channels)} ({', '.join(encoder.target_channels)})")
+    if labels.ndim != 2 or len(labels) != len(images):
+        raise DataError(f"labels shape {labels.shape} does not match {len(images)} images: expected (N, K)")
+    if len(class_names) != labels.shape[1]:
+        raise DataError(f"{len(class_names)} class names for {labels.shape[1]} label columns")
+
+
+def _fresh_model(encoder: ChannelEncoder, regime: str, n_classes: int, *, mean: torch.Tensor, std: torch.Tensor,
+                 config: AdaptConfig, probe: ProbeConfig, seed: int) -> AdaptedClassifier:
+    """A model of ``regime`` starting from the pretrained encoder (a copy unless frozen) and a new head."""
+    if regime != "frozen":
+        encoder = copy.deepcopy(encoder)
+    if regime == "lora":
+        add_lora(encoder.backbone, config.lora, seed=seed)
+    elif regime == "full":
+        encoder.backbone.requires_grad_(True)
+    return AdaptedClassifier.build(encoder, n_classes, mean=mean, std=std, regime=regime, hidden=probe.hidden,
+                                   dropout=probe.dropout)
+
+
+def make_optimizer(model: AdaptedClassifier, config: AdaptConfig) -> torch.optim.AdamW:
+    """What each regime trains: the head (and the adapters) at ``lr``; for ``full`` also the backbone, in
+    layer-decayed groups below ``full_lr``. Its parameters are the reported trainable count."""
+    groups = [{"params": list(model.head.parameters()), "lr": config.lr, "weight_decay": config.weight_decay}]
+    backbone = model.encoder.backbone
+    if model.regime == "lora":
+        adapters = [p for p in backbone.parameters() if p.requires_grad]
+        groups.append({"params": adapters, "lr": config.lr, "weight_decay": config.weight_decay})
+    elif model.regime == "full":
+        groups += layer_decay_groups(backbone, lr=config.full_lr, weight_decay=config.weight_decay,
+                                     layer_decay=config.layer_decay)
+    device = model.norm.running_mean.device
+    return torch.optim.AdamW(groups, fused=device.type in ("cpu", "cuda") or None)
+
+
+def _train(model: AdaptedClassifier, optimizer: torch.optim.Optimizer, images: np.ndarray,
+           features_t: torch.Tensor, labels_t: torch.Tensor, *, train_rows: np.ndarray, config: AdaptConfig,
+           probe: ProbeConfig, device: torch.device, seed: int) -> np.ndarray:
+    """Train in place; returns the mean training loss of each epoch ``(epochs,)``."""
+    n_train = len(train_rows)
+    weights = resampling_weights(labels_t[train_rows].bool().cpu().numpy()) if probe.resample else np.ones(n_train)
+    weights_t = torch.as_tensor(weights, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(seed % 2**63)
+    steps = math.ceil(n_train / config.batch_size)
+    scheduler = cosine_schedule(optimizer, config.epochs * steps)
+    frozen = model.regime == "frozen"
+    model.train()
+    loss_per_epoch = np.empty(config.epochs)
+    for epoch in range(config.epochs):
+        drawn = train_rows[torch.multinomial(weights_t, n_train, replacement=True, generator=generator).numpy()]
+        total = 0.0
+        for step in range(steps):
+            rows = drawn[step * config.batch_size:(step + 1) * config.batch_size]
+            if len(rows) < 2 and not frozen:  # a batch of one has no spread to standardise by
+                continue
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                if frozen:
+                    logits = model.head_logits(features_t[torch.as_tensor(rows, device=device)])
+                else:
+                    logits = model(image_batch(images, rows, device))
+            loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels_t[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += loss.item() * len(rows)
+        loss_per_epoch[epoch] = total / n_train
+    return loss_per_epoch
+
+
+@torch.no_grad()
+def _predict(model: AdaptedClassifier, images: np.ndarray, features_t: torch.Tensor, *, batch_size: int,
+             device: torch.device) -> np.ndarray:
+    """Sigmoid outputs ``(N, K)`` of ``model`` (eval mode) on every image."""
+    model.eval()
+    if model.regime == "frozen":
+        return torch.sigmoid(model.head_logits(features_t)).cpu().numpy()
+    parts = []
+    for start in range(0, len(images), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(images)))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            parts.append(torch.sigmoid(model(image_batch(images, rows, device)).float()).cpu())
+    return torch.cat(parts).numpy()
+
+
+def image_batch(images: np.ndarray, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Raw images ``rows`` as float32 on the device (a memory map reads only these)."""
+    return torch.from_numpy(np.asarray(images[rows], dtype=np.float32)).to(device, non_blocking=True)
+
+
+def _history(loss: np.ndarray, val_f1: float, *, set_name: str, regime: str, fold: int) -> pd.DataFrame:
+    """Loss per epoch; the validation macro F1 is known after the last epoch only."""
+    val = np.full(len(loss), np.nan)
+    val[-1] = val_f1
+    frame = pd.DataFrame({"set": set_name, "probe": regime, "fold": fold, "epoch": np.arange(1, len(loss) + 1),
+                          "loss": loss, "val_macro_f1": val})
+    return frame[list(HISTORY_COLUMNS)]

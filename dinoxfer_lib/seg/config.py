@@ -1,0 +1,77 @@
+"""Settings of the EM mitochondria segmentation study (paper 004; issue 18, item 3).
+
+The config owner registers :class:`SegConfig` under the ``seg:`` key of a profile; :meth:`SegConfig.validate`
+names offending keys as ``seg.<field>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from dinoxfer_lib.adapt.config import LoraSettings
+from dinoxfer_lib.data.em import EM_DOMAINS
+from dinoxfer_lib.errors import require_config as _require
+
+HEADS: tuple[str, ...] = ("linear", "conv")
+SEG_REGIMES: tuple[str, ...] = ("frozen", "lora")
+JOINT_SAMPLING: tuple[str, ...] = ("balanced", "proportional")
+
+
+@dataclass(frozen=True)
+class SegConfig:
+    """A light head on a ViT's patch tokens, trained with Dice + BCE, on one EM domain or on both."""
+
+    # "linear": BatchNorm + a 1x1 convolution per patch token, upsampled to pixels (DINOv2's linear head);
+    # "conv": a small decoder (3x3 convolutions, two 2x upsamplings) that can sharpen boundaries finer than a patch.
+    head: Literal["linear", "conv"] = "conv"
+    # Channels of the conv decoder's first layer (halved after each upsampling). Raise it if the conv head's
+    # training IoU stays below the linear head's.
+    decoder_width: int = 64
+    # Regimes per training set: "frozen" (patch tokens computed once, only the head trains) and "lora" (adapters
+    # on the attention projections train with the head, the backbone runs in every step).
+    regimes: tuple[str, ...] = ("frozen", "lora")
+    # Training sets, each the domains one model trains on together: 004's single-domain and joint rows.
+    train_sets: tuple[tuple[str, ...], ...] = (("lucchi",), ("vnc",), ("lucchi", "vnc"))
+    # Joint training: "balanced" draws each domain equally often whatever its size; "proportional" draws every
+    # training patch equally often, so the larger domain dominates.
+    joint_sampling: Literal["balanced", "proportional"] = "balanced"
+    # Epochs; an epoch draws as many patches as the training set(s) hold. Cosine schedule to 0 over all steps.
+    # If the training loss still falls steeply at the end, raise it.
+    epochs: int = 20
+    # Patches per optimiser step.
+    batch_size: int = 16
+    # AdamW lr of the head and the adapters, and its weight decay.
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    # Loss = bce_weight * BCE + dice_weight * (1 - soft Dice). Dice keeps the rare foreground (a few % of the
+    # pixels) from being ignored; BCE gives useful gradients while the Dice overlap is still near zero.
+    dice_weight: float = 1.0
+    bce_weight: float = 1.0
+    # Pixels with sigmoid >= threshold count as mitochondrion in the IoU.
+    threshold: float = 0.5
+    # The adapters of the "lora" regime.
+    lora: LoraSettings = field(default_factory=LoraSettings)
+
+    def validate(self, key: str) -> None:
+        """Raise :class:`ConfigError` naming ``f"{key}.{field}"`` for the first impossible value."""
+        _require(self.head in HEADS, f"{key}.head", self.head, f"one of {', '.join(HEADS)}")
+        _require(isinstance(self.decoder_width, int) and self.decoder_width >= 4, f"{key}.decoder_width",
+                 self.decoder_width, "an integer >= 4")
+        _require(len(self.regimes) >= 1 and set(self.regimes) <= set(SEG_REGIMES)
+                 and len(set(self.regimes)) == len(self.regimes), f"{key}.regimes", self.regimes,
+                 f"distinct values from {', '.join(SEG_REGIMES)}")
+        _require(len(self.train_sets) >= 1 and all(
+            len(s) >= 1 and set(s) <= set(EM_DOMAINS) and len(set(s)) == len(s) for s in self.train_sets),
+            f"{key}.train_sets", self.train_sets, f"non-empty lists of distinct domains from {', '.join(EM_DOMAINS)}")
+        _require(self.joint_sampling in JOINT_SAMPLING, f"{key}.joint_sampling", self.joint_sampling,
+                 f"one of {', '.join(JOINT_SAMPLING)}")
+        _require(isinstance(self.epochs, int) and self.epochs >= 1, f"{key}.epochs", self.epochs, "an integer >= 1")
+        _require(isinstance(self.batch_size, int) and self.batch_size >= 1, f"{key}.batch_size", self.batch_size,
+                 "an integer >= 1")
+        _require(self.lr > 0, f"{key}.lr", self.lr, "> 0")
+        _require(self.weight_decay >= 0, f"{key}.weight_decay", self.weight_decay, ">= 0")
+        _require(self.dice_weight >= 0 and self.bce_weight >= 0 and self.dice_weight + self.bce_weight > 0,
+                 f"{key}.dice_weight", (self.dice_weight, self.bce_weight), "weights >= 0, not both 0")
+        _require(0 < self.threshold < 1, f"{key}.threshold", self.threshold, "in (0, 1)")
+        self.lora.validate(f"{key}.lora")
