@@ -41,6 +41,15 @@ def pair_notebooks(notebook_dir: Path) -> list[Path]:
     return [p.with_suffix(".ipynb") for p in paths]
 
 
+def _parameters_cell(path: Path, lines: list[str]) -> tuple[int, int]:
+    """Line range ``[start, end)`` of the ``parameters`` cell's code (after its marker line)."""
+    start = next((i for i, line in enumerate(lines) if _PARAMETERS_MARKER.match(line)), None)
+    if start is None:
+        raise NotebookError(f"{path}: no cell tagged 'parameters' (expected a line # %% tags=[\"parameters\"])")
+    end = next((i for i in range(start + 1, len(lines)) if _CELL_MARKER.match(lines[i])), len(lines))
+    return start + 1, end
+
+
 def read_parameters(path: Path) -> dict[str, Any]:
     """Names and default values of a percent-format notebook's ``parameters`` cell, in order.
 
@@ -49,11 +58,8 @@ def read_parameters(path: Path) -> dict[str, Any]:
     """
     path = Path(path)
     lines = path.read_text().splitlines()
-    start = next((i for i, line in enumerate(lines) if _PARAMETERS_MARKER.match(line)), None)
-    if start is None:
-        raise NotebookError(f"{path}: no cell tagged 'parameters' (expected a line # %% tags=[\"parameters\"])")
-    end = next((i for i in range(start + 1, len(lines)) if _CELL_MARKER.match(lines[i])), len(lines))
-    source = "\n".join(lines[start + 1:end])
+    start, end = _parameters_cell(path, lines)
+    source = "\n".join(lines[start:end])
     try:
         body = ast.parse(source, filename=str(path)).body
     except SyntaxError as exc:
@@ -77,3 +83,25 @@ def common_parameters(paths: Iterable[Path]) -> dict[str, Any]:
     if not tables:
         return {}
     return {name: default for name, default in tables[0].items() if all(name in table for table in tables)}
+
+
+def write_with_parameters(source: Path, target: Path, **values: Any) -> Path:
+    """Copy a percent-format notebook to ``target`` with new defaults in its ``parameters`` cell.
+
+    What a JupyterLab user does by editing that cell before running the notebook: the copy runs as is, with no
+    injected cell, e.g. on the smoke profile with its own run store. Every name must already be a parameter.
+    """
+    source, target = Path(source), Path(target)
+    parameters = read_parameters(source)
+    unknown = sorted(set(values) - set(parameters))
+    if unknown:
+        raise NotebookError(f"{source}: no parameter {unknown[0]!r}; expected one of {', '.join(parameters)}")
+    lines = source.read_text().splitlines()
+    start, end = _parameters_cell(source, lines)
+    # replace bottom-up, so the line numbers of the assignments above stay valid
+    for node in reversed(ast.parse("\n".join(lines[start:end])).body):
+        name = node.targets[0].id  # read_parameters checked the cell holds `name = literal` lines only
+        if name in values:
+            lines[start + node.lineno - 1:start + node.end_lineno] = [f"{name} = {values[name]!r}"]
+    target.write_text("\n".join(lines) + "\n")
+    return target
