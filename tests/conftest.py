@@ -33,3 +33,45 @@ def smoke_book(smoke_runs, tmp_path_factory):
     index = build_book(profile="smoke", runs_root=runs, repo_root=REPO, output_dir=output)
     assert index == output / "_build" / "html" / "index.html"
     return index.parent
+
+
+@pytest.fixture
+def tiny_embedding_set():
+    """A factory of small OpenCell-like embedding sets for the explorer: ``make(n, seed) -> (adata, images)``.
+
+    Images are blurred blobs on a dark field (they compress like microscopy, unlike noise); the AnnData has what
+    ``extract_embeddings`` writes plus a layout in ``obsm["X_umap"]``.
+    """
+    import anndata
+    import numpy as np
+    import pandas as pd
+    from scipy.ndimage import gaussian_filter
+
+    from dinoxfer_lib.data.classes import OPENCELL_CHANNELS, OPENCELL_CLASSES
+    from dinoxfer_lib.data.dataset import ImageSet
+
+    def make(n: int = 40, seed: int = 0, size: int = 24):
+        rng = np.random.default_rng(seed)
+        spots = np.zeros((n, 2, size, size), dtype=np.float32)
+        rows, cols = rng.integers(2, size - 2, (2, n, 2, 6))
+        for i in range(n):
+            for channel in range(2):
+                spots[i, channel, rows[i, channel], cols[i, channel]] = 1.0
+        images = (gaussian_filter(spots, sigma=(0, 0, 2, 2)) * 60_000 + 200).astype(np.uint16)
+        classes = OPENCELL_CLASSES[:5]
+        grades = np.zeros((n, len(classes)), dtype=np.int8)
+        grades[np.arange(n), rng.integers(0, len(classes), n)] = 3
+        grades[rng.random((n, len(classes))) < 0.15] = 1
+        obs = pd.DataFrame({"image_id": [f"oc_{i:04d}" for i in range(n)], "group": [f"P{i // 4:03d}" for i in range(n)],
+                            "batch": [f"plate{i % 3}" for i in range(n)], "domain": "opencell"})
+        dataset = ImageSet(images=images, labels=grades > 0, grades=grades, obs=obs, class_names=classes,
+                           channel_names=OPENCELL_CHANNELS, domain="opencell", synthetic=True)
+        adata = anndata.AnnData(X=rng.normal(size=(n, 8)).astype(np.float32), obs=obs.set_index("image_id", drop=False))
+        adata.obs_names = obs["image_id"].to_numpy()
+        adata.obsm["grades"], adata.obsm["labels"] = grades, (grades > 0).astype(np.uint8)
+        adata.obsm["X_umap"] = rng.normal(size=(n, 2))
+        adata.uns["class_names"] = list(classes)
+        adata.uns["embedding"] = {"set": "tiny_set"}
+        return adata, dataset
+
+    return make

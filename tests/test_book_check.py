@@ -11,6 +11,7 @@ import pytest
 from dinoxfer_lib.browser import unavailable_reason
 from dinoxfer_lib.checks.book import CHECKS, book_pages, check_book, format_report
 from dinoxfer_lib.errors import StoreError
+from dinoxfer_lib.pl.explorer import embedding_explorer
 
 REPO = Path(__file__).resolve().parents[1]
 BROWSER_MISSING = unavailable_reason()
@@ -41,7 +42,7 @@ PIXEL = bytes.fromhex("89504e470d0a1a0a0000000d494844520000000100000001080600000
 
 
 @pytest.fixture
-def tiny_book(tmp_path):
+def tiny_book(tmp_path, tiny_embedding_set):
     html = tmp_path / "_build" / "html"
     (html / "book").mkdir(parents=True)
     (html / "_static").mkdir()
@@ -49,7 +50,9 @@ def tiny_book(tmp_path):
     (html / "_static" / "asset.html").write_text("not a page")
     (html / "book" / "ok.png").write_bytes(PIXEL)
     (html / "book" / "good.html").write_text(PAGE.format(body="<p>Nothing wrong here.</p>"))
-    (html / "book" / "bad.html").write_text(PAGE.format(body=BAD_BODY))
+    adata, _ = tiny_embedding_set(10)
+    without_thumbnails = embedding_explorer(adata)._repr_html_()
+    (html / "book" / "bad.html").write_text(PAGE.format(body=BAD_BODY + without_thumbnails))
     return html
 
 
@@ -67,6 +70,7 @@ def test_checker_finds_every_kind_of_problem_and_passes_a_clean_page(tiny_book):
     assert {f.check for f in bad.findings} == set(CHECKS), format_report([bad])
     details = "\n".join(f"{f.check}: {f.detail}" for f in bad.findings)
     assert "missing.png" in details and "example.org/remote.png" in details and "plot failed" in details
+    assert "explorer 1: the tooltip of oc_0000 shows no image" in details
     assert "too wide: <div> 300 px past the column" in details  # the table that scrolls in its own box is fine
     assert bad.height > 2000 and good.height < 2000
     for report in (bad, good):

@@ -12,7 +12,9 @@ A page fails on (the names in :data:`CHECKS`):
 - ``too tall``: a page taller than :data:`MAX_PAGE_HEIGHT_PX`;
 - ``machine path``: a path of the building machine (its run store, repository, home folder) in the text;
 - ``progress bar``: a tqdm bar in the text;
-- ``kernel log``: the kernel's "Kernel is running over TCP" warning in the text.
+- ``kernel log``: the kernel's "Kernel is running over TCP" warning in the text;
+- ``explorer tooltip``: an embedding explorer (:mod:`dinoxfer_lib.pl.explorer`) whose first point, hovered,
+  shows no tooltip with a thumbnail.
 
 Full-page screenshots go to ``_build/screenshots/`` beside ``_build/html`` for a person to look at.
 """
@@ -27,10 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dinoxfer_lib.browser import chromium, serve_folder
+from dinoxfer_lib.checks.explorer import hover_point
 from dinoxfer_lib.errors import DinoxferError, StoreError
+from dinoxfer_lib.pl.explorer import IFRAME_CLASS
 
 CHECKS: tuple[str, ...] = ("missing image", "console error", "external request", "too wide", "stderr output",
-                           "too tall", "machine path", "progress bar", "kernel log")
+                           "too tall", "machine path", "progress bar", "kernel log", "explorer tooltip")
 # A page taller than this is a wall of output, not a chapter: about 20 screens of a laptop.
 MAX_PAGE_HEIGHT_PX = 20_000
 # The reader's window: a laptop with the book's side bar open.
@@ -257,6 +261,16 @@ def _check_page(context, url: str, name: str, *, forbidden: Sequence[str], max_h
         findings.append(Finding("progress bar", f"{len(bars)} tqdm bar line(s), e.g. {bars[0]!r}"))
     if KERNEL_LOG in text:
         findings.append(Finding("kernel log", f"{KERNEL_LOG!r} appears {text.count(KERNEL_LOG)} time(s)"))
+
+    for number, iframe in enumerate(page.locator(f"iframe.{IFRAME_CLASS}").all(), start=1):
+        try:
+            tooltip = hover_point(iframe.element_handle().content_frame())
+        except LookupError as exc:
+            findings.append(Finding("explorer tooltip", f"explorer {number}: {exc}"))
+            continue
+        if tooltip.image_width == 0:
+            findings.append(Finding("explorer tooltip", f"explorer {number}: the tooltip of {tooltip.image_id} "
+                                                        "shows no image"))
 
     page.screenshot(path=str(screenshot), full_page=True)
     page.close()
