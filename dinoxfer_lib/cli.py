@@ -131,8 +131,9 @@ def _parameters_help(notebook_dir: Path) -> str:
     lines = [f"papermill parameters of every notebook in {notebook_dir}/ (name = default; the option that sets it):"]
     lines += [f"  {f'{name} = {default!r}':<{width}}  {_PARAMETER_OPTIONS.get(name, '(papermill only)')}"
               for name, default in parameters.items()]
-    lines += ["plain papermill on a paired notebook (`dinoxfer notebooks` writes the pairs):",
-              "  papermill notebooks/04_classifier.ipynb out.ipynb -p profile smoke -y 'overrides: {seed: 1}'"]
+    lines += ["plain papermill on a paired notebook (`dinoxfer notebooks` writes the pairs; from notebooks/, so that",
+              "runs_root = '../runs' is the repository's runs/):",
+              "  cd notebooks && papermill 04_classifier.ipynb out.ipynb -p profile smoke -y 'overrides: {seed: 1}'"]
     return "\n".join(lines)
 
 
