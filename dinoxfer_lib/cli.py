@@ -147,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--runs", type=Path, default=Path("runs"), help="artifact store root (default: %(default)s)")
 
     run = sub.add_parser("run", help="execute the notebooks with papermill, in order",
-                         epilog=_parameters_help(Path("notebooks")), formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=_parameters_help(Path("notebooks")),
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_profile(run)
     run.add_argument("--only", nargs="+", metavar="NAME", help="notebooks to run, e.g. 01_datasets or 01")
     run.add_argument("--force", action="store_true", help="recompute stages even when they are unchanged")

@@ -62,7 +62,8 @@ def tiny_embedding_set():
         grades = np.zeros((n, len(classes)), dtype=np.int8)
         grades[np.arange(n), rng.integers(0, len(classes), n)] = 3
         grades[rng.random((n, len(classes))) < 0.15] = 1
-        obs = pd.DataFrame({"image_id": [f"oc_{i:04d}" for i in range(n)], "group": [f"P{i // 4:03d}" for i in range(n)],
+        obs = pd.DataFrame({"image_id": [f"oc_{i:04d}" for i in range(n)],
+                            "group": [f"P{i // 4:03d}" for i in range(n)],
                             "batch": [f"plate{i % 3}" for i in range(n)], "domain": "opencell"})
         dataset = ImageSet(images=images, labels=grades > 0, grades=grades, obs=obs, class_names=classes,
                            channel_names=OPENCELL_CHANNELS, domain="opencell", synthetic=True)

@@ -22,7 +22,8 @@ PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"><style>
 body {{ margin: 0; }} article.bd-article {{ width: 600px; margin-left: 100px; }}
 </style></head><body><main><article class="bd-article">
 <p>A chapter.</p><img src="ok.png" alt="a figure">
-<div style="overflow-x: auto"><table style="width: 1200px"><tr><td>a wide table in its own scroll box</td></tr></table></div>
+<div style="overflow-x: auto"><table style="width: 1200px"><tr><td>a wide table in its own scroll box</td></tr>
+</table></div>
 {body}
 </article></main></body></html>"""
 BAD_BODY = f"""

@@ -71,7 +71,8 @@ _WIDE_ELEMENTS_JS = """
     wide.push(el);
   }
   const describe = (el) => {
-    const cls = typeof el.className === "string" && el.className.trim() ? "." + el.className.trim().split(/\\s+/).slice(0, 3).join(".") : "";
+    const names = typeof el.className === "string" ? el.className.trim().split(/\\s+/).filter(Boolean) : [];
+    const cls = names.length ? "." + names.slice(0, 3).join(".") : "";
     const text = (el.innerText || "").trim().replace(/\\s+/g, " ").slice(0, 60);
     const over = Math.round(el.getBoundingClientRect().right - limit + tolerance);
     return `<${el.tagName.toLowerCase()}${cls}> ${over} px past the column` + (text ? ` ("${text}")` : "");

@@ -112,7 +112,7 @@ def check_lab(
                                  runs_root=str(workdir / "runs"))
     report = LabReport(notebook=copy)
     started = time.perf_counter()
-    with _lab_server(notebooks, workdir / "lab") as (url, token):
+    with _LabServer(notebooks, workdir / "lab") as (url, token):
         report.seconds["server start"] = time.perf_counter() - started
         with chromium(executable=chromium_path) as browser:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -141,21 +141,22 @@ def _lab_settings(folder: Path) -> Path:
     return folder
 
 
-class _lab_server:
+class _LabServer:
     """JupyterLab serving ``root`` on 127.0.0.1; yields ``(base_url, token)``; stopped by its process id."""
 
     def __init__(self, root: Path, state: Path) -> None:
         self.root, self.state = root, state
         self.token, self.port = secrets.token_hex(16), free_port()
         self.process: subprocess.Popen | None = None
+        self.log = None
 
     def __enter__(self) -> tuple[str, str]:
         env = {**os.environ,
                "JUPYTER_RUNTIME_DIR": str(self.state / "runtime"),
                "JUPYTERLAB_SETTINGS_DIR": str(self.state / "user-settings"),
                "JUPYTERLAB_WORKSPACES_DIR": str(self.state / "workspaces")}
-        command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={self.port}",
-                   f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
+        command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
+                   f"--port={self.port}", f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
                    f"--LabApp.app_settings_dir={_lab_settings(self.state / 'app-settings')}",
                    "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
         self.log = (self.state / "server.log").open("w")
@@ -210,7 +211,8 @@ class _lab_server:
 _PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 _PROMPTS_JS = f"""() => [...document.querySelectorAll("{_PANEL} .jp-CodeCell .jp-InputArea-prompt")]
   .map((p) => p.textContent.includes("*") ? "busy" : /\\[\\d+\\]/.test(p.textContent) ? "ran" : "new")"""
-_FIGURES_JS = f"""() => [...document.querySelectorAll("{_PANEL} .jp-OutputArea-output img, {_PANEL} .jp-OutputArea-output svg")]
+_FIGURES_JS = f"""() => [...document.querySelectorAll(
+    "{_PANEL} .jp-OutputArea-output img, {_PANEL} .jp-OutputArea-output svg")]
   .filter((el) => el.tagName.toLowerCase() === "svg" || el.naturalWidth > 0).length"""
 
 

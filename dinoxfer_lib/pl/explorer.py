@@ -354,6 +354,6 @@ def _tooltip_html(with_image: bool, with_prediction: bool) -> str:
     image = (f'<img src="@thumbnail" alt="@image_id" width="{TOOLTIP_IMAGE_PX}" '
              'style="float: left; margin: 0 8px 4px 0; image-rendering: pixelated;">') if with_image else ""
     prediction = "<div><b>predicted</b>: @predicted</div>" if with_prediction else ""
-    return (f'<div class="{TOOLTIP_CLASS}" style="max-width: 420px; font-size: 12px;">{image}<div><b>@image_id</b></div>'
-            f"<div><b>true</b>: @true_labels</div>{prediction}"
+    return (f'<div class="{TOOLTIP_CLASS}" style="max-width: 420px; font-size: 12px;">{image}'
+            f"<div><b>@image_id</b></div><div><b>true</b>: @true_labels</div>{prediction}"
             "<div><b>protein</b> @protein · <b>plate</b> @plate</div></div>")
