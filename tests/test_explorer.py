@@ -28,7 +28,7 @@ def test_page_is_self_contained_with_one_thumbnail_per_point(tiny_embedding_set)
 
 
 def test_800_points_stay_under_3_mb(tiny_embedding_set):
-    """The size the book can afford per explorer: ~2 MB of Bokeh plus small thumbnails (64 px WebP)."""
+    """The size the book can afford per explorer page: Bokeh's JavaScript plus 800 small thumbnails."""
     adata, images = tiny_embedding_set(900, size=64)
     explorer = embedding_explorer(adata, images)
     assert explorer.n_points == 800 and "800 images (a random sample of 900, seed 0)" in explorer.title

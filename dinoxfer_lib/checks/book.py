@@ -263,6 +263,7 @@ def _check_page(context, url: str, name: str, *, forbidden: Sequence[str], max_h
     if KERNEL_LOG in text:
         findings.append(Finding("kernel log", f"{KERNEL_LOG!r} appears {text.count(KERNEL_LOG)} time(s)"))
 
+    page.screenshot(path=str(screenshot), full_page=True)  # before hovering: the hover scrolls the page
     for number, iframe in enumerate(page.locator(f"iframe.{IFRAME_CLASS}").all(), start=1):
         try:
             tooltip = hover_point(iframe.element_handle().content_frame())
@@ -272,8 +273,6 @@ def _check_page(context, url: str, name: str, *, forbidden: Sequence[str], max_h
         if tooltip.image_width == 0:
             findings.append(Finding("explorer tooltip", f"explorer {number}: the tooltip of {tooltip.image_id} "
                                                         "shows no image"))
-
-    page.screenshot(path=str(screenshot), full_page=True)
     page.close()
     return PageReport(page=name, height=height, findings=tuple(findings), screenshot=screenshot)
 

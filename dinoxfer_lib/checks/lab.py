@@ -104,6 +104,9 @@ def check_lab(
         Cells that ran, figures shown, error outputs, and the time of each phase; ``failures()`` lists what is
         wrong (empty when the notebook works in Lab).
     """
+    missing = [path for path in (REPO_ROOT / "jupytext.toml", LAB_SETTINGS / "overrides.json") if not path.is_file()]
+    if missing:
+        raise LabCheckError(f"{missing[0]} is missing: the Lab check runs from a source checkout of dinoxfer")
     workdir = Path(workdir).resolve()
     notebooks = workdir / "notebooks"
     notebooks.mkdir(parents=True)

@@ -9,8 +9,8 @@ selection lists the chosen images in a table.
 Bokeh writes the figure, its data and its JavaScript into one HTML document (``INLINE`` resources), so the
 explorer needs no network and no running kernel. In a notebook it is shown inside an ``<iframe srcdoc>``: Jupyter
 Book 1.x copies that HTML output into the page as is, JupyterLab renders it, and the book theme's scripts and
-Bokeh's never meet. Thumbnails are small lossy WebP images (every current browser decodes WebP): about 0.7 kB
-each at 64 px, so 800 points add about 0.6 MB to the ~2 MB of Bokeh's own JavaScript.
+Bokeh's never meet. Thumbnails are small lossy WebP images (every current browser decodes WebP), so Bokeh's own
+JavaScript, not the data, makes most of the page (the README gives the measured size).
 """
 
 from __future__ import annotations
