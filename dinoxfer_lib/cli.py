@@ -1,4 +1,4 @@
-"""The ``dinoxfer`` command: run the notebooks, build the book, fetch data, print the environment.
+"""The ``dinoxfer`` command: run the notebooks, build the book, fetch data, print the config and the environment.
 
 Errors a user can act on (a bad profile key, a missing file, a failed download, a failing notebook) print one line
 and exit with status 2; anything else is a bug and keeps its traceback.
@@ -34,6 +34,21 @@ def _cmd_run(args: argparse.Namespace) -> None:
         f"{reused} stage(s) reused, {computed} computed; executed notebooks in "
         f"{Path(args.runs).resolve() / Path(args.profile).stem / 'notebooks'}"
     )
+
+
+def _cmd_notebooks(args: argparse.Namespace) -> None:
+    from dinoxfer_lib.notebooks import pair_notebooks
+
+    for path in pair_notebooks(args.notebooks):
+        print(path)
+
+
+def _cmd_config(args: argparse.Namespace) -> None:
+    from dinoxfer_lib.config import config_yaml, load_config
+    from dinoxfer_lib.runner import parse_overrides
+
+    overrides = parse_overrides(args.set or ())
+    print(config_yaml(load_config(args.profile, overrides), source=args.profile, overrides=overrides), end="")
 
 
 def _cmd_book(args: argparse.Namespace) -> None:
@@ -102,6 +117,33 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         print(f"recorded for the performance chapter: {path}")
 
 
+# The `run` option that sets each papermill parameter of the notebooks.
+_PARAMETER_OPTIONS = {"profile": "--profile", "overrides": "--set KEY=VALUE ...", "runs_root": "--runs",
+                      "force": "--force"}
+
+
+def _parameters_help(notebook_dir: Path) -> str:
+    """The papermill parameters every notebook accepts, read from their parameters cells, for ``run --help``."""
+    from dinoxfer_lib.errors import NotebookError
+    from dinoxfer_lib.notebooks import common_parameters
+    from dinoxfer_lib.runner import discover_notebooks
+
+    try:
+        parameters = common_parameters(discover_notebooks(notebook_dir))
+    except NotebookError as exc:
+        return f"papermill parameters: not listed ({exc})"
+    if not parameters:
+        return f"papermill parameters: the notebooks in {notebook_dir}/ share none"
+    width = max(len(f"{name} = {default!r}") for name, default in parameters.items())
+    lines = [f"papermill parameters of every notebook in {notebook_dir}/ (name = default; the option that sets it):"]
+    lines += [f"  {f'{name} = {default!r}':<{width}}  {_PARAMETER_OPTIONS.get(name, '(papermill only)')}"
+              for name, default in parameters.items()]
+    lines += ["plain papermill on a paired notebook (`dinoxfer notebooks` writes the pairs; from notebooks/, so that",
+              "runs_root = '../runs' is the repository's runs/):",
+              "  cd notebooks && papermill 04_classifier.ipynb out.ipynb -p profile smoke -y 'overrides: {seed: 1}'"]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dinoxfer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,13 +153,27 @@ def build_parser() -> argparse.ArgumentParser:
                        "or a YAML file of the same shape (default: %(default)s)")
         p.add_argument("--runs", type=Path, default=Path("runs"), help="artifact store root (default: %(default)s)")
 
-    run = sub.add_parser("run", help="execute the notebooks with papermill, in order")
+    run = sub.add_parser("run", help="execute the notebooks with papermill, in order",
+                         epilog=_parameters_help(Path("notebooks")),
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_profile(run)
     run.add_argument("--only", nargs="+", metavar="NAME", help="notebooks to run, e.g. 01_datasets or 01")
     run.add_argument("--force", action="store_true", help="recompute stages even when they are unchanged")
     run.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="override a config value, e.g. seed=1")
     run.add_argument("--notebooks", type=Path, default=Path("notebooks"), help="notebook folder (default: %(default)s)")
     run.set_defaults(func=_cmd_run)
+
+    notebooks = sub.add_parser("notebooks", help="write or update the paired .ipynb of every notebook (jupytext "
+                               "--sync), for JupyterLab and plain papermill")
+    notebooks.add_argument("--notebooks", type=Path, default=Path("notebooks"),
+                           help="notebook folder (default: %(default)s)")
+    notebooks.set_defaults(func=_cmd_notebooks)
+
+    config = sub.add_parser("config", help="print the fully resolved config as YAML (a profile you can copy and edit)")
+    config.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(available_profiles())} "
+                        "or a YAML file of the same shape (default: %(default)s)")
+    config.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="override a config value, e.g. seed=1")
+    config.set_defaults(func=_cmd_config)
 
     book = sub.add_parser("book", help="build the HTML book from the executed notebooks of a profile")
     add_profile(book)

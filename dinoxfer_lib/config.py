@@ -210,11 +210,37 @@ def load_config(profile: str = DEFAULT_PROFILE, overrides: Mapping[str, Any] | N
         raise ConfigError(f"profile {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"profile {path}: expected a mapping of keys to values at the top level")
+    if overrides is not None and not isinstance(overrides, Mapping):
+        # papermill's -p passes text: `-p overrides "{seed: 1}"` arrives as a string, not a mapping
+        raise ConfigError(f"overrides = {overrides!r}: expected a mapping of config keys to values; with papermill "
+                          "pass it as YAML: -y 'overrides: {seed: 1}'")
     values = _merge(values, dict(overrides or {}), prefix="")
     values["profile"] = path.stem if profile == str(path) else profile
     config = _build(Config, values, prefix="")
     config.validate()
     return config
+
+
+def config_yaml(config: Config, *, source: str | None = None, overrides: Mapping[str, Any] | None = None) -> str:
+    """``config`` as a profile: YAML that :func:`load_config` reads back into an equal config.
+
+    Every key is written, defaults included, so the text documents the whole run and can be copied and edited.
+    ``source`` and ``overrides`` (what the config was resolved from) go into a comment at the top.
+    """
+
+    def plain(value: Any) -> Any:  # safe_dump knows lists, not tuples
+        if isinstance(value, dict):
+            return {key: plain(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(item) for item in value]
+        return value
+
+    values = plain(config.to_dict())
+    values.pop("profile")  # load_config names a profile file after its stem
+    header = f"# dinoxfer config resolved from profile {source or config.profile!r}"
+    header += f" with overrides {json.dumps(dict(overrides))}\n" if overrides else "\n"
+    header += "# use it as a profile: save as NAME.yaml, then --profile NAME.yaml (or papermill -p profile NAME.yaml)\n"
+    return header + yaml.safe_dump(values, sort_keys=False, default_flow_style=False)
 
 
 def _merge(base: dict, overrides: Mapping[str, Any], prefix: str) -> dict:

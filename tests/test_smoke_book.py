@@ -1,10 +1,10 @@
 """The smoke book end to end: every notebook runs with papermill, a second run reuses every stage, the HTML builds.
 
-This is what `make book` does on the demo profile, on the tiny smoke profile so CI can afford it.
+This is what `make book` does on the demo profile, on the tiny smoke profile so CI can afford it. The run and the
+build are the session fixtures ``smoke_runs`` and ``smoke_book`` of conftest.py (the browser check reads them too).
 """
 
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -15,15 +15,6 @@ from dinoxfer_lib.runner import discover_notebooks, run_notebooks
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def smoke_runs(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    started = time.perf_counter()
-    first = run_notebooks(profile="smoke", notebook_dir=REPO / "notebooks", runs_root=runs, log=lambda s: None)
-    first_seconds = time.perf_counter() - started
-    return runs, first, first_seconds
 
 
 def test_every_notebook_runs_on_smoke(smoke_runs):
@@ -49,11 +40,8 @@ def test_book_needs_executed_notebooks(tmp_path):
         build_book(profile="smoke", runs_root=tmp_path / "empty", repo_root=REPO, output_dir=tmp_path)
 
 
-def test_book_builds_with_tables_and_rendered_figures(smoke_runs, tmp_path):
-    runs, _, _ = smoke_runs
-    index = build_book(profile="smoke", runs_root=runs, repo_root=REPO, output_dir=tmp_path)
-    assert index == tmp_path / "_build" / "html" / "index.html"
-    page = tmp_path / "_build" / "html" / "book" / "notebooks" / "01_datasets.html"
+def test_book_builds_with_tables_and_rendered_figures(smoke_book):
+    page = smoke_book / "book" / "notebooks" / "01_datasets.html"
     html = page.read_text()
     assert "<table" in html and "Synthetic data" in html
     images = re.findall(r'<img[^>]+src="([^"]+)"', html)
@@ -63,10 +51,8 @@ def test_book_builds_with_tables_and_rendered_figures(smoke_runs, tmp_path):
     assert "Traceback" not in html
 
 
-def test_results_chapters_show_table_iii_beside_the_paper_and_figure_2(smoke_runs, tmp_path):
-    runs, _, _ = smoke_runs
-    build_book(profile="smoke", runs_root=runs, repo_root=REPO, output_dir=tmp_path)
-    pages = tmp_path / "_build" / "html" / "book" / "notebooks"
+def test_results_chapters_show_table_iii_beside_the_paper_and_figure_2(smoke_book):
+    pages = smoke_book / "book" / "notebooks"
     classifier = (pages / "04_classifier.html").read_text()
     assert "0.8221 ± 0.0062" in classifier  # the paper's best row, beside ours
     assert "macro F1, this run (test)" in classifier and "Synthetic data" in classifier

@@ -24,7 +24,7 @@ def plot_f1_by_configuration(summary: pd.DataFrame, *, ax=None) -> Figure:
     """Figure 1: mean test macro F1 per configuration, ±1 std over the fold models, grouped by pretraining data
     (``weights``) and coloured by embedding approach; the paper's values as open diamonds where it has one.
 
-    ``summary`` is :func:`dinoxfer_lib.results.table_iii` (weights, approach, test_f1_mean, test_f1_std,
+    ``summary`` is :func:`dinoxfer_lib.report.classifier.table_iii` (weights, approach, test_f1_mean, test_f1_std,
     paper_mean, paper_std).
     """
     fig = ax.figure if ax is not None else Figure(figsize=(7.5, 4), layout="constrained")
@@ -62,7 +62,7 @@ def plot_per_class_f1(per_class: pd.DataFrame) -> Figure:
 def plot_train_test_gap(summary: pd.DataFrame, *, ax=None) -> Figure:
     """Train, validation and test macro F1 per configuration (the paper saw ≥ 0.94 train vs ~0.8 test).
 
-    ``summary`` is :func:`dinoxfer_lib.results.table_iii`.
+    ``summary`` is :func:`dinoxfer_lib.report.classifier.table_iii`.
     """
     fig = ax.figure if ax is not None else Figure(figsize=(7, 0.5 * len(summary) + 1.5), layout="constrained")
     ax = ax or fig.subplots()
@@ -78,7 +78,7 @@ def plot_train_test_gap(summary: pd.DataFrame, *, ax=None) -> Figure:
 
 def plot_probe_comparison(frame: pd.DataFrame) -> Figure:
     """Test macro F1 of each probe (MLP, linear, k-NN) per embedding set, ±1 std over folds;
-    ``frame`` is :func:`dinoxfer_lib.results.probe_comparison`."""
+    ``frame`` is :func:`dinoxfer_lib.report.classifier.probe_comparison`."""
     fig = Figure(figsize=(8, 0.6 * frame["set"].nunique() + 1.8), layout="constrained")
     ax = fig.subplots()
     sets, probes = list(dict.fromkeys(frame["set"])), list(dict.fromkeys(frame["probe"]))
@@ -134,7 +134,7 @@ def plot_prediction(image: np.ndarray, channel_names: Sequence[str], table: pd.D
 
 def plot_split_comparison(frame: pd.DataFrame, *, ax=None) -> Figure:
     """Test macro F1 with the paper's split by image beside the split grouped by protein (±1 std over folds);
-    ``frame`` is :func:`dinoxfer_lib.results.split_comparison`."""
+    ``frame`` is :func:`dinoxfer_lib.report.classifier.split_comparison`."""
     fig = ax.figure if ax is not None else Figure(figsize=(7, 0.55 * len(frame) + 1.5), layout="constrained")
     ax = ax or fig.subplots()
     y = np.arange(len(frame))
@@ -166,7 +166,7 @@ def plot_probe_training(history: pd.DataFrame, *, probe: str = "mlp") -> Figure:
 
 def plot_error_gallery(images: np.ndarray, channel_names: Sequence[str], errors: pd.DataFrame) -> Figure:
     """Composites of the test images behind the most confident errors, each titled with the wrong decision;
-    ``errors`` is :func:`dinoxfer_lib.results.confident_errors` and ``images`` the dataset's image array."""
+    ``errors`` is :func:`dinoxfer_lib.report.predictions.confident_errors` and ``images`` the dataset's image array."""
     n = len(errors)
     cols = min(4, max(n, 1))
     rows = int(np.ceil(n / cols)) or 1
