@@ -51,6 +51,22 @@ def _cmd_config(args: argparse.Namespace) -> None:
     print(config_yaml(load_config(args.profile, overrides), source=args.profile, overrides=overrides), end="")
 
 
+def _cmd_verify(args: argparse.Namespace) -> None:
+    from dinoxfer_lib.config import load_config
+    from dinoxfer_lib.errors import StoreError
+    from dinoxfer_lib.store import ArtifactStore
+
+    store = ArtifactStore(args.runs, load_config(args.profile).profile)
+    report = store.verify()
+    for stage, damaged in report.items():
+        print(f"{stage}: {'; '.join(damaged) if damaged else 'ok'}")
+    bad = [stage for stage, damaged in report.items() if damaged]
+    if bad:
+        raise StoreError(f"{len(bad)} of {len(report)} stage(s) under {store.root} do not match their provenance "
+                         f"(first: {bad[0]}); the next run recomputes them")
+    print(f"{len(report)} stage(s) under {store.root} match the sha256 in their provenance")
+
+
 def _cmd_book(args: argparse.Namespace) -> None:
     from dinoxfer_lib.book import build_book
 
@@ -174,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "or a YAML file of the same shape (default: %(default)s)")
     config.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="override a config value, e.g. seed=1")
     config.set_defaults(func=_cmd_config)
+
+    verify = sub.add_parser("verify", help="check every stage of a profile's store against its recorded sha256")
+    add_profile(verify)
+    verify.set_defaults(func=_cmd_verify)
 
     book = sub.add_parser("book", help="build the HTML book from the executed notebooks of a profile")
     add_profile(book)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from dinoxfer_lib.tl.config import AnalysisConfig
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 DEFAULT_PROFILE = "demo"
+# What relative paths in the shipped profiles are relative to: the repository's root in a checkout.
+SHIPPED_PROFILE_BASE = PROFILE_DIR.parents[1]
 
 
 @dataclass(frozen=True)
@@ -35,8 +38,10 @@ class DomainConfig:
     # synthetic = the embedded stand-in; opencell / hpa_kaggle = the real on-disk layouts; table = a CSV of
     # image paths + labels for your own data (see book/running.md).
     source: Literal["synthetic", "opencell", "hpa_kaggle", "table"] = "synthetic"
-    # Folder (opencell, hpa_kaggle) or CSV file (table); ignored for synthetic.
-    path: str | None = None
+    # Folder (opencell, hpa_kaggle) or CSV file (table); ignored for synthetic. A relative path is relative to the
+    # profile file's folder (for the shipped profiles: the repository's root), and on the command line (--set) to
+    # the current directory.
+    path: str | None = field(default=None, metadata={"path": True})
     # Synthetic only: number of images. The demo OpenCell-like set has >= 2,000 so 5-fold CV has ~360 per fold.
     n_images: int = 2400
     # Side of the square images in pixels (synthetic: rendered size; real: resized to this, None keeps the original).
@@ -192,18 +197,29 @@ def available_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
 
 
-def load_config(profile: str = DEFAULT_PROFILE, overrides: Mapping[str, Any] | None = None) -> Config:
-    """Read ``profile``, apply nested ``overrides``, validate, return a frozen :class:`Config`.
-
-    ``profile`` is a profile name or a path to a YAML file of the same shape.
-    """
-    path = Path(profile)
+def profile_path(profile: str | os.PathLike) -> Path:
+    """The YAML file of ``profile``: a shipped profile's name, or a file path (relative to the current directory)."""
+    path = Path(profile).expanduser()
     if path.suffix not in (".yaml", ".yml"):
         path = PROFILE_DIR / f"{profile}.yaml"
         if not path.is_file():
-            raise ConfigError(f"unknown profile {profile!r}: expected one of {', '.join(available_profiles())}")
-    elif not path.is_file():
+            raise ConfigError(f"unknown profile {str(profile)!r}: expected one of {', '.join(available_profiles())} "
+                              "or a .yaml file")
+        return path
+    path = path.resolve()
+    if not path.is_file():
         raise ConfigError(f"profile file {path} does not exist")
+    return path
+
+
+def load_config(profile: str | os.PathLike = DEFAULT_PROFILE, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read ``profile``, apply nested ``overrides``, validate, return a frozen :class:`Config`.
+
+    ``profile`` is a profile name or a path to a YAML file of the same shape. Relative paths in the file are made
+    absolute against its folder (the repository's root for the shipped profiles), relative paths in ``overrides``
+    against the current directory, so a config never depends on where a notebook's kernel runs.
+    """
+    path = profile_path(profile)
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -214,11 +230,31 @@ def load_config(profile: str = DEFAULT_PROFILE, overrides: Mapping[str, Any] | N
         # papermill's -p passes text: `-p overrides "{seed: 1}"` arrives as a string, not a mapping
         raise ConfigError(f"overrides = {overrides!r}: expected a mapping of config keys to values; with papermill "
                           "pass it as YAML: -y 'overrides: {seed: 1}'")
-    values = _merge(values, dict(overrides or {}), prefix="")
-    values["profile"] = path.stem if profile == str(path) else profile
+    base = SHIPPED_PROFILE_BASE if path.parent == PROFILE_DIR else path.parent
+    values = _merge(absolute_paths(values, base=base), absolute_paths(overrides or {}), prefix="")
+    values["profile"] = path.stem
     config = _build(Config, values, prefix="")
     config.validate()
     return config
+
+
+def absolute_paths(values: Mapping[str, Any], *, base: str | os.PathLike | None = None, cls: type | None = None) -> dict:
+    """``values`` (a profile's or overrides' nested mapping) with every path key made absolute against ``base``
+    (default: the current directory). Path keys are the config fields marked ``metadata={"path": True}``."""
+    cls = cls or Config
+    base = Path(base) if base is not None else Path.cwd()
+    fields = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+    hints = typing.get_type_hints(cls) if fields else {}
+    out = dict(values)
+    for key, value in values.items():
+        spec = fields.get(key)
+        if spec is None:
+            continue  # unknown keys are reported by _build
+        if spec.metadata.get("path") and isinstance(value, str) and value:
+            out[key] = str((base / Path(value).expanduser()).resolve())
+        elif isinstance(value, Mapping) and dataclasses.is_dataclass(hints[key]):
+            out[key] = absolute_paths(value, base=base, cls=hints[key])
+    return out
 
 
 def config_yaml(config: Config, *, source: str | None = None, overrides: Mapping[str, Any] | None = None) -> str:

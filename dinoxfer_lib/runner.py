@@ -11,17 +11,18 @@ successful run is not executed again: its executed copy is reused (``--force`` r
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dinoxfer_lib.config import load_config
+from dinoxfer_lib.config import PROFILE_DIR, absolute_paths, config_hash, load_config, profile_path
 from dinoxfer_lib.errors import ConfigError, NotebookError
 from dinoxfer_lib.store import EVENTS, ArtifactStore
 
@@ -40,6 +41,7 @@ class NotebookRun:
     reused: tuple[str, ...]
     computed: tuple[str, ...]
     skipped: bool = False
+    reasons: Mapping[str, str] = field(default_factory=dict)  # computed stage -> why
 
     def summary(self) -> str:
         if self.skipped:
@@ -48,7 +50,8 @@ class NotebookRun:
         if self.reused:
             parts.append(f"reused {len(self.reused)} stage(s) ({', '.join(self.reused)})")
         if self.computed:
-            parts.append(f"computed {len(self.computed)} stage(s) ({', '.join(self.computed)})")
+            why = [f"{stage} ({self.reasons[stage]})" if self.reasons.get(stage) else stage for stage in self.computed]
+            parts.append(f"computed {len(self.computed)} stage(s): {', '.join(why)}")
         return "; ".join(parts)
 
 
@@ -84,22 +87,28 @@ def run_notebooks(
     overrides: Mapping[str, Any] | None = None,
     log: Callable[[str], None] = print,
 ) -> list[NotebookRun]:
-    """Execute the selected notebooks in order; stop at the first failure (raising :class:`NotebookError`)."""
-    load_config(profile, overrides)  # fail on a bad profile or override before any kernel starts
+    """Execute the selected notebooks in order; stop at the first failure (raising :class:`NotebookError`).
+
+    A profile file and relative paths in it or in ``overrides`` are resolved here, against the current directory,
+    so the notebooks (whose kernels run in ``notebook_dir``) see absolute paths.
+    """
+    config = load_config(profile, overrides)  # fail on a bad profile or override before any kernel starts
     runs_root = Path(runs_root).resolve()
     notebooks = select_notebooks(discover_notebooks(Path(notebook_dir)), only)
-    out_dir = runs_root / Path(profile).stem / "notebooks"
+    path = profile_path(profile)
+    out_dir = runs_root / config.profile / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     parameters = {
-        "profile": profile,
-        "overrides": dict(overrides or {}),
+        "profile": profile if path.parent == PROFILE_DIR else str(path),
+        "overrides": absolute_paths(overrides or {}),
         "runs_root": str(runs_root),
         "force": force,
     }
-    store = ArtifactStore(runs_root, Path(profile).stem)
+    store = ArtifactStore(runs_root, config.profile)
+    inputs = _run_inputs(config, store)
     results = []
     for path in notebooks:
-        fingerprint = _fingerprint(path, parameters)
+        fingerprint = _fingerprint(path, parameters, inputs)
         reusable = None if force else _reusable_run(path, out_dir, fingerprint, store)
         if reusable is not None:
             log("  " + reusable.summary())
@@ -122,11 +131,25 @@ def _library_hash() -> str:
     return digest.hexdigest()
 
 
-def _fingerprint(path: Path, parameters: Mapping[str, Any]) -> dict[str, Any]:
+def _run_inputs(config, store: ArtifactStore) -> dict[str, Any]:
+    """What every notebook's output depends on besides its own source: the resolved config (a profile file's
+    contents, not its name) and the content of each real-data source."""
+    from dinoxfer_lib.data.sources import source_digest
+
+    sources = {}
+    for domain in (f.name for f in dataclasses.fields(config.data)):
+        spec = getattr(config.data, domain)
+        if spec.source != "synthetic":
+            sources[domain] = source_digest(spec.source, spec.path, cache=store.root / ".source_sha256.json").summary()
+    return {"config_sha256": config_hash(config.to_dict()), "sources": sources}
+
+
+def _fingerprint(path: Path, parameters: Mapping[str, Any], inputs: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "notebook_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "parameters": {k: v for k, v in parameters.items() if k != "force"},
         "library_sha256": _library_hash(),
+        **inputs,
     }
 
 
@@ -141,6 +164,8 @@ def _reusable_run(path: Path, out_dir: Path, fingerprint: Mapping, store: Artifa
         return None
     stages = record.get("stages", {})
     if any(store.artifact_hash(stage) != artifact_hash for stage, artifact_hash in stages.items()):
+        return None
+    if any(store.verify_stage(stage) for stage in stages):  # a damaged artifact: the notebook recomputes it
         return None
     return NotebookRun(path.stem, final, 0.0, tuple(stages), (), skipped=True)
 
@@ -186,19 +211,21 @@ def _execute(path: Path, out_dir: Path, parameters: dict[str, Any], *, events: P
     finally:
         source.unlink(missing_ok=True)
     os.replace(executing, final)
-    reused, computed = _stage_events(events, events_offset)
-    return NotebookRun(path.stem, final, time.perf_counter() - started, reused, computed)
+    reused, computed, reasons = _stage_events(events, events_offset)
+    return NotebookRun(path.stem, final, time.perf_counter() - started, reused, computed, reasons=reasons)
 
 
-def _stage_events(events: Path, offset: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _stage_events(events: Path, offset: int) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, str]]:
+    """(reused stages, computed stages, why each was computed) from the events a notebook's run appended."""
     if not events.exists():
-        return (), ()
+        return (), (), {}
     with open(events) as handle:
         handle.seek(offset)
         records = [json.loads(line) for line in handle if line.strip()]
     computed = tuple(dict.fromkeys(r["stage"] for r in records if r["action"] == "computed"))
     reused = tuple(dict.fromkeys(r["stage"] for r in records if r["action"] == "reused" and r["stage"] not in computed))
-    return reused, computed
+    reasons = {r["stage"]: r["reason"] for r in records if r["action"] == "computed" and r.get("reason")}
+    return reused, computed, reasons
 
 
 def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:

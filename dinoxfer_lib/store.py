@@ -2,9 +2,13 @@
 
 A stage is computed into a private temporary folder; only when it finished are its file hashes and
 ``provenance.json`` written and the folder renamed into place. A stage is reused only when its provenance exists,
-its config hash and input hashes match, and every recorded file is present with its recorded size. So a crash
-mid-write never leaves an artifact a later run would trust, and a failing computation never touches the previous
-result.
+its config hash and input hashes match, and every recorded file is present with its recorded sha256 (checked on
+every reuse: a changed byte recomputes the stage, with a warning, rather than being used). So a crash mid-write
+never leaves an artifact a later run would trust, and a failing computation never touches the previous result.
+
+A stage's config is the content it depends on (resolved config values, digests of the files it reads), never a
+path standing for them; when a stage is recomputed, :attr:`Artifact.reason` says why ("probe.epochs: 30 -> 20",
+"input datasets/opencell changed", "annotations.csv changed").
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -32,12 +37,13 @@ _SCRATCH = ".scratch"
 
 @dataclass(frozen=True)
 class Artifact:
-    """A finished stage: its folder and provenance record."""
+    """A finished stage: its folder and provenance record; ``reason`` says why it was (re)computed."""
 
     name: str
     path: Path
     provenance: dict[str, Any]
     reused: bool
+    reason: str = ""
 
     @property
     def hash(self) -> str:
@@ -63,8 +69,11 @@ class ArtifactStore:
     def load(self, stage: str) -> Artifact:
         """The finished artifact of ``stage``, or a StoreError saying which notebook makes it."""
         provenance = self._read_provenance(self.path(stage))
-        if provenance is None or not self._files_intact(self.path(stage), provenance):
+        if provenance is None:
             raise StoreError(f"stage {stage!r} has no finished artifact under {self.root}: run the notebook that makes it")
+        damaged = damaged_files(self.path(stage), provenance)
+        if damaged:
+            raise StoreError(f"stage {stage!r} under {self.root}: {damaged[0]}; run the notebook that makes it again")
         return Artifact(stage, self.path(stage), provenance, reused=True)
 
     def run_stage(
@@ -76,25 +85,42 @@ class ArtifactStore:
         inputs: Sequence[Artifact] = (),
         seed: int | None = None,
         force: bool = False,
+        record: Mapping[str, Any] | None = None,
+        explain: Mapping[str, str] | None = None,
     ) -> Artifact:
         """Reuse ``stage`` if unchanged, else run ``compute(folder)`` into a scratch folder and publish it.
 
-        ``config`` is what the stage's result depends on (a config section as a dict); ``inputs`` are the upstream
-        artifacts it reads. ``compute`` writes files into the folder it is given and must not write elsewhere.
+        ``config`` is what the stage's result depends on (config values and digests of what it reads, as a dict);
+        ``inputs`` are the upstream artifacts it reads. ``compute`` writes files into the folder it is given and must
+        not write elsewhere. ``record`` is kept in the provenance without counting for reuse (e.g. where the data
+        were read from). ``explain`` maps a top-level config key to what to say when it changed (e.g.
+        ``{"table_sha256": "annotations.csv changed"}``).
         """
         final = self.path(stage)
         cfg_hash = config_hash(config)
         input_hashes = {a.name: a.hash for a in inputs}
         existing = self._read_provenance(final)
-        if (
-            not force
-            and existing is not None
-            and existing.get("config_hash") == cfg_hash
-            and existing.get("inputs") == input_hashes
-            and self._files_intact(final, existing)
-        ):
+        unchanged = (not force and existing is not None and existing.get("config_hash") == cfg_hash
+                     and existing.get("inputs") == input_hashes)
+        damaged = damaged_files(final, existing) if unchanged else []  # hashed only when it would be reused
+        if unchanged and not damaged:
             self._log(stage, "reused", cfg_hash)
             return Artifact(stage, final, existing, reused=True)
+        if damaged:
+            reason = "; ".join(damaged)
+            warnings.warn(f"stage {stage!r}: {damaged[0]}; recomputing it instead of using it", stacklevel=2)
+        elif force:
+            reason = "recomputed as asked (force)"
+        elif existing is None:
+            reason = "not computed before"
+        else:
+            as_stored = json.loads(json.dumps(config, default=str))  # tuples as lists, as the provenance has them
+            old_inputs = existing.get("inputs", {})
+            reason = "; ".join([
+                *config_changes(existing.get("config", {}), as_stored, explain or {}),
+                *(f"input {name} changed" for name in sorted(set(input_hashes) | set(old_inputs))
+                  if input_hashes.get(name) != old_inputs.get(name)),
+            ]) or "its provenance differs"
 
         scratch = self.root / _SCRATCH / f"{stage.replace('/', '__')}-{uuid.uuid4().hex[:8]}"
         scratch.mkdir(parents=True)
@@ -111,6 +137,8 @@ class ArtifactStore:
                 "profile": self.profile,
                 "config": config,
                 "config_hash": cfg_hash,
+                "reason": reason,
+                **({"record": dict(record)} if record else {}),
                 "inputs": input_hashes,
                 "files": files,
                 "artifact_hash": config_hash(files),
@@ -126,8 +154,8 @@ class ArtifactStore:
             _publish(scratch, final)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        self._log(stage, "computed", cfg_hash)
-        return Artifact(stage, final, provenance, reused=False)
+        self._log(stage, "computed", cfg_hash, reason=reason)
+        return Artifact(stage, final, provenance, reused=False, reason=reason)
 
     def _read_provenance(self, folder: Path) -> dict[str, Any] | None:
         try:
@@ -135,23 +163,78 @@ class ArtifactStore:
         except (OSError, ValueError):
             return None
 
-    @staticmethod
-    def _files_intact(folder: Path, provenance: Mapping[str, Any]) -> bool:
-        files = provenance.get("files")
-        if not isinstance(files, Mapping):
-            return False
-        for rel, record in files.items():
-            path = folder / rel
-            if not path.is_file() or path.stat().st_size != record.get("bytes"):
-                return False
-        return True
+    def stages(self) -> list[str]:
+        """Every stage folder of this store that holds a ``provenance.json``, in path order."""
+        return sorted(str(p.parent.relative_to(self.root)) for p in self.root.rglob(PROVENANCE)
+                      if _SCRATCH not in p.relative_to(self.root).parts)
 
-    def _log(self, stage: str, action: str, cfg_hash: str) -> None:
-        """Append to ``events.jsonl`` so the runner can say which stages a notebook reused or computed."""
+    def verify_stage(self, stage: str) -> list[str]:
+        """What is wrong with ``stage``'s files (empty when every file matches its recorded sha256)."""
+        provenance = self._read_provenance(self.path(stage))
+        return ["no provenance.json"] if provenance is None else damaged_files(self.path(stage), provenance)
+
+    def verify(self) -> dict[str, list[str]]:
+        """:meth:`verify_stage` of every stage in the store."""
+        return {stage: self.verify_stage(stage) for stage in self.stages()}
+
+    def _log(self, stage: str, action: str, cfg_hash: str, reason: str = "") -> None:
+        """Append to ``events.jsonl`` so the runner can say which stages a notebook reused or computed, and why."""
         self.root.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"stage": stage, "action": action, "config_hash": cfg_hash[:12], "time": time.time()})
+        event = {"stage": stage, "action": action, "config_hash": cfg_hash[:12], "time": time.time()}
+        line = json.dumps({**event, "reason": reason} if reason else event)
         with open(self.root / EVENTS, "a") as handle:
             handle.write(line + "\n")
+
+
+# sha256 of files already checked in this process, keyed on (path, size, mtime): a notebook that reads a stage five
+# times hashes it once, and a file written since is hashed again.
+_VERIFIED: dict[tuple[str, int, int], str] = {}
+
+
+def damaged_files(folder: Path, provenance: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the files ``provenance`` records in ``folder``: missing, another size, another sha256."""
+    files = provenance.get("files")
+    if not isinstance(files, Mapping):
+        return ["provenance.json lists no files"]
+    damaged = []
+    for rel, expected in files.items():
+        path = folder / rel
+        try:
+            stat = path.stat()
+        except OSError:
+            damaged.append(f"{rel} is missing")
+            continue
+        if stat.st_size != expected.get("bytes"):
+            damaged.append(f"{rel} has {stat.st_size} bytes, its provenance {expected.get('bytes')}")
+            continue
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in _VERIFIED:
+            _VERIFIED[key] = file_sha256(path)
+        if _VERIFIED[key] != expected.get("sha256"):
+            damaged.append(f"{rel} does not match the sha256 in its provenance")
+    return damaged
+
+
+def config_changes(old: Mapping[str, Any], new: Mapping[str, Any], explain: Mapping[str, str],
+                   prefix: str = "") -> list[str]:
+    """What differs between two stage configs, one phrase per changed leaf (``explain`` words top-level keys)."""
+    changes = []
+    for key in sorted(set(old) | set(new), key=str):
+        before, after = old.get(key, "(unset)"), new.get(key, "(unset)")
+        if before == after:
+            continue
+        if not prefix and key in explain:
+            changes.append(explain[key])
+        elif isinstance(before, Mapping) and isinstance(after, Mapping):
+            changes.extend(config_changes(before, after, {}, prefix=f"{prefix}{key}."))
+        else:
+            changes.append(f"{prefix}{key}: {_short(before)} -> {_short(after)}")
+    return changes
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _publish(scratch: Path, final: Path) -> None:

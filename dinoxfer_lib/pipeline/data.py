@@ -11,6 +11,7 @@ from dinoxfer_lib.config import DomainConfig
 from dinoxfer_lib.data import splits
 from dinoxfer_lib.data.classes import HPA_CHANNELS, HPA_CLASSES, NATURAL_CHANNELS, OPENCELL_CHANNELS, OPENCELL_CLASSES
 from dinoxfer_lib.data.dataset import ImageSet, load_imageset, save_imageset
+from dinoxfer_lib.data.sources import SourceDigest, read_listing, source_digest
 from dinoxfer_lib.pipeline.run import DOMAINS, Run
 from dinoxfer_lib.store import Artifact
 
@@ -22,20 +23,43 @@ _TABLE_SCHEMA = {
 }
 
 
+# Beside a real dataset's images: the sha256 of every source file it was read from (see data/sources.py).
+SOURCE_LISTING = "source_files.csv"
+
+
 def make_dataset(run: Run, domain: str) -> Artifact:
-    """Stage ``datasets/<domain>``: the domain's images as ``data.<domain>`` says (synthetic or read from disk)."""
+    """Stage ``datasets/<domain>``: the domain's images as ``data.<domain>`` says (synthetic or read from disk).
+
+    A real source counts by content: the stage is recomputed when its table or any image file changes (the reason
+    says which), not when the folder moves.
+    """
     domain_config = getattr(run.config.data, domain)
+    config = {"domain": domain, **dataclasses.asdict(domain_config), "seed": run.config.seed}
+    record, explain, digest = None, None, None
+    if domain_config.source != "synthetic":
+        digest = source_content(run, domain)
+        del config["path"]  # the content below stands for it
+        config.update(table_sha256=digest.table_sha256, files_sha256=digest.files_sha256)
+        record = {"path": domain_config.path, "n_files": len(digest.files)}
+        before = read_listing(run.store.path(f"datasets/{domain}") / SOURCE_LISTING)
+        explain = {"table_sha256": f"{digest.table.name} changed", "files_sha256": digest.changes_from(before)}
 
     def compute(folder: Path) -> None:
         save_imageset(_read_or_generate(domain, domain_config, seed=run.config.seed), folder)
+        if digest is not None:
+            digest.write_listing(folder / SOURCE_LISTING)
 
-    return run.store.run_stage(
-        f"datasets/{domain}",
-        compute,
-        config={"domain": domain, **dataclasses.asdict(domain_config), "seed": run.config.seed},
-        seed=run.config.seed,
-        force=run.force,
-    )
+    return run.store.run_stage(f"datasets/{domain}", compute, config=config, seed=run.config.seed, force=run.force,
+                               record=record, explain=explain)
+
+
+def source_content(run: Run, domain: str) -> SourceDigest:
+    """The content digest of a real-data domain (computed once per run; file hashes cached in the store)."""
+    domain_config = getattr(run.config.data, domain)
+    key = (domain_config.source, domain_config.path)
+    if key not in run.source_digests:
+        run.source_digests[key] = source_digest(*key, cache=run.store.root / ".source_sha256.json")
+    return run.source_digests[key]
 
 
 def _read_or_generate(domain: str, domain_config: DomainConfig, *, seed: int) -> ImageSet:

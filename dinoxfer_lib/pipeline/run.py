@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -15,11 +15,16 @@ DOMAINS = ("opencell", "hpa", "natural")
 
 @dataclass(frozen=True)
 class Run:
-    """A validated config and the store its stages write to; ``force`` recomputes every stage it touches."""
+    """A validated config and the store its stages write to; ``force`` recomputes every stage it touches.
+
+    ``source_digests`` keeps each real-data source's content digest for the run's lifetime, so the files behind a
+    dataset are listed (and, when new, hashed) once per notebook rather than once per stage that reads them.
+    """
 
     config: Config
     store: ArtifactStore
     force: bool = False
+    source_digests: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def open_run(
