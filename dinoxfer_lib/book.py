@@ -36,6 +36,32 @@ def toc_notebooks(toc_path: Path) -> list[str]:
     return found
 
 
+# Where the intro says which profile and which data built the book (written at build time, from the run store).
+THIS_BUILD_MARKER = "<!-- this-build -->"
+
+
+def this_build(profile: str, runs_root: Path) -> str:
+    """A MyST admonition naming the profile and, per domain, the data the book's numbers come from."""
+    from dinoxfer_lib.data.dataset import load_imageset
+    from dinoxfer_lib.report.common import describe_data
+
+    datasets = Path(runs_root).resolve() / Path(profile).stem / "datasets"
+    name = f"`{Path(profile).stem}` ({profile})" if Path(profile).suffix in (".yaml", ".yml") else f"`{profile}`"
+    described = [load_imageset(folder) for folder in sorted(datasets.iterdir()) if (folder / "provenance.json").is_file()]
+    lines = [f"- {describe_data(d)}" for d in described]
+    if any(d.synthetic for d in described):
+        return "\n".join([
+            ":::{warning}",
+            f"**This build: profile {name}, synthetic data.** Its numbers come from:", "", *lines, "",
+            "The stand-ins are procedural fluorescence images with the real datasets' channels, class vocabularies, "
+            "label grades, protein groups and plate effects. Numbers computed on them test the *pipeline*, not the "
+            "*biology*: they are not comparable with the paper's, and every chapter says so where it shows them. "
+            "{doc}`own_data` and {doc}`running` explain how to build this book from real data.",
+            ":::",
+        ])
+    return "\n".join([":::{note}", f"**This build: profile {name}.** Its numbers come from:", "", *lines, ":::"])
+
+
 def build_book(*, profile: str, runs_root: Path, repo_root: Path, output_dir: Path) -> Path:
     """Stage the sources, run ``jupyter-book build``, return the path of ``index.html``."""
     repo_root, output_dir = Path(repo_root).resolve(), Path(output_dir).resolve()
@@ -51,6 +77,8 @@ def build_book(*, profile: str, runs_root: Path, repo_root: Path, output_dir: Pa
     if src.exists():
         shutil.rmtree(src)
     shutil.copytree(repo_root / "book", src / "book", ignore=shutil.ignore_patterns("notebooks"))
+    intro = src / "book" / "intro.md"
+    intro.write_text(intro.read_text().replace(THIS_BUILD_MARKER, this_build(profile, Path(runs_root))))
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(repo_root / name, src / name)
     (src / "book" / "notebooks").mkdir()

@@ -42,6 +42,9 @@ class DomainConfig:
     # profile file's folder (for the shipped profiles: the repository's root), and on the command line (--set) to
     # the current directory.
     path: str | None = field(default=None, metadata={"path": True})
+    # Table sources only: the channel names of each image, in file order (default: the domain's own, e.g. protein,
+    # nucleus for OpenCell). "protein" and "nucleus" are what channel mapping places; other channels are replicated.
+    channels: tuple[str, ...] | None = None
     # Synthetic only: number of images. The demo OpenCell-like set has >= 2,000 so 5-fold CV has ~360 per fold.
     n_images: int = 2400
     # Side of the square images in pixels (synthetic: rendered size; real: resized to this, None keeps the original).
@@ -220,22 +223,37 @@ def load_config(profile: str | os.PathLike = DEFAULT_PROFILE, overrides: Mapping
     against the current directory, so a config never depends on where a notebook's kernel runs.
     """
     path = profile_path(profile)
+    values = _profile_values(path, seen=())
+    if overrides is not None and not isinstance(overrides, Mapping):
+        # papermill's -p passes text: `-p overrides "{seed: 1}"` arrives as a string, not a mapping
+        raise ConfigError(f"overrides = {overrides!r}: expected a mapping of config keys to values; with papermill "
+                          "pass it as YAML: -y 'overrides: {seed: 1}'")
+    values = _merge(values, absolute_paths(overrides or {}), prefix="")
+    values["profile"] = path.stem
+    config = _build(Config, values, prefix="")
+    config.validate()
+    return config
+
+
+def _profile_values(path: Path, *, seen: tuple[Path, ...]) -> dict:
+    """A profile file's values with its paths made absolute, on top of its ``base:`` profile's (if it names one)."""
+    if path in seen:
+        raise ConfigError(f"profile {path}: its base profiles form a cycle ({' -> '.join(map(str, (*seen, path)))})")
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"profile {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"profile {path}: expected a mapping of keys to values at the top level")
-    if overrides is not None and not isinstance(overrides, Mapping):
-        # papermill's -p passes text: `-p overrides "{seed: 1}"` arrives as a string, not a mapping
-        raise ConfigError(f"overrides = {overrides!r}: expected a mapping of config keys to values; with papermill "
-                          "pass it as YAML: -y 'overrides: {seed: 1}'")
-    base = SHIPPED_PROFILE_BASE if path.parent == PROFILE_DIR else path.parent
-    values = _merge(absolute_paths(values, base=base), absolute_paths(overrides or {}), prefix="")
-    values["profile"] = path.stem
-    config = _build(Config, values, prefix="")
-    config.validate()
-    return config
+    folder = SHIPPED_PROFILE_BASE if path.parent == PROFILE_DIR else path.parent
+    base = values.pop("base", None)
+    values = absolute_paths(values, base=folder)
+    if base is None:
+        return values
+    if not isinstance(base, str):
+        raise ConfigError(f"profile {path}: base = {base!r}: expected a profile name or a .yaml file")
+    base_path = profile_path(base if Path(base).suffix not in (".yaml", ".yml") else folder / base)
+    return _merge(_profile_values(base_path, seen=(*seen, path)), values, prefix="")
 
 
 def absolute_paths(values: Mapping[str, Any], *, base: str | os.PathLike | None = None, cls: type | None = None) -> dict:

@@ -18,6 +18,11 @@ class DataError(DinoxferError):
     """An image, table or label does not match what the reader expected."""
 
 
+class MissingField(DataError):
+    """The data lack a field an analysis needs (a plate, a cell line, grades, groups): a chapter skips that part
+    and says so, rather than stopping the book."""
+
+
 class FetchError(DinoxferError):
     """A download failed: offline, server gone, or checksum mismatch."""
 

@@ -12,10 +12,10 @@
 # **Question.** What do the three domains of the study look like — how many images, channels, classes, labels per
 # image, proteins and plates — and how is the target domain split for pretraining and cross-validation?
 # This chapter reproduces the paper's *Materials and Methods: Datasets* section and its Table I, computed from the
-# data this run loaded, and draws the 90 / 10 hold-out and the 5 folds that every later chapter shares.
+# data this run loaded, and draws the hold-out and the cross-validation folds that every later chapter shares.
 #
 # ## Overview
-# 1. Load (or generate) the three domains of the profile: OpenCell-like (target), HPA-like, natural images.
+# 1. Load (or generate) the three domains of the profile: OpenCell (the target), HPA, natural images.
 # 2. Table I: the paper's and ours, side by side.
 # 3. What the classes look like: a montage per class.
 # 4. Labels: frequency by grade and co-occurrence.
@@ -23,8 +23,8 @@
 # 6. The split: by image (the paper's) and grouped by protein (leakage-free).
 #
 # ## Prerequisites
-# None: this is the first chapter. On the `demo` profile it generates ≈ 5,000 synthetic images in well under a minute
-# on a CPU; with real data (`paper` profile) it reads them once. No GPU needed.
+# None: this is the first chapter. On `smoke` and `demo` it generates their images in about a minute on a CPU; with
+# real data it reads them once (later runs reuse them until a file changes). No GPU needed.
 
 # %% tags=["parameters"]
 profile = "demo"
@@ -58,7 +58,7 @@ paper.TABLE_I
 report_datasets.summarize_domains(list(datasets.values()))
 
 # %% [markdown]
-# Where the stand-ins differ from the real data by design (image size, number of images), the reason is in
+# Where this run's data differ from the paper's by design (image size, number of images), the reason is in
 # *Deviations and choices*. The provenance of each dataset — including the time it took to generate or read — is
 # recorded beside it:
 
@@ -67,32 +67,25 @@ common.provenance_table(run.store, [f"datasets/{name}" for name in datasets])
 
 # %% [markdown]
 # ## What the classes look like
-#
-# OpenCell-like images show the protein in red and the nucleus in green, as in the paper's Figure 2; each row shows
-# images whose most prominent (grade 3) label is that class. Look-alike pairs are deliberate: nucleoplasm vs chromatin,
-# golgi vs centrosome, vesicles vs nuclear punctae vs mitochondrial fragments.
 
 # %%
+display(Markdown(report_datasets.montage_note(datasets["opencell"])))
 pl_datasets.plot_class_montage(datasets["opencell"], per_class=4, seed=run.config.seed)
 
-# %% [markdown]
-# HPA-like images in the Kaggle display convention (protein green, microtubules red, nucleus blue, ER yellow):
-
 # %%
+display(Markdown(report_datasets.montage_note(datasets["hpa"])))
 pl_datasets.plot_class_montage(datasets["hpa"], per_class=3, seed=run.config.seed)
 
-# %% [markdown]
-# The natural-image stand-in for ImageNet: random crops of the photographs scikit-image ships, one class per
-# photograph.
-
 # %%
+display(Markdown(report_datasets.montage_note(datasets["natural"])))
 pl_datasets.plot_class_montage(datasets["natural"], per_class=4, seed=run.config.seed)
 
 # %% [markdown]
 # ## Labels: frequency, grades and co-occurrence
 #
-# OpenCell labels are multi-label with grades (3 prominent, 2 less pronounced, 1 weak) and strongly imbalanced;
-# a macro F1 weighs every class equally, so the rare classes matter as much as the common ones.
+# OpenCell labels are multi-label with grades (3 prominent, 2 less pronounced, 1 weak; sources without grades mark
+# every label 3) and strongly imbalanced; a macro F1 weighs every class equally, so the rare classes matter as much
+# as the common ones.
 
 # %%
 opencell_frequency = summary.label_frequency(datasets["opencell"])
@@ -111,18 +104,16 @@ display(Markdown(report_datasets.describe_labels(datasets["opencell"])))
 # effects are what Harmony removes in the UMAP chapter, and what a probe must not learn instead of biology.
 
 # %%
-pl_datasets.plot_batch_effects(datasets["opencell"])
-
-# %%
-summary.batch_intensity_stats(datasets["opencell"]).round(1)
+display(*report_datasets.plate_effects(datasets["opencell"]))
 
 # %% [markdown]
 # ## The split
 #
-# The paper holds out 10 % of the images as an untouched test set and runs 5-fold cross-validation on the other 90 %,
-# the same 90 % it trains the OpenCell DINO model on. We draw both steps with multilabel stratification. The paper
-# splits by image, which lets images of one protein — sharing its labels — sit on both sides; the grouped split keeps
-# every protein on one side. Later chapters report both.
+# The paper splits by image, which lets images of one protein — sharing its labels — sit on both sides; the grouped
+# split keeps every protein on one side. Later chapters report both.
+
+# %%
+display(Markdown(report_datasets.split_note(run.config.split)))
 
 # %%
 split_by_image = pipeline.load_split(run, "opencell", grouped=False)
@@ -139,15 +130,12 @@ pl_datasets.plot_split(
 
 # %% [markdown]
 # ## Summary
-#
-# - The three domains differ in channels (2, 4, 3), class vocabularies (17 OpenCell classes, 28 HPA classes,
-#   photographs), cell shape and pixel size: the transfer question of the paper.
-# - Labels are multi-label, graded and imbalanced; proteins carry their labels across several images.
-# - Plates leave visible technical signatures.
-# - The hold-out and the folds are stored in `runs/<profile>/splits/` with their provenance and reused by every
-#   later chapter.
-#
-# **What's next:** DINO pretraining on each domain, then embeddings of the OpenCell-like images.
+
+# %%
+display(Markdown(report_datasets.summary_points(datasets)))
+
+# %% [markdown]
+# **What's next:** DINO pretraining on each domain, then embeddings of the OpenCell images.
 #
 # ## References
 # - Isselmann, Göksu, Weinmann (2026). *Generalization of Self-Supervised Vision Transformers for Protein

@@ -23,7 +23,7 @@
 # 4. Trained vs random weights on held-out macro F1.
 #
 # ## Prerequisites
-# *Datasets*. The OpenCell-like backbone trains only on the 90 % non-test images of the split by image, so the
+# *Datasets*. The OpenCell backbone trains only on the non-test images of the split by image, so the
 # probes' test images are never seen, not even without labels. On `demo` a few CPU minutes; `paper` is GPU work
 # (`torchrun`, see *Running on real data and a GPU*). Later chapters read the backbones from the store
 # (`runs/<profile>/dino/<domain>/teacher_backbone.safetensors`).
@@ -60,7 +60,7 @@ pretraining.dino_recipe_table(run.config.dino)
 # %% [markdown]
 # ## Training the three backbones
 #
-# Natural-image stand-in (3 channels, DINO's colour augmentations), HPA-like (4 channels) and OpenCell-like
+# Natural images (3 channels, DINO's colour augmentations), HPA (4 channels) and OpenCell
 # (2 channels, non-test images only), each from scratch with the profile's architecture. A stage is reused when its
 # recipe and data are unchanged; an interrupted run resumes from its last checkpoint. Domains whose profile names
 # published weights (`embed.<domain>_weights`, as `paper` does for ImageNet and HPA) are not trained here.
@@ -84,7 +84,7 @@ for domain, dino_run in dino_runs.items():
 # %% [markdown]
 # ## Where does the trained backbone look?
 #
-# DINO's CLS token attends to objects without being told what an object is. For a few OpenCell-like test images:
+# DINO's CLS token attends to objects without being told what an object is. For a few OpenCell test images:
 # each head's attention from the CLS token of the last block to every patch, and (Cell-DINO) the first three
 # principal components of the patch features shown as RGB.
 
@@ -103,7 +103,7 @@ pl_dino.plot_patch_pca(opencell.images[examples], inspect.patch_pca_rgb(backbone
 # %% [markdown]
 # ## Trained vs random weights
 #
-# The paper's probe (this profile's recipe, split by image) on the OpenCell-like images embedded by the trained
+# The paper's probe (this profile's recipe, split by image) on the OpenCell images embedded by the trained
 # backbone and by the same architecture with random weights. A random ViT is a surprisingly strong baseline on
 # small images; DINO must beat it to have learned anything the probe can use.
 
@@ -129,7 +129,7 @@ common.provenance_table(run.store, [dino_run.artifact.name for dino_run in dino_
 # - On a GPU cluster: `torchrun --nproc_per_node 8 -m dinoxfer_lib.pipeline.dino --profile paper --domain opencell`
 #   writes the same stage; the notebook then reuses it.
 #
-# **What's next:** *Embeddings* embeds the OpenCell-like images with these backbones.
+# **What's next:** *Embeddings* embeds the OpenCell images with these backbones.
 #
 # ## References
 # - Caron et al. (2021). Emerging properties in self-supervised vision transformers (DINO). *ICCV*.

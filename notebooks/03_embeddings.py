@@ -21,7 +21,7 @@
 # 4. A label-free sanity check: do nearest neighbours share localisation?
 #
 # ## Prerequisites
-# *Datasets* (the OpenCell-like images). Backbones come from the *DINO pretraining* chapter's store stages
+# *Datasets* (the OpenCell images). Backbones come from the *DINO pretraining* chapter's store stages
 # (`runs/<profile>/dino/<domain>/`) when they exist, else from published checkpoints named in the profile, else a
 # seeded random initialisation — the table below says which. CPU: about a minute on `demo`; GPU for `paper`.
 
@@ -68,7 +68,7 @@ display(Markdown(report_embeddings.backbone_note(backbones)))
 # percentile in each image; backbones trained on photographs then get ImageNet's mean and standard deviation.
 
 # %%
-example = int(opencell.labels[:, list(opencell.class_names).index("nucleoplasm")].argmax())
+example = report_embeddings.strategy_example(opencell)
 pl_embeddings.plot_channel_strategies(opencell.images[example], opencell.channel_names)
 
 # %% [markdown]

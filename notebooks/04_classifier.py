@@ -51,7 +51,7 @@ display(Markdown(common.data_banner({"opencell": opencell}, profile=run.config.p
 # Paper, *Classifier Training*: training images are drawn with probability inversely proportional to the frequency
 # of their rarest label; features are standardised with the training fold's mean and std (applied unchanged to
 # validation and test); an MLP d → 512 → 256 → 17 with ReLU and dropout 0.5 is trained with AdamW and cosine
-# annealing on a binary cross-entropy; a label is predicted when its sigmoid reaches 0.5. Five fold models per set;
+# annealing on a binary cross-entropy; a label is predicted when its sigmoid reaches 0.5. One model per fold and set;
 # each is scored on the same untouched test images. The table lists every setting of this run; "differs" marks
 # where this profile departs from the paper (CPU profiles train fewer epochs at a higher learning rate).
 
@@ -60,12 +60,13 @@ classifier.probe_recipe_table(run.config.probe)
 
 # %%
 by_image = pipeline.load_probe_results(run, grouped=False)
-table = classifier.table_iii(by_image)
+table = classifier.table_iii(by_image, weights=pipeline.backbone_labels(run),
+                             present=classifier.present_classes(opencell))
 
 # %% [markdown]
 # ## Table III
 #
-# Test macro F1, mean ± std over the five fold models (sample std, ddof = 1), with the paper's value beside it. The
+# Test macro F1, mean ± std over the fold models (sample std, ddof = 1), with the paper's value beside it. The
 # bag-of-channels row is this book's extension; the paper has no value for it.
 
 # %%

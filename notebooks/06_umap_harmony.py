@@ -20,10 +20,10 @@
 # 2. UMAPs by plate and by localisation, before and after; each class on its own; protein groups.
 # 3. Mixing and label scores before and after Harmony.
 # 4. Does Harmony change the probe's macro F1?
-# 5. HPA-like images: plate *and* cell line as covariates.
+# 5. HPA images: plate *and* cell line as covariates.
 #
 # ## Prerequisites
-# *Embeddings* (the Table III sets of the OpenCell-like images). CPU, about a minute on `demo` (UMAP dominates;
+# *Embeddings* (the Table III sets of the OpenCell images). CPU, about a minute on `demo` (UMAP dominates;
 # its first call compiles numba code). No GPU needed.
 #
 # Harmony never sees a localisation label; how it is fitted, and why that leaks no label into the probe comparison,
@@ -120,33 +120,25 @@ probe_change.round(3)
 display(Markdown(report_harmony.probe_change_note(probe_change, scores)))
 
 # %% [markdown]
-# ## HPA-like images: plate and cell line
+# ## HPA images: plate and cell line
 #
 # HPA fields of view come from several cell lines, whose shape differences are a second batch-like factor (the one
-# Cell-DINO removes). Here the HPA-like images (a sample of `analysis.max_images_per_domain`) embedded by the HPA
+# Cell-DINO removes). Here the HPA images (a sample of `analysis.max_images_per_domain`) embedded by the HPA
 # backbone are harmonised with plate *and* cell line as covariates, and mixing is scored for each.
 
 # %%
 hpa_embeddings = {"hpa backbone": pipeline.load_domain_embeddings(run, "hpa", ("hpa",))["hpa"]}
-hpa_corrected = harmony.correct_embeddings(hpa_embeddings, settings, seed=run.config.seed)
-pl_analysis.plot_harmony_umaps(hpa_corrected, batch_key="cell_line")
-
-# %%
-hpa_scores = report_harmony.mixing_by_covariate(hpa_corrected, perplexity=settings.lisi_perplexity,
-                                                k=settings.knn_k, seed=run.config.seed)
-display(Markdown(report_harmony.mixing_by_covariate_note(hpa_scores)))
+display(*report_harmony.cell_line_section(hpa_embeddings, settings, seed=run.config.seed))
 
 # %% [markdown]
 # ## Reading the results honestly
-#
-# On the synthetic stand-ins the plate effect is planted by the generator as illumination gradient, gain, offset
-# and noise, and the embedding's per-image percentile scaling already removes most gain and offset before any
-# backbone sees an image. So a small iLISI gain here can mean "little plate effect survived the preprocessing"
-# rather than "Harmony does little"; and with untrained (randomly initialised) backbones, label scores measure what
-# a random ViT preserves. The scores, not the pictures, say which case this run is in.
-#
+
+# %%
+display(Markdown(report_harmony.reading_note(datasets, pipeline.load_backbones(run))))
+
+# %% [markdown]
 # ## Summary
-# - Harmony is applied to principal components with plate (and, for HPA-like data, cell line) as covariates;
+# - Harmony is applied to principal components with plate (and, for HPA data, cell line) as covariates;
 #   AnnData slots `X_pca`, `X_pca_harmony`, `X_umap`, `X_umap_harmony` follow scanpy's names.
 # - Batch mixing and label preservation are reported as numbers before and after, and the probe is re-run on the
 #   corrected components with the same folds.

@@ -9,7 +9,7 @@
 # %% [markdown]
 # # Domain shift
 #
-# **Question.** How far apart are the OpenCell-like, HPA-like and natural images in each backbone's feature space,
+# **Question.** How far apart are the OpenCell, HPA and natural images in each backbone's feature space,
 # and does that distance relate to how well a backbone transfers? The EM foundation-model study (PAPER_SPEC.md §7)
 # diagnoses domain shift with a PCA coloured by domain, the Fréchet distance between embedding distributions and a
 # linear probe that predicts the domain; DINO BoC reports a cross-domain transfer matrix. This chapter does all
@@ -122,7 +122,7 @@ display(Markdown(report_shift.transfer_note(transfer_table)))
 # ## Distance against Table III
 #
 # Each Table III set uses the backbone pretrained on one domain. Its x position is the Fréchet distance from that
-# domain to the OpenCell-like images in that backbone's space; its y position our test macro F1 (circles, from the
+# domain to the OpenCell images in that backbone's space; its y position our test macro F1 (circles, from the
 # classifier chapter) and the paper's (stars). The paper's F1 comes from the real datasets and ViT-B/8 backbones,
 # our distances from this run: read the stars only for their order.
 
@@ -144,15 +144,11 @@ display(Markdown(report_shift.analysis_time_note(frechet)))
 
 # %% [markdown]
 # ## Reading the results honestly
-#
-# The three synthetic domains differ by construction: natural crops are RGB photographs, the two microscopy domains
-# are rendered by one generator with different cells, channels and pixel sizes. Large distances to the natural
-# domain and a near-perfect domain probe are therefore expected and say little; the informative numbers are the
-# distance between the two microscopy domains relative to its floor, and whether its order across backbones
-# matches the transfer matrix. With untrained backbones every distance measures what a random ViT preserves, and
-# with a few hundred images the transfer matrix's fold spread is large: compare cells only where they differ by more
-# than their standard deviations.
-#
+
+# %%
+display(Markdown(report_shift.reading_note(datasets, pipeline.load_backbones(run))))
+
+# %% [markdown]
 # ## Summary
 # - Fréchet distances come with a resampling interval and the within-domain floor at the same sample size.
 # - The domain probe's accuracy is shown against its chance level.

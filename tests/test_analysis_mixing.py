@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from dinoxfer_lib.config import load_config
-from dinoxfer_lib.errors import ConfigError, DataError
+from dinoxfer_lib.errors import ConfigError, DataError, MissingField
 from dinoxfer_lib.tl.config import AnalysisConfig
 from dinoxfer_lib.tl.harmony import (
     HARMONY_KEY, PCA_KEY, SPACES, UMAP_HARMONY_KEY, UMAP_KEY, correct_embeddings, harmonize, timing_table,
@@ -87,10 +87,11 @@ def test_knn_label_accuracy_is_one_on_separated_clusters_and_chance_on_noise():
     assert abs(knn_label_accuracy(rng.normal(size=(200, 4)), labels, k=5) - 0.5) < 0.15
 
 
-def test_mixing_scores_need_two_batches_and_two_labels():
+def test_mixing_scores_without_plates_score_labels_only_and_need_two_labels():
     X = np.random.default_rng(0).normal(size=(40, 3))
-    with pytest.raises(DataError, match="2 batches"):
-        mixing_scores(X, batches=["p"] * 40, labels=["a", "b"] * 20)
+    one_plate = mixing_scores(X, batches=["p"] * 40, labels=["a", "b"] * 20)
+    assert np.isnan([one_plate["ilisi"], one_plate["ilisi_scaled"], one_plate["batch_silhouette"]]).all()
+    assert np.isfinite(one_plate["clisi_scaled"]) and one_plate["n_batches"] == 1
     with pytest.raises(DataError, match="2 distinct labels"):
         mixing_scores(X, batches=["p", "q"] * 20, labels=["a"] * 40)
 
@@ -112,10 +113,13 @@ def test_harmony_removes_a_planted_batch_effect_and_keeps_the_labels():
     assert after["clisi_scaled"] > 0.8 and after["knn_label_accuracy"] > 0.9  # labels stay apart
 
 
-def test_harmony_needs_a_covariate_with_two_levels():
+def test_harmony_needs_a_covariate_with_two_levels_and_leaves_the_data_alone_without_one():
     obs = pd.DataFrame({"batch": ["p"] * 30})
-    with pytest.raises(DataError, match="no Harmony covariate"):
+    with pytest.raises(MissingField, match="no Harmony covariate"):
         usable_covariates(obs, ("batch", "cell_line"))
+    pcs = np.random.default_rng(0).normal(size=(30, 4))
+    corrected, used = harmonize(pcs, obs, covariates=("batch", "cell_line"))
+    assert used == () and np.allclose(corrected, pcs)
 
 
 def test_correct_embeddings_writes_the_scanpy_slots_and_scores_improve():

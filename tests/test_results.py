@@ -52,10 +52,28 @@ def test_table_iii_puts_the_papers_numbers_beside_ours_in_table_order(toy):
     # the informative set must beat noise, or the probe learned nothing
     assert ours["hpa_mapping"] > ours["imagenet_mapping"] + 0.2
     shown = classifier.format_table_iii(table)
-    assert shown.loc[1, "macro F1, paper"] == "0.8221 ± 0.0062"
+    assert shown["macro F1, paper"].iloc[1] == "0.8221 ± 0.0062 (HPA FOV)"  # the paper's weights named
+    labelled = classifier.table_iii(result, weights={"hpa": "DINO on HPA data (HPA Kaggle layout), this run"})
+    assert labelled.set_index("set").loc["hpa_mapping", "weights"].startswith("DINO on HPA data")
+    assert labelled.set_index("set").loc["imagenet_mapping", "weights"] == "ImageNet-1k"  # not given: the paper's
     assert "synthetic" in classifier.table_iii_note(table, synthetic=True)
     with pytest.raises(DataError, match="no 'svm' probe"):
         classifier.table_iii(result, probe="svm")
+
+
+def test_table_iii_scores_the_classes_the_data_use_beside_all_of_them(toy):
+    result, labels = toy
+    present = result.class_names[:2]
+    table = classifier.table_iii(result, present=present)
+    scores = result.scores
+    test = scores[(scores["subset"] == "test") & (scores["metric"] == "f1") & (scores["probe"] == "mlp")
+                  & (scores["threshold"] == "0.5") & (scores["set"] == "hpa_mapping")]
+    by_hand = test[test["class"].isin(present)].groupby("fold")["value"].mean()
+    row = table.set_index("set").loc["hpa_mapping"]
+    assert row["present_f1_mean"] == pytest.approx(by_hand.mean()) and row["present_f1_std"] == pytest.approx(
+        by_hand.std(ddof=1))
+    assert f"over the {len(present)} classes present" in " ".join(classifier.format_table_iii(table).columns)
+    assert "present_f1_mean" not in classifier.table_iii(result, present=result.class_names)  # all used: one F1
 
 
 def test_prediction_table_refuses_images_outside_the_test_split(toy):

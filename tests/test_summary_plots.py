@@ -85,7 +85,7 @@ def test_summarize_domains_counts(dataset):
     assert column["Image size"] == "16×16 px"
     assert column["Bit depth (dtype)"] == "16-bit (uint16)"
     assert column["Pixel size"] == "0.102 µm"
-    assert column["Synthetic"] == "yes"
+    assert column["Source"] == "generated (synthetic stand-in)"
 
 
 def test_paper_table_i_shape():

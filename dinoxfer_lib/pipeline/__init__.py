@@ -24,7 +24,7 @@ _EXPORTS = {
     "DOMAINS": "run", "Run": "run", "open_run": "run",
     "make_dataset": "data", "load_datasets": "data", "make_split": "data", "load_split": "data",
     "ResolvedBackbone": "backbones", "resolve_backbone": "backbones", "random_backbone": "backbones",
-    "load_backbones": "backbones",
+    "load_backbones": "backbones", "backbone_labels": "backbones", "data_phrase": "data",
     "train_backbone": "dino", "load_dino_runs": "dino",
     "make_embeddings": "embeddings", "load_embeddings": "embeddings", "load_domain_embeddings": "embeddings",
     "load_probe_results": "probes", "load_trained_vs_random": "probes", "load_low_label_curves": "probes",

@@ -8,6 +8,8 @@ where its weights came from, so every stage that embeds with it records that in 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from dataclasses import dataclass
 
@@ -15,16 +17,14 @@ import torch
 from torch import nn
 
 from dinoxfer_lib.config import Config
-from dinoxfer_lib.data.classes import HPA_CHANNELS, NATURAL_CHANNELS, OPENCELL_CHANNELS
+from dinoxfer_lib.data.dataset import load_imageset
 from dinoxfer_lib.dino.checkpoint import BACKBONE_FILE
+from dinoxfer_lib.dino.train import SUMMARY_FILE
 from dinoxfer_lib.errors import StoreError
 from dinoxfer_lib.models.backbones import IMAGENET_MEAN, IMAGENET_STD, PRETRAINED, create_backbone
 from dinoxfer_lib.models.checkpoints import build_backbone
+from dinoxfer_lib.pipeline.data import data_phrase, make_dataset
 from dinoxfer_lib.pipeline.run import DOMAINS, Run
-from dinoxfer_lib.store import ArtifactStore
-
-# What each input channel of a backbone trained here on the domain's images means.
-DOMAIN_CHANNELS = {"opencell": OPENCELL_CHANNELS, "hpa": HPA_CHANNELS, "natural": NATURAL_CHANNELS}
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class ResolvedBackbone:
     sha256: str | None
     stage: str | None = None
     per_image_zscore: bool = False  # DINO4Cells' self-normalisation, where the weights were trained with it
+    label: str = ""  # what the weights are, in words, for tables ("DINO on <data>, this run")
 
     @property
     def random(self) -> bool:
@@ -66,30 +67,58 @@ def random_backbone(config: Config, domain: str, *, channels: tuple[str, ...]) -
     seed = config.seed + ("natural", "hpa", "opencell").index(domain)
     torch.manual_seed(seed)
     model = create_backbone(config.embed.arch, in_chans=len(channels), img_size=config.embed.img_size).eval()
-    return ResolvedBackbone(domain, model, channels, *_photo_norm(domain), f"random init (seed {seed})", None)
+    return ResolvedBackbone(domain, model, channels, *_photo_norm(domain), f"random init (seed {seed})", None,
+                            label=f"random init (seed {seed})")
 
 
-def resolve_backbone(config: Config, store: ArtifactStore, domain: str, *, channels: tuple[str, ...]) -> ResolvedBackbone:
+def resolve_backbone(run: Run, domain: str) -> ResolvedBackbone:
     """The backbone pretrained on ``domain`` as the profile asks for it (see ``embed.<domain>_weights``)."""
+    config = run.config
     weights = getattr(config.embed, f"{domain}_weights")
+    label = backbone_label(run, domain)
     if weights == "store":
         stage = f"dino/{domain}"
         try:
-            artifact = store.load(stage)
+            artifact = run.store.load(stage)
         except StoreError:
             # No DINO run for this domain yet: a seeded random initialisation, labelled as such everywhere.
-            return random_backbone(config, domain, channels=channels)
+            return dataclasses.replace(random_backbone(config, domain, channels=domain_channels(run, domain)),
+                                       label=label)
         model, report = build_backbone(artifact.path / BACKBONE_FILE, img_size=config.embed.img_size)
+        channels = tuple(json.loads((artifact.path / SUMMARY_FILE).read_text())["channels"])
         return ResolvedBackbone(domain, model, channels, *_photo_norm(domain), f"{stage} (this run)", report.sha256,
-                                stage=stage)
+                                stage=stage, label=label)
     model, report = build_backbone(weights, img_size=config.embed.img_size)
     if weights in PRETRAINED:
         meta = PRETRAINED[weights]
         return ResolvedBackbone(domain, model, meta.slots, meta.mean, meta.std, weights, report.sha256,
-                                per_image_zscore=meta.per_image_zscore)
-    return ResolvedBackbone(domain, model, channels, *_photo_norm(domain), os.fspath(weights), report.sha256)
+                                per_image_zscore=meta.per_image_zscore, label=label)
+    return ResolvedBackbone(domain, model, domain_channels(run, domain), *_photo_norm(domain), os.fspath(weights),
+                            report.sha256, label=label)
+
+
+def domain_channels(run: Run, domain: str) -> tuple[str, ...]:
+    """The channels of ``domain``'s images in this run: what a backbone trained on them takes as input."""
+    return load_imageset(make_dataset(run, domain).path).channel_names
+
+
+def backbone_label(run: Run, domain: str) -> str:
+    """What the backbone of ``domain`` is, in words, without loading it: the table label of its weights."""
+    weights = getattr(run.config.embed, f"{domain}_weights")
+    if weights == "store":
+        if run.store.artifact_hash(f"dino/{domain}") is None:
+            return f"random init (no DINO run on {data_phrase(run, domain)} yet)"
+        return f"DINO on {data_phrase(run, domain)}, this run"
+    if weights in PRETRAINED:
+        return PRETRAINED[weights].description.split(";")[0].split(" (")[0]
+    return f"weights from {weights}"
+
+
+def backbone_labels(run: Run, domains: tuple[str, ...] = DOMAINS) -> dict[str, str]:
+    """:func:`backbone_label` of each pretraining domain: the weights column of Table III."""
+    return {domain: backbone_label(run, domain) for domain in domains}
 
 
 def load_backbones(run: Run, domains: tuple[str, ...] = DOMAINS) -> dict[str, ResolvedBackbone]:
     """The backbone pretrained on each of ``domains``, as ``embed.<domain>_weights`` asks (store, published, path)."""
-    return {d: resolve_backbone(run.config, run.store, d, channels=DOMAIN_CHANNELS[d]) for d in domains}
+    return {d: resolve_backbone(run, d) for d in domains}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from dinoxfer_lib.config import DomainConfig
@@ -15,7 +16,8 @@ from dinoxfer_lib.data.sources import SourceDigest, read_listing, source_digest
 from dinoxfer_lib.pipeline.run import DOMAINS, Run
 from dinoxfer_lib.store import Artifact
 
-# What a table source of each domain must provide: its channels and, where fixed, its class vocabulary.
+# A table source's default channels per domain, and the study's class vocabulary it is laid out over when every
+# label of the table belongs to it (otherwise the table's own labels are the classes: a lab's own study).
 _TABLE_SCHEMA = {
     "opencell": (OPENCELL_CHANNELS, OPENCELL_CLASSES),
     "hpa": (HPA_CHANNELS, HPA_CLASSES),
@@ -67,16 +69,35 @@ def _read_or_generate(domain: str, domain_config: DomainConfig, *, seed: int) ->
     if source == "synthetic":
         from dinoxfer_lib.data.synthetic import SYNTHETIC_DOMAINS
 
-        return SYNTHETIC_DOMAINS[domain](domain_config, seed=seed)
+        dataset = SYNTHETIC_DOMAINS[domain](domain_config, seed=seed)
+        dataset.extra["source"] = {"kind": "synthetic", "seed": seed}
+        return dataset
     from dinoxfer_lib.data import readers
 
     if source == "opencell":
         # The paper uses the 6,120 labelled of OpenCell's 6,301 images.
-        return readers.read_opencell(path, image_size=size, unlabelled="drop")
-    if source == "hpa_kaggle":
-        return readers.read_hpa_kaggle(path, image_size=size)
-    channels, classes = _TABLE_SCHEMA[domain]
-    return readers.read_table(path, channel_names=channels, class_names=classes, image_size=size, domain=domain)
+        dataset = readers.read_opencell(path, image_size=size, unlabelled="drop")
+    elif source == "hpa_kaggle":
+        dataset = readers.read_hpa_kaggle(path, image_size=size)
+    else:
+        channels, classes = _TABLE_SCHEMA[domain]
+        dataset = readers.read_table(path, channel_names=domain_config.channels or channels, class_names=None,
+                                     image_size=size, domain=domain)
+        if classes is not None and set(dataset.class_names) <= set(classes):
+            dataset = _with_vocabulary(dataset, classes)  # the study's classes, absent ones included
+    dataset.extra["source"] = {"kind": source, "path": path}
+    return dataset
+
+
+def _with_vocabulary(dataset: ImageSet, vocabulary: tuple[str, ...]) -> ImageSet:
+    """``dataset`` with its labels laid out over ``vocabulary`` (a superset of its classes, in that order)."""
+    columns = [list(dataset.class_names).index(c) if c in dataset.class_names else None for c in vocabulary]
+    labels = np.zeros((len(dataset), len(vocabulary)), bool)
+    grades = np.zeros((len(dataset), len(vocabulary)), dataset.grades.dtype)
+    for k, column in enumerate(columns):
+        if column is not None:
+            labels[:, k], grades[:, k] = dataset.labels[:, column], dataset.grades[:, column]
+    return dataclasses.replace(dataset, labels=labels, grades=grades, class_names=vocabulary)
 
 
 def load_datasets(run: Run, domains: tuple[str, ...] = DOMAINS) -> dict[str, ImageSet]:
@@ -118,3 +139,17 @@ def load_split(run: Run, domain: str = "opencell", *, grouped: bool | None = Non
     dataset = load_imageset(make_dataset(run, domain).path)
     frame = pd.read_csv(make_split(run, domain, grouped=grouped).path / "split.csv", dtype={"image_id": str})
     return splits.Split.from_frame(frame, dataset.obs["image_id"], grouped=grouped, seed=run.config.seed)
+
+
+# How the book names each domain in a sentence.
+DOMAIN_NAMES = {"opencell": "OpenCell", "hpa": "HPA", "natural": "natural-image"}
+
+
+def data_phrase(run: Run, domain: str, *, where: bool = False) -> str:
+    """Which data stand for ``domain`` in this run, in words: the synthetic stand-in or the real data's layout (and,
+    with ``where``, its folder)."""
+    spec = getattr(run.config.data, domain)
+    if spec.source == "synthetic":
+        return f"the synthetic {DOMAIN_NAMES[domain]} stand-in"
+    layout = {"opencell": "OpenCell layout", "hpa_kaggle": "HPA Kaggle layout", "table": "a table"}[spec.source]
+    return f"{DOMAIN_NAMES[domain]} data ({layout}{f' at {spec.path}' if where else ''})"

@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dinoxfer_lib.data.classes import OPENCELL_CHANNELS
 from dinoxfer_lib.data.dataset import ImageSet, load_imageset
 from dinoxfer_lib.data.splits import Split
-from dinoxfer_lib.pipeline.backbones import random_backbone
+from dinoxfer_lib.pipeline.backbones import domain_channels, random_backbone
 from dinoxfer_lib.pipeline.data import load_split, make_dataset, make_split
 from dinoxfer_lib.pipeline.embeddings import EMBEDDING_FILE, table_iii_embeddings
 from dinoxfer_lib.pipeline.run import Run
@@ -58,7 +57,7 @@ def load_trained_vs_random(run: Run) -> ProbeResult:
     from dinoxfer_lib.probes import run_probe_suite
 
     name = "opencell_native"
-    random = random_backbone(run.config, "opencell", channels=OPENCELL_CHANNELS)
+    random = random_backbone(run.config, "opencell", channels=domain_channels(run, "opencell"))
     features = {
         "DINO-trained": table_iii_embeddings(run, (name,))[name],
         "random init": table_iii_embeddings(run, (name,), backbones={"opencell": random},

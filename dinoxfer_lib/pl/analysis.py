@@ -18,7 +18,7 @@ from dinoxfer_lib.tl.harmony import UMAP_HARMONY_KEY, UMAP_KEY
 from dinoxfer_lib.tl.mixing import SCORE_DIRECTIONS, primary_labels
 
 DOMAIN_COLORS: dict[str, str] = {"opencell": "#1b9e77", "hpa": "#d95f02", "natural": "#7570b3"}
-DOMAIN_LABELS: dict[str, str] = {"opencell": "OpenCell-like", "hpa": "HPA-like", "natural": "natural"}
+DOMAIN_LABELS: dict[str, str] = {"opencell": "OpenCell", "hpa": "HPA", "natural": "natural images"}
 OTHER_COLOR = "#d9d9d9"
 _POINT = dict(s=3, linewidths=0, rasterized=True)
 

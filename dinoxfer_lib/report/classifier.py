@@ -6,6 +6,8 @@ sit beside them only where the paper reports one, so a reader can always tell wh
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -19,12 +21,16 @@ from dinoxfer_lib.report.common import recipe_table
 _SETS = {spec.name: spec for spec in EMBEDDING_SETS}
 
 
-def table_iii(result: ProbeResult, *, probe: str = "mlp", threshold: str | None = None) -> pd.DataFrame:
+def table_iii(result: ProbeResult, *, probe: str = "mlp", threshold: str | None = None,
+              weights: Mapping[str, str] | None = None, present: Sequence[str] | None = None) -> pd.DataFrame:
     """Table III: one row per embedding set, our test macro F1 (mean ± std over fold models) beside the paper's.
 
-    Columns: ``weights``, ``approach`` (the paper's labels), ``set``, ``test_f1_mean``, ``test_f1_std``,
-    ``paper_mean``, ``paper_std`` (NaN where the paper has no row: the bag-of-channels extension),
-    ``val_f1_mean``, ``train_f1_mean``, ``folds``.
+    Columns: ``weights`` (what this run's backbone is: ``weights`` maps a pretraining domain to its label, e.g.
+    from :func:`~dinoxfer_lib.pipeline.backbones.backbone_labels`; the paper's label where not given),
+    ``paper_weights``, ``approach``, ``set``, ``test_f1_mean``, ``test_f1_std``, ``paper_mean``, ``paper_std`` (NaN
+    where the paper has no row), ``val_f1_mean``, ``train_f1_mean``, ``folds``. With ``present`` (the classes the
+    data use, :func:`present_classes`) fewer than all, also ``present_f1_mean``/``present_f1_std``: macro F1 over
+    those classes only, since an absent class scores 0 and pulls the all-class mean down.
     """
     table = result.table(threshold=threshold)
     table = table[table["probe"] == probe].drop(columns="probe")
@@ -32,28 +38,64 @@ def table_iii(result: ProbeResult, *, probe: str = "mlp", threshold: str | None 
         raise DataError(f"no {probe!r} probe in this result: it has {sorted(result.scores['probe'].unique())}")
     order = [name for name in _SETS if name in set(table["set"])] + sorted(set(table["set"]) - set(_SETS))
     table = table.set_index("set").loc[order].reset_index()
-    table.insert(0, "weights", [_SETS[s].weights_label if s in _SETS else s for s in table["set"]])
-    table.insert(1, "approach", [_SETS[s].approach_label if s in _SETS else "" for s in table["set"]])
+    paper_labels = [_SETS[s].weights_label if s in _SETS else s for s in table["set"]]
+    ours = [(weights or {}).get(_SETS[s].pretraining, paper_labels[i]) if s in _SETS else s
+            for i, s in enumerate(table["set"])]
+    table.insert(0, "weights", ours)
+    table.insert(1, "paper_weights", paper_labels)
+    table.insert(2, "approach", [_SETS[s].approach_label if s in _SETS else "" for s in table["set"]])
     reported = [paper.TABLE_III.get(s, (np.nan, np.nan, None)) for s in table["set"]]
     table["paper_mean"] = [r[0] for r in reported]
     table["paper_std"] = [r[1] for r in reported]
+    if present is not None and len(present) < len(result.class_names):
+        scores = present_class_f1(result, present, probe=probe, threshold=threshold)
+        table = table.merge(scores, on="set", how="left")
+        table.attrs["present_classes"] = tuple(present)
     return table
 
 
+def present_classes(dataset) -> tuple[str, ...]:
+    """The classes at least one image of ``dataset`` carries (a lab's data may use a few of the study's)."""
+    return tuple(name for name, count in zip(dataset.class_names, dataset.labels.sum(axis=0)) if count)
+
+
+def present_class_f1(result: ProbeResult, present: Sequence[str], *, probe: str = "mlp",
+                     threshold: str | None = None) -> pd.DataFrame:
+    """Test macro F1 over the ``present`` classes only, mean and std over the fold models, per set."""
+    s = result.scores
+    rows = s[(s["probe"] == probe) & (s["subset"] == "test") & (s["metric"] == "f1") & s["class"].isin(present)
+             & (s["threshold"] == (threshold or _fixed_threshold(result)))]
+    per_fold = rows.groupby(["set", "fold"])["value"].mean()
+    grouped = per_fold.groupby("set")
+    return pd.DataFrame({"present_f1_mean": grouped.mean(), "present_f1_std": grouped.std(ddof=1)}).reset_index()
+
+
+def _fixed_threshold(result: ProbeResult) -> str:
+    """The fixed threshold's label in a result's scores (``"0.5"`` for the paper's)."""
+    labels = [t for t in result.scores["threshold"].unique() if t != "tuned"]
+    return str(labels[0])
+
+
 def format_table_iii(table: pd.DataFrame) -> pd.DataFrame:
-    """Table III as the book prints it: ``mean ± std`` strings, ours beside the paper's."""
+    """Table III as the book prints it: ``mean ± std`` strings, ours beside the paper's (with the paper's weights)."""
 
     def pm(mean, std) -> str:
         return "—" if pd.isna(mean) else f"{mean:.4f} ± {std:.4f}"
 
-    return pd.DataFrame({
-        "weights": table["weights"],
+    shown = {
+        "weights, this run": table["weights"],
         "embedding": table["approach"],
         "macro F1, this run (test)": [pm(m, s) for m, s in zip(table["test_f1_mean"], table["test_f1_std"])],
-        "macro F1, paper": [pm(m, s) for m, s in zip(table["paper_mean"], table["paper_std"])],
-        "validation": table["val_f1_mean"].map("{:.3f}".format),
-        "train": table["train_f1_mean"].map("{:.3f}".format),
-    })
+    }
+    if "present_f1_mean" in table:
+        n = len(table.attrs.get("present_classes", ()))
+        shown[f"macro F1 over the {n} classes present"] = [
+            pm(m, s) for m, s in zip(table["present_f1_mean"], table["present_f1_std"])]
+    shown["macro F1, paper"] = [pm(m, s) if pd.isna(m) else f"{pm(m, s)} ({w})"
+                                for m, s, w in zip(table["paper_mean"], table["paper_std"], table["paper_weights"])]
+    shown["validation"] = table["val_f1_mean"].map("{:.3f}".format)
+    shown["train"] = table["train_f1_mean"].map("{:.3f}".format)
+    return pd.DataFrame(shown).set_index("weights, this run")
 
 
 def per_class_matrix(result: ProbeResult, *, probe: str = "mlp", subset: str = "test") -> pd.DataFrame:
@@ -112,7 +154,7 @@ def table_iii_note(table: pd.DataFrame, *, synthetic: bool) -> str:
              f"(**{ours.idxmax()}**); the set chosen on validation F1 is **{best_val}**."]
     spread = table["test_f1_std"].mean()
     lines.append(f"The mean fold-to-fold std is {spread:.3f}: differences smaller than about twice that are not "
-                 "resolved by five folds.")
+                 f"resolved by {int(table['folds'].iloc[0])} folds.")
     rows = table.dropna(subset=["paper_mean"]).set_index("set")
     if len(rows) >= 2:
         paper_rank = rows["paper_mean"].rank(ascending=False)
@@ -120,7 +162,11 @@ def table_iii_note(table: pd.DataFrame, *, synthetic: bool) -> str:
         agree = float(np.corrcoef(paper_rank, our_rank)[0, 1]) if len(rows) > 2 else float(
             (paper_rank == our_rank).all())
         lines.append(f"The paper's best is **{rows['paper_mean'].idxmax()}** ({rows['paper_mean'].max():.4f}); "
-                     f"rank correlation of our five rows with the paper's: {agree:+.2f}.")
+                     f"rank correlation of our {len(rows)} rows with the paper's: {agree:+.2f}.")
+    if "present_f1_mean" in table:
+        n = len(table.attrs.get("present_classes", ()))
+        lines.append(f"These images use {n} of the study's classes: macro F1 over all of them counts each absent class "
+                     f"as 0, so the column over the {n} present classes is the one to compare with other data.")
     if synthetic:
         lines.append("These are synthetic images and a CPU-sized recipe: the ranking says how the pipeline behaves on "
                      "the stand-in domains, not which pretraining transfers best to real OpenCell images.")

@@ -7,6 +7,7 @@ write that text from the objects themselves so no notebook hard-codes it.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from collections.abc import Collection, Iterable, Mapping
 
 import pandas as pd
@@ -15,22 +16,48 @@ from dinoxfer_lib.data.dataset import ImageSet
 from dinoxfer_lib.store import ArtifactStore
 
 
+def describe_data(dataset: ImageSet) -> str:
+    """Where one dataset of this run came from and how many images it holds, in one phrase from the data."""
+    source = dataset.extra.get("source", {})
+    name = {"opencell": "OpenCell", "hpa": "HPA", "natural": "natural"}.get(dataset.domain, dataset.domain)
+    if dataset.synthetic:
+        text = f"{len(dataset):,} synthetic {name} stand-in images (generated, seed {source.get('seed', '?')})"
+    else:
+        layout = {"opencell": "OpenCell layout", "hpa_kaggle": "HPA Kaggle layout", "table": "a table"}.get(
+            source.get("kind"), "real data")
+        text = f"{len(dataset):,} {name} images read from {source.get('path', '?')} ({layout})"
+    dropped = dataset.extra.get("unlabelled_dropped", 0)
+    if dropped:
+        text += f"; {dropped:,} unlabelled row(s) dropped"
+    return text
+
+
 def data_banner(datasets: Mapping[str, ImageSet], *, profile: str) -> str:
-    """A MyST admonition saying which domains are synthetic stand-ins and which are real data."""
-    synthetic = [name for name, d in datasets.items() if d.synthetic]
-    real = [name for name, d in datasets.items() if not d.synthetic]
-    if synthetic:
-        lines = [
+    """A MyST admonition naming the profile and, per domain, the data this page's numbers come from; a warning
+    when any of them are the synthetic stand-ins."""
+    lines = [f"- {describe_data(d)}" for d in datasets.values()]
+    if any(d.synthetic for d in datasets.values()):
+        return "\n".join([
             ":::{warning}",
-            f"**Synthetic data.** Profile `{profile}`: the {', '.join(synthetic)} domain(s) on this page are the "
-            "embedded procedural stand-ins, not the real datasets. Their numbers test the pipeline and are **not "
-            "comparable with the paper's**. To run on real data, see *Running on real data and a GPU*.",
-        ]
-        if real:
-            lines.append(f"Real data: {', '.join(real)}.")
-        lines.append(":::")
-        return "\n".join(lines)
-    return f":::{{note}}\nProfile `{profile}`: real data for {', '.join(real)}.\n:::"
+            f"**Synthetic data.** Profile `{profile}`; this page's numbers come from:",
+            "", *lines, "",
+            "The synthetic stand-ins test the pipeline; their numbers are **not comparable with the paper's**. To run "
+            "on real data, see *Your own data* and *Running on real data and a GPU*.",
+            ":::",
+        ])
+    return "\n".join([":::{note}", f"Profile `{profile}`; this page's numbers come from:", "", *lines, ":::"])
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A part of a chapter this run cannot show on its data: one sentence saying what was skipped and why, shown
+    where the part would have been (a chapter never stops the book for a field the data lack)."""
+
+    what: str
+    why: str
+
+    def _repr_markdown_(self) -> str:
+        return f":::{{note}}\n**Skipped: {self.what}.** {self.why}\n:::"
 
 
 def provenance_table(store: ArtifactStore, stages: Iterable[str]) -> pd.DataFrame:

@@ -9,7 +9,7 @@ stand-ins differ from the real data. Every number here is computed from an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,7 @@ import pandas as pd
 from dinoxfer_lib.data.dataset import ImageSet
 from dinoxfer_lib.data.summary import label_cooccurrence, label_frequency
 from dinoxfer_lib.errors import DataError
+from dinoxfer_lib.report.common import Skipped, describe_data
 
 def summarize_domains(datasets: Sequence[ImageSet]) -> pd.DataFrame:
     """Our analogue of the paper's Table I: one column per dataset, computed from its images and labels.
@@ -58,9 +59,17 @@ def _domain_column(dataset: ImageSet) -> pd.Series:
         "Image size": f"{height}×{width} px",
         "Bit depth (dtype)": _bit_depth(dataset.images.dtype),
         "Pixel size": pixel,
-        "Synthetic": "yes" if dataset.synthetic else "no",
+        "Source": _source(dataset),
     }
     return pd.Series(rows, name=dataset.domain)
+
+
+def _source(dataset: ImageSet) -> str:
+    """Where the images came from, for Table I's last row."""
+    kind = dataset.extra.get("source", {}).get("kind")
+    if dataset.synthetic:
+        return "generated (synthetic stand-in)"
+    return {"opencell": "OpenCell layout", "hpa_kaggle": "HPA Kaggle layout", "table": "a table"}.get(kind, "files")
 
 
 def _count_distinct(column: pd.Series) -> int:
@@ -122,3 +131,65 @@ def _most_frequent_pair(dataset: ImageSet) -> str:
     return f"The most frequent pair is **{names[i]}** + **{names[j]}** ({upper[i, j]:,} images)."
 
 
+
+
+# What a reader should look for in each synthetic domain's montage: effects the generator plants on purpose.
+_SYNTHETIC_MONTAGE_NOTES = {
+    "opencell": "Look-alike pairs are planted on purpose: nucleoplasm vs chromatin, golgi vs centrosome, vesicles "
+                "vs nuclear punctae vs mitochondrial fragments.",
+    "natural": "The natural-image stand-in for ImageNet: random crops of the photographs scikit-image ships, one "
+               "class per photograph.",
+}
+_DISPLAY = {
+    "opencell": "protein in red and nucleus in green, as in the paper's Figure 2",
+    "hpa": "the Kaggle display convention: protein green, microtubules red, nucleus blue, ER yellow",
+    "natural": "their own colours",
+}
+
+
+def montage_note(dataset: ImageSet) -> str:
+    """What the class montage of ``dataset`` shows: how its channels are drawn, and on the synthetic stand-ins
+    which look-alikes were planted."""
+    display = _DISPLAY.get(dataset.domain, f"channels {', '.join(dataset.channel_names)}")
+    text = (f"{describe_data(dataset).capitalize()}, drawn with {display}; each row shows images whose most "
+            "prominent label is that class.")
+    if dataset.synthetic and dataset.domain in _SYNTHETIC_MONTAGE_NOTES:
+        text += " " + _SYNTHETIC_MONTAGE_NOTES[dataset.domain]
+    return text
+
+
+def split_note(split_config) -> str:
+    """The paper's hold-out and folds beside this run's."""
+    ours = f"{split_config.test_fraction:.0%} of the images held out and {split_config.n_folds}-fold cross-validation"
+    same = split_config.test_fraction == 0.1 and split_config.n_folds == 5
+    return ("The paper holds out 10 % of the images as an untouched test set and runs 5-fold cross-validation on "
+            "the other 90 %, the same 90 % it trains the OpenCell DINO model on. "
+            f"{'This run does the same' if same else f'This run: {ours}'}; both steps are drawn with multilabel "
+            "stratification.")
+
+
+def plate_effects(dataset: ImageSet) -> list:
+    """The plate-effect figure and table of ``dataset``, or a :class:`Skipped` note when it records fewer than two
+    plates (a table without a ``batch`` column, the HPA Kaggle layout)."""
+    from dinoxfer_lib.data.summary import batch_intensity_stats
+    from dinoxfer_lib.pl.datasets import plot_batch_effects
+
+    plates = dataset.obs["batch"].astype(str)
+    if plates[plates != ""].nunique() < 2:
+        return [Skipped(f"plate effects of the {dataset.domain} images",
+                        "They record fewer than two plates (no `batch` values), so there is no plate effect to show "
+                        "and, later, none for Harmony to correct.")]
+    return [plot_batch_effects(dataset), batch_intensity_stats(dataset).round(1)]
+
+
+def summary_points(datasets: Mapping[str, ImageSet]) -> str:
+    """The chapter's summary bullets, from the datasets this run loaded."""
+    channels = ", ".join(f"{d.domain} {d.n_channels}" for d in datasets.values())
+    classes = ", ".join(f"{len(d.class_names)} {d.domain}" for d in datasets.values())
+    return "\n".join([
+        f"- The domains differ in channels ({channels}), class vocabularies ({classes} classes), cell shape and pixel "
+        "size: the transfer question of the paper.",
+        "- Labels are multi-label and imbalanced; a protein (group) carries its labels across its images.",
+        "- The hold-out and the folds are stored in `runs/<profile>/splits/` with their provenance and reused by every "
+        "later chapter.",
+    ])

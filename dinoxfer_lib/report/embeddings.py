@@ -38,7 +38,7 @@ def backbone_table(backbones: Mapping, *, arch: str) -> pd.DataFrame:
     for domain, backbone in backbones.items():
         rows.append(
             {
-                "pretrained on": {"natural": "natural images (ImageNet stand-in)", "hpa": "HPA", "opencell": "OpenCell"}.get(domain, domain),
+                "pretrained on": {"natural": "natural images", "hpa": "HPA", "opencell": "OpenCell"}.get(domain, domain),
                 "architecture": getattr(backbone.model, "dinoxfer_arch", arch),
                 "input slots": ", ".join(backbone.slots),
                 "weights": backbone.source,
@@ -78,3 +78,11 @@ def agreement_note(agreement: pd.DataFrame) -> str:
             "recognising a protein, rather than its localisation, is worth."
         )
     return " ".join(lines)
+
+
+def strategy_example(dataset) -> int:
+    """The image the channel-strategy figure shows: the first whose strongest label is the most frequent class."""
+    import numpy as np
+
+    frequent = int(np.argmax(dataset.labels.sum(axis=0)))
+    return int(np.argmax(dataset.grades[:, frequent]))

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from dinoxfer_lib.report.common import value_range
+from dinoxfer_lib.report.common import Skipped, value_range
 
 
 def correction_note(corrected: Mapping, *, n_pcs: int, n_neighbors: int, min_dist: float, seed: int) -> str:
@@ -14,10 +14,15 @@ def correction_note(corrected: Mapping, *, n_pcs: int, n_neighbors: int, min_dis
     :func:`~dinoxfer_lib.tl.harmony.correct_embeddings`)."""
     first = next(iter(corrected.values()))
     seconds = sum(sum(adata.uns["harmony"]["seconds"].values()) for adata in corrected.values())
-    return (f"PCA + Harmony + two UMAP layouts for {len(corrected)} sets of {first.n_obs} images took "
+    covariates = first.uns["harmony"]["covariates"]
+    text = (f"PCA + Harmony + two UMAP layouts for {len(corrected)} sets of {first.n_obs} images took "
             f"**{seconds:.1f} s** in all ({n_pcs} components requested, Harmony covariates "
-            f"{', '.join(first.uns['harmony']['covariates'])}; UMAP n_neighbors = {n_neighbors}, "
-            f"min_dist = {min_dist}, seed {seed}).")
+            f"{', '.join(covariates) or 'none'}; UMAP n_neighbors = {n_neighbors}, min_dist = {min_dist}, seed "
+            f"{seed}).")
+    if not covariates:
+        text += (" These images record no plate (or cell line) with two or more levels, so Harmony had nothing to "
+                 "correct: every \"after\" below equals its \"before\", and the batch-mixing scores are empty.")
+    return text
 
 
 def scores_table(scores: pd.DataFrame) -> pd.DataFrame:
@@ -37,9 +42,12 @@ def harmony_note(scores: pd.DataFrame, probe: pd.DataFrame | None = None) -> str
     wide = scores.pivot(index="set", columns="space")
     change = {k: wide[(k, "after Harmony")] - wide[(k, "before Harmony")]
               for k in ("ilisi_scaled", "clisi_scaled", "knn_label_accuracy", "label_silhouette")}
+    if wide[("ilisi_scaled", "before Harmony")].isna().all():
+        return "No plate was recorded for these images, so there is no batch mixing to score and nothing to correct."
     lines = [
         f"Harmony moved the scaled iLISI (0 = each plate on its own, 1 = perfectly mixed) from "
-        f"{value_range(wide[('ilisi_scaled', 'before Harmony')])} to {value_range(wide[('ilisi_scaled', 'after Harmony')])} "
+        f"{value_range(wide[('ilisi_scaled', 'before Harmony')])} to "
+        f"{value_range(wide[('ilisi_scaled', 'after Harmony')])} "
         f"across the {len(wide)} set(s) (mean change {change['ilisi_scaled'].mean():+.2f}).",
         f"The label scores changed by {change['clisi_scaled'].mean():+.3f} (scaled cLISI), "
         f"{change['knn_label_accuracy'].mean():+.3f} (k-NN accuracy on the strongest label) and "
@@ -80,3 +88,42 @@ def mixing_by_covariate_note(tables: Mapping[str, pd.DataFrame]) -> str:
     return " ".join(
         f"Mixing by **{key}**: scaled iLISI {table['ilisi_scaled'].iloc[0]:.2f} before, "
         f"{table['ilisi_scaled'].iloc[1]:.2f} after Harmony." for key, table in tables.items())
+
+
+def cell_line_section(embeddings: Mapping, config, *, seed: int) -> list:
+    """The HPA images harmonised with plate and cell line as covariates: their UMAPs and mixing per covariate, or a
+    :class:`~dinoxfer_lib.report.common.Skipped` note when the data record neither (the HPA Kaggle layout has no
+    plate and no cell line)."""
+    from IPython.display import Markdown
+
+    from dinoxfer_lib.pl.analysis import plot_harmony_umaps
+    from dinoxfer_lib.tl.harmony import correct_embeddings
+
+    corrected = correct_embeddings(embeddings, config, seed=seed)
+    covariates = next(iter(corrected.values())).uns["harmony"]["covariates"]
+    if not covariates:
+        obs = next(iter(embeddings.values())).obs
+        return [Skipped("Harmony on the HPA images", "They record no plate or cell line with two or more levels "
+                        f"(their metadata: {', '.join(map(str, obs.columns))}), so there is nothing to correct.")]
+    tables = mixing_by_covariate(corrected, perplexity=config.lisi_perplexity, k=config.knn_k, seed=seed)
+    key = "cell_line" if "cell_line" in covariates else covariates[0]
+    return [plot_harmony_umaps(corrected, batch_key=key), Markdown(mixing_by_covariate_note(tables))]
+
+
+def reading_note(datasets: Mapping, backbones: Mapping) -> str:
+    """How to read this chapter's numbers honestly, for the data and backbones this run used."""
+    lines = []
+    if next(iter(datasets.values())).synthetic:
+        lines.append("On the synthetic stand-ins the plate effect is planted by the generator as illumination "
+                     "gradient, gain, offset and noise, and the embedding's per-image percentile scaling already "
+                     "removes most gain and offset before any backbone sees an image. So a small iLISI gain here can "
+                     "mean \"little plate effect survived the preprocessing\" rather than \"Harmony does little\".")
+    else:
+        lines.append("The embedding's per-image percentile scaling removes most gain and offset between plates "
+                     "before any backbone sees an image, so what Harmony corrects is the plate effect that survived "
+                     "it.")
+    if any(backbone.random for backbone in backbones.values()):
+        lines.append("Some backbones are random initialisations (no DINO run yet): their label scores measure what "
+                     "a random ViT preserves.")
+    lines.append("The scores, not the pictures, say which case this run is in.")
+    return " ".join(lines)

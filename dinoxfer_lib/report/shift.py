@@ -104,3 +104,23 @@ def transfer_note(transfer: pd.DataFrame) -> str:
             f"({last['test_f1_mean']:.3f} ± {last['test_f1_std']:.3f})."
         )
     return " ".join(lines)
+
+
+def reading_note(datasets: Mapping, backbones: Mapping) -> str:
+    """How to read the distances and the transfer matrix honestly, for the data and backbones this run used."""
+    lines = []
+    if all(d.synthetic for d in datasets.values()):
+        lines.append("The synthetic domains differ by construction: the natural stand-ins are RGB photographs, the "
+                     "two microscopy domains come from one generator with different cells, stains, optics, channels "
+                     "and pixel sizes.")
+    lines.append("Large distances to the natural images and a near-perfect domain probe are expected (photographs "
+                 "against fluorescence) and say little; the informative numbers are the distance between the two "
+                 "microscopy domains relative to its floor, and whether its order across backbones matches the "
+                 "transfer matrix.")
+    if any(backbone.random for backbone in backbones.values()):
+        lines.append("Some backbones are random initialisations: their distances measure what a random ViT "
+                     "preserves.")
+    smallest = min(len(d) for d in datasets.values())
+    lines.append(f"With {smallest:,} images in the smallest domain, compare transfer-matrix cells only where they "
+                 "differ by more than their standard deviations.")
+    return " ".join(lines)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from dinoxfer_lib.errors import DataError
+from dinoxfer_lib.errors import DataError, MissingField
 from dinoxfer_lib.tl.config import AnalysisConfig
 from dinoxfer_lib.tl.reduce import pca, umap_layout
 
@@ -33,13 +33,13 @@ def usable_covariates(obs: pd.DataFrame, covariates: Sequence[str]) -> tuple[str
 
     Raises
     ------
-    DataError
+    MissingField
         None of them is usable.
     """
     usable = tuple(c for c in covariates if c in obs.columns and obs[c].astype(str).nunique() >= 2)
     if not usable:
-        raise DataError(f"no Harmony covariate among {', '.join(covariates)} is an obs column with >= 2 levels "
-                        f"(obs has {', '.join(map(str, obs.columns))})")
+        raise MissingField(f"no Harmony covariate among {', '.join(covariates)} is an obs column with >= 2 levels "
+                           f"(obs has {', '.join(map(str, obs.columns))})")
     return usable
 
 
@@ -62,7 +62,8 @@ def harmonize(
         N rows of metadata holding the covariates.
     covariates
         Covariate columns to remove; those missing from ``obs`` or with a single level are skipped (see
-        :func:`usable_covariates`), and the ones used are returned.
+        :func:`usable_covariates`), and the ones used are returned. With none usable there is nothing to
+        correct: the components come back unchanged and no covariate is returned.
     theta, max_iter, seed
         Harmony's diversity penalty (per covariate), outer iterations and random state.
 
@@ -76,7 +77,10 @@ def harmonize(
     pcs = np.asarray(pcs, dtype=np.float64)
     if pcs.ndim != 2 or len(pcs) != len(obs):
         raise DataError(f"principal components of shape {pcs.shape} for {len(obs)} obs rows")
-    used = usable_covariates(obs, covariates)
+    try:
+        used = usable_covariates(obs, covariates)
+    except MissingField:
+        return pcs.astype(np.float32), ()
     meta = pd.DataFrame({c: obs[c].astype(str).to_numpy() for c in used})
     model = harmonypy.run_harmony(pcs, meta, list(used), theta=[theta] * len(used), max_iter_harmony=max_iter,
                                   random_state=seed, verbose=False)

@@ -24,7 +24,7 @@ import pandas as pd
 from sklearn.metrics import silhouette_score
 from sklearn.neighbors import NearestNeighbors
 
-from dinoxfer_lib.errors import DataError
+from dinoxfer_lib.errors import DataError, MissingField
 
 UNLABELLED = "unlabelled"
 # Score columns of :func:`mixing_scores`, and which direction is better (for tables and bar plots).
@@ -139,7 +139,8 @@ def mixing_scores(
     -------
     dict
         ``ilisi``, ``ilisi_scaled``, ``batch_silhouette``, ``clisi``, ``clisi_scaled``, ``label_silhouette``,
-        ``knn_label_accuracy`` and the counts ``n_batches``, ``n_labels``.
+        ``knn_label_accuracy`` and the counts ``n_batches``, ``n_labels``. With a single batch (no plate recorded)
+        the batch scores are NaN: there is no mixing to measure.
     """
     X = _check_matrix(X, "X")
     batches, labels = np.asarray(batches).astype(str), np.asarray(labels).astype(str)
@@ -149,17 +150,17 @@ def mixing_scores(
     n_batches = len(np.unique(batches))
     labelled = labels != UNLABELLED
     n_labels = len(np.unique(labels[labelled]))
-    if n_batches < 2:
-        raise DataError(f"mixing scores need at least 2 batches, got {n_batches}")
     if n_labels < 2:
         raise DataError(f"label scores need at least 2 distinct labels, got {n_labels}")
-    ilisi = float(lisi(X, batches, perplexity=perplexity).mean())
-    clisi = float(lisi(X[labelled], labels[labelled], perplexity=perplexity).mean())
     sample = min(len(X), 5000)
+    mixed = n_batches >= 2
+    ilisi = float(lisi(X, batches, perplexity=perplexity).mean()) if mixed else np.nan
+    clisi = float(lisi(X[labelled], labels[labelled], perplexity=perplexity).mean())
     return {
         "ilisi": ilisi,
-        "ilisi_scaled": (ilisi - 1) / (n_batches - 1),
-        "batch_silhouette": float(silhouette_score(X, batches, sample_size=sample, random_state=seed)),
+        "ilisi_scaled": (ilisi - 1) / (n_batches - 1) if mixed else np.nan,
+        "batch_silhouette": float(silhouette_score(X, batches, sample_size=sample, random_state=seed)) if mixed
+        else np.nan,
         "clisi": clisi,
         "clisi_scaled": (n_labels - clisi) / (n_labels - 1),
         "label_silhouette": float(silhouette_score(X[labelled], labels[labelled],
@@ -216,7 +217,7 @@ def mixing_table(
     rows = []
     for name, adata in embeddings.items():
         if batch_key not in adata.obs:
-            raise DataError(f"set {name!r}: obs has no column {batch_key!r} to score batch mixing by")
+            raise MissingField(f"set {name!r}: obs has no column {batch_key!r} to score batch mixing by")
         labels = primary_labels(adata.obsm["grades"], adata.uns["class_names"])
         for space, key in spaces.items():
             if key not in adata.obsm:
