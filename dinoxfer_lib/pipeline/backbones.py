@@ -1,9 +1,11 @@
 """The backbone pretrained on each domain, as ``embed.<domain>_weights`` asks for it.
 
-``store`` = this run's own DINO stage ``dino/<domain>``; a registered name (``dino_vitb8_imagenet``,
-``dino4cells_hpa_fov``) = published weights from the download cache; anything else = a checkpoint path. A
-:class:`ResolvedBackbone` carries the model with what its input slots mean, how its inputs are normalised, and
-where its weights came from, so every stage that embeds with it records that in its provenance.
+``store`` = this run's own DINO stage ``dino/<domain>``, trained here first when the store has none for this config
+(a chapter run on its own gets the backbone the DINO chapter would make, never random weights in its place); a
+registered name (``dino_vitb8_imagenet``, ``dino4cells_hpa_fov``) = published weights from the download cache;
+anything else = a checkpoint path. A :class:`ResolvedBackbone` carries the model with what its input slots mean, how
+its inputs are normalised, and where its weights came from, so every stage that embeds with it records that in its
+provenance.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from torch import nn
 from dinoxfer_lib.config import Config
 from dinoxfer_lib.data.classes import HPA_CHANNELS, NATURAL_CHANNELS, OPENCELL_CHANNELS
 from dinoxfer_lib.dino.checkpoint import BACKBONE_FILE
-from dinoxfer_lib.errors import StoreError
 from dinoxfer_lib.models.backbones import IMAGENET_MEAN, IMAGENET_STD, PRETRAINED, create_backbone
 from dinoxfer_lib.models.checkpoints import build_backbone
+from dinoxfer_lib.pipeline.dino import train_backbone
 from dinoxfer_lib.pipeline.run import DOMAINS, Run
 from dinoxfer_lib.store import ArtifactStore
 
@@ -61,8 +63,7 @@ def _photo_norm(domain: str) -> tuple[tuple[float, ...] | None, tuple[float, ...
 
 
 def random_backbone(config: Config, domain: str, *, channels: tuple[str, ...]) -> ResolvedBackbone:
-    """The profile's architecture with seeded random weights: the stand-in before DINO has run, and the baseline a
-    DINO-trained backbone must beat."""
+    """The profile's architecture with seeded random weights: the baseline a DINO-trained backbone must beat."""
     seed = config.seed + ("natural", "hpa", "opencell").index(domain)
     torch.manual_seed(seed)
     model = create_backbone(config.embed.arch, in_chans=len(channels), img_size=config.embed.img_size).eval()
@@ -70,18 +71,19 @@ def random_backbone(config: Config, domain: str, *, channels: tuple[str, ...]) -
 
 
 def resolve_backbone(config: Config, store: ArtifactStore, domain: str, *, channels: tuple[str, ...]) -> ResolvedBackbone:
-    """The backbone pretrained on ``domain`` as the profile asks for it (see ``embed.<domain>_weights``)."""
+    """The backbone pretrained on ``domain`` as the profile asks for it (see ``embed.<domain>_weights``).
+
+    With ``store`` weights the ``dino/<domain>`` stage is reused when it is up to date, and trained first when the
+    store has none for this config (it did not run yet, or the DINO settings changed since).
+    """
     weights = getattr(config.embed, f"{domain}_weights")
     if weights == "store":
-        stage = f"dino/{domain}"
-        try:
-            artifact = store.load(stage)
-        except StoreError:
-            # No DINO run for this domain yet: a seeded random initialisation, labelled as such everywhere.
-            return random_backbone(config, domain, channels=channels)
+        artifact = train_backbone(Run(config=config, store=store), domain, progress=False)
+        if not artifact.reused:
+            print(f"{artifact.name}: trained now, as the DINO chapter does (the store had no backbone for this config)")
         model, report = build_backbone(artifact.path / BACKBONE_FILE, img_size=config.embed.img_size)
-        return ResolvedBackbone(domain, model, channels, *_photo_norm(domain), f"{stage} (this run)", report.sha256,
-                                stage=stage)
+        return ResolvedBackbone(domain, model, channels, *_photo_norm(domain), f"{artifact.name} (this run)",
+                                report.sha256, stage=artifact.name)
     model, report = build_backbone(weights, img_size=config.embed.img_size)
     if weights in PRETRAINED:
         meta = PRETRAINED[weights]
