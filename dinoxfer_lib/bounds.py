@@ -25,6 +25,9 @@ from dinoxfer_lib.errors import require_config
 
 # Seeds are 32-bit: numpy, torch and Python's random all accept any of them.
 MAX_SEED = 2**32 - 1
+# Counts (epochs, images, widths) without an upper bound of their own stay below this: larger ones overflow numpy's
+# and torch's integer arguments with a traceback instead of a message.
+MAX_COUNT = 2**31 - 1
 
 BOUNDS: dict[str, dict[str, str]] = {
     "Config": {"seed": f"[0, {MAX_SEED}]"},
@@ -106,7 +109,7 @@ class Bound:
         # NaN fails every comparison; infinity fails the open end at infinity
         above = value >= self.low if self.low_closed else value > self.low
         below = value <= self.high if self.high_closed else value < self.high
-        return bool(above and below) and math.isfinite(value)
+        return bool(above and below) and (isinstance(value, int) or math.isfinite(value))
 
 
 def check_bounds(section: object, key: str) -> None:
@@ -116,12 +119,15 @@ def check_bounds(section: object, key: str) -> None:
         value = getattr(section, name)
         if value is None:
             continue
-        items = value if isinstance(value, tuple) else (value,)
-        kind = ("integers" if integer else "numbers") if isinstance(value, tuple) else \
-            ("an integer" if integer else "a finite number")
-        expected = f"{kind} {bound.text}" + (f" ({bound.note})" if bound.note else "")
-        require_config(all(_is_number(item, integer) and item in bound for item in items),
-                       f"{key}.{name}" if key else name, value, expected)
+        if isinstance(value, tuple):
+            items, kind = value, "integers" if integer else "numbers"
+        else:
+            items, kind = (value,), "an integer" if integer else "a finite number"
+        where, expected = f"{key}.{name}" if key else name, f"{kind} {bound.text}"
+        require_config(all(_is_number(item, integer) and item in bound for item in items), where, value,
+                       expected + (f" ({bound.note})" if bound.note else ""))
+        if integer and bound.high == math.inf:
+            require_config(all(item <= MAX_COUNT for item in items), where, value, f"{expected} and <= {MAX_COUNT}")
 
 
 def numeric_fields(cls: type) -> dict[str, bool]:

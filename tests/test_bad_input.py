@@ -302,16 +302,14 @@ def test_table_unparsable_csv(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------------------
 # The command line: a bad profile, --set value or a killed kernel ends in one "error: ..." line and exit status 2.
-# One row per case: the files to write under tmp_path, the dinoxfer arguments ({tmp} = tmp_path), and what the line
-# must contain.
+# One row per case: the dinoxfer arguments ({tmp} = tmp_path), what the line must contain, and files to write first.
 
 
-def _alias_bomb(levels=9, items=9):
-    """The few-hundred-byte YAML whose nine nested aliases of nine items each hold 9**9 references."""
-    lines, previous = [f"a: &a [{', '.join('x' * items)}]"], "a"
-    for name in "bcdefghijk"[: levels - 1]:
-        lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * items)}]")
-        previous = name
+def _alias_bomb():
+    """A few hundred bytes of YAML whose nine nested aliases of nine items each hold 9**9 references."""
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    for previous, name in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]")
     return "\n".join(lines) + "\n"
 
 
@@ -345,6 +343,7 @@ CLI_CASES = {  # id: (arguments, fragments of the line, files to write first)
     "fraction one": (f"{SET} split.test_fraction=1", ["'split.test_fraction' = 1.0", "in (0, 1)"], {}),
     "fraction in a list": (f"{SET} probe.low_label_fractions=[0.5,1.5]", ["(0.5, 1.5)", "numbers in (0, 1]"], {}),
     "seed too large": (f"{SET} seed=4294967296", ["'seed' = 4294967296", "in [0, 4294967295]"], {}),
+    "count too large": (f"{SET} probe.epochs={10**400}", ["'probe.epochs' = 1000", "..."], {}),
     "kernel killed": ("run --profile smoke --notebooks {tmp}/nbs --runs {tmp}/runs",
                       ["notebook 01_die", "kernel died while running cell 4 (`import os`)", "memory",
                        "partial notebook kept at", "01_die.failed.ipynb"], {"nbs/01_die.py": DYING_NOTEBOOK.encode()}),
@@ -367,6 +366,18 @@ def test_cli_gives_one_line_and_status_2(tmp_path, capsys, arguments, fragments,
         assert fragment in line, f"{fragment!r} not in {line!r}"
     for kept in re.findall(r"kept at (\S+)", line):
         assert Path(kept).is_file()
+
+
+def test_alias_bomb_from_papermill_yaml_is_shown_short():
+    """papermill's -y reads YAML with aliases; the value reaches load_config as shared references, never expanded."""
+    import yaml
+
+    bomb = yaml.safe_load(BOMB)
+    message = raises_one_line(lambda: load_config("smoke", {"seed": bomb}), "'seed'", "expected an integer",
+                              error=ConfigError)
+    assert len(message) < 400
+    raises_one_line(lambda: load_config("smoke", {"analysis": bomb}), "unknown config key 'analysis.a'",
+                    error=ConfigError)
 
 
 # ---------------------------------------------------------------------------------------------------------------
