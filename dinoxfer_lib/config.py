@@ -242,8 +242,8 @@ class _NoAliasLoader(yaml.SafeLoader):
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
-            raise yaml.composer.ComposerError(None, None, "an alias (*name): aliases are not supported, write the value out",
-                                              self.peek_event().start_mark)
+            raise yaml.composer.ComposerError(None, None, "an alias (*name): aliases are not supported, write the "
+                                              "value out", self.peek_event().start_mark)
         return super().compose_node(parent, index)
 
 
