@@ -3,7 +3,9 @@
 A profile (``smoke``, ``demo``, ``paper``) is a YAML file in ``dinoxfer_lib/profiles``. It only lists the values
 that differ from the defaults below; a notebook's papermill parameters add ``overrides`` (a nested dict). Unknown
 keys, wrong types and impossible values are a :class:`~dinoxfer_lib.errors.ConfigError` whose one line names the
-key. Each field's comment says what it does and what a good value is.
+key. Each field's comment says what it does and what a good value is; every numeric value's bound is in the one
+table of :mod:`dinoxfer_lib.bounds`. Profiles and ``--set`` values are read by :func:`parse_yaml`, which refuses
+YAML aliases (an alias bomb of a few hundred bytes would otherwise expand to gigabytes when shown or hashed).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,7 +23,8 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
-from dinoxfer_lib.errors import ConfigError, require_config as _require
+from dinoxfer_lib.bounds import check_bounds
+from dinoxfer_lib.errors import ConfigError, clip, require_config as _require, shown
 from dinoxfer_lib.dino.config import DinoConfig
 from dinoxfer_lib.probes.config import ProbeConfig
 from dinoxfer_lib.tl.config import AnalysisConfig
@@ -29,6 +33,10 @@ PROFILE_DIR = Path(__file__).parent / "profiles"
 DEFAULT_PROFILE = "demo"
 # What relative paths in the shipped profiles are relative to: the repository's root in a checkout.
 SHIPPED_PROFILE_BASE = PROFILE_DIR.parents[1]
+# A profile lists a few dozen values: anything larger is not a profile.
+MAX_PROFILE_BYTES = 1 << 20
+# YAML 1.1 reads 1e-4 (no dot) as text; a float field takes it as the number everyone means.
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 @dataclass(frozen=True)
@@ -59,14 +67,8 @@ class DomainConfig:
     batch_effect: float = 1.0
 
     def validate(self, key: str) -> None:
-        _require(self.n_images >= 10, f"{key}.n_images", self.n_images, ">= 10")
-        if self.image_size is not None:
-            _require(self.image_size >= 16, f"{key}.image_size", self.image_size, ">= 16")
-        _require(self.n_groups >= 1, f"{key}.n_groups", self.n_groups, ">= 1")
+        check_bounds(self, key)
         _require(self.n_groups <= self.n_images, f"{key}.n_groups", self.n_groups, f"<= n_images ({self.n_images})")
-        _require(self.n_batches >= 1, f"{key}.n_batches", self.n_batches, ">= 1")
-        _require(self.n_cell_lines >= 1, f"{key}.n_cell_lines", self.n_cell_lines, ">= 1")
-        _require(self.batch_effect >= 0, f"{key}.batch_effect", self.batch_effect, ">= 0")
         if self.source != "synthetic":
             _require(self.path is not None, f"{key}.path", self.path, f"a path (source is {self.source!r})")
 
@@ -110,8 +112,7 @@ class SplitConfig:
     group_by_protein: bool = False
 
     def validate(self, key: str) -> None:
-        _require(0 < self.test_fraction < 1, f"{key}.test_fraction", self.test_fraction, "between 0 and 1")
-        _require(self.n_folds >= 2, f"{key}.n_folds", self.n_folds, ">= 2")
+        check_bounds(self, key)
 
 
 @dataclass(frozen=True)
@@ -134,9 +135,9 @@ class EmbedConfig:
     # changes which images are embedded.
     # true = torch's default mode; or a mode by name (dinoxfer_lib.embed.COMPILE_MODES).
     compile: bool | Literal["default", "max-autotune-no-cudagraphs"] = False
-    # Weights of the backbone pretrained on each domain: "store" = this profile's own DINO run (randomly
-    # initialised until one exists; the chapter says which), a registered name (dino_vitb8_imagenet,
-    # dino4cells_hpa_fov) or a checkpoint path.
+    # Weights of the backbone pretrained on each domain: "store" = this profile's own DINO run (trained first
+    # when the store has none for this config), a registered name (dino_vitb8_imagenet, dino4cells_hpa_fov) or a
+    # checkpoint path.
     natural_weights: str = "store"
     hpa_weights: str = "store"
     opencell_weights: str = "store"
@@ -144,9 +145,8 @@ class EmbedConfig:
     def validate(self, key: str) -> None:
         from dinoxfer_lib.models.backbones import ARCHITECTURES
 
+        check_bounds(self, key)
         _require(self.arch in ARCHITECTURES, f"{key}.arch", self.arch, f"one of {', '.join(ARCHITECTURES)}")
-        _require(self.img_size >= 16, f"{key}.img_size", self.img_size, ">= 16")
-        _require(self.batch_size >= 1, f"{key}.batch_size", self.batch_size, ">= 1")
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ class Config:
     bench: BenchConfig = field(default_factory=BenchConfig)
 
     def validate(self) -> None:
-        _require(self.seed >= 0, "seed", self.seed, ">= 0")
+        check_bounds(self, "")
         self.data.validate("data")
         self.split.validate("split")
         self.embed.validate("embed")
@@ -206,8 +206,8 @@ def profile_path(profile: str | os.PathLike) -> Path:
     if path.suffix not in (".yaml", ".yml"):
         path = PROFILE_DIR / f"{profile}.yaml"
         if not path.is_file():
-            raise ConfigError(f"unknown profile {str(profile)!r}: expected one of {', '.join(available_profiles())} "
-                              "or a .yaml file")
+            raise ConfigError(f"unknown profile {shown(str(profile))}: expected one of "
+                              f"{', '.join(available_profiles())} or a .yaml file")
         return path
     path = path.resolve()
     if not path.is_file():
@@ -226,8 +226,8 @@ def load_config(profile: str | os.PathLike = DEFAULT_PROFILE, overrides: Mapping
     values = _profile_values(path, seen=())
     if overrides is not None and not isinstance(overrides, Mapping):
         # papermill's -p passes text: `-p overrides "{seed: 1}"` arrives as a string, not a mapping
-        raise ConfigError(f"overrides = {overrides!r}: expected a mapping of config keys to values; with papermill "
-                          "pass it as YAML: -y 'overrides: {seed: 1}'")
+        raise ConfigError(f"overrides = {shown(overrides)}: expected a mapping of config keys to values; with "
+                          "papermill pass it as YAML: -y 'overrides: {seed: 1}'")
     values = _merge(values, absolute_paths(overrides or {}), prefix="")
     values["profile"] = path.stem
     config = _build(Config, values, prefix="")
@@ -239,19 +239,14 @@ def _profile_values(path: Path, *, seen: tuple[Path, ...]) -> dict:
     """A profile file's values with its paths made absolute, on top of its ``base:`` profile's (if it names one)."""
     if path in seen:
         raise ConfigError(f"profile {path}: its base profiles form a cycle ({' -> '.join(map(str, (*seen, path)))})")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"profile {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"profile {path}: expected a mapping of keys to values at the top level")
+    values = read_profile(path)
     folder = SHIPPED_PROFILE_BASE if path.parent == PROFILE_DIR else path.parent
     base = values.pop("base", None)
     values = absolute_paths(values, base=folder)
     if base is None:
         return values
     if not isinstance(base, str):
-        raise ConfigError(f"profile {path}: base = {base!r}: expected a profile name or a .yaml file")
+        raise ConfigError(f"profile {path}: base = {shown(base)}: expected a profile name or a .yaml file")
     base_path = profile_path(base if Path(base).suffix not in (".yaml", ".yml") else folder / base)
     return _merge(_profile_values(base_path, seen=(*seen, path)), values, prefix="")
 
@@ -273,6 +268,51 @@ def absolute_paths(values: Mapping[str, Any], *, base: str | os.PathLike | None 
         elif isinstance(value, Mapping) and dataclasses.is_dataclass(hints[key]):
             out[key] = absolute_paths(value, base=base, cls=hints[key])
     return out
+
+
+def read_profile(path: Path) -> dict[str, Any]:
+    """The mapping a profile file holds (empty for an empty file); anything else is a one-line ConfigError."""
+    try:
+        if (size := path.stat().st_size) > MAX_PROFILE_BYTES:
+            raise ConfigError(f"profile {path}: {size} bytes, expected a profile of at most {MAX_PROFILE_BYTES} bytes")
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"profile {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                          f"{exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"profile {path}: cannot read it ({exc.strerror or type(exc).__name__})") from None
+    values = parse_yaml(text, f"profile {path}")
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"profile {path}: expected a mapping of keys to values at the top level, got "
+                          f"{type(values).__name__}")
+    return values
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing aliases: a profile never needs one, and nine nested aliases of nine items
+    each make a 317-byte document hold 9**9 references."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "an alias (*name): aliases are not supported, write the "
+                                              "value out", self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """``text`` (a profile, a ``--set`` value) as YAML without aliases; ``where`` names it in the one-line error."""
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{where}: not valid YAML{at}: {clip(exc.problem or exc.context or '', 120)}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML: {clip(str(exc), 120)}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: not valid YAML: nested too deeply") from None
 
 
 def config_yaml(config: Config, *, source: str | None = None, overrides: Mapping[str, Any] | None = None) -> str:
@@ -311,12 +351,12 @@ def _build(cls: type, values: Any, prefix: str) -> Any:
     """Recursively turn a mapping into dataclass ``cls``, checking keys and types."""
     where = prefix.rstrip(".") or "config"
     if not isinstance(values, Mapping):
-        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__} {values!r}")
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__} {shown(values)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
+    unknown = [key for key in values if key not in fields]  # YAML keys may be numbers or null, so no sorting
     if unknown:
         raise ConfigError(
-            f"unknown config key {prefix + unknown[0]!r}: expected one of {', '.join(sorted(fields))}"
+            f"unknown config key {shown(f'{prefix}{unknown[0]}')}: expected one of {', '.join(sorted(fields))}"
         )
     hints = typing.get_type_hints(cls)
     kwargs = {}
@@ -339,7 +379,7 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     if origin is Literal:
         allowed = typing.get_args(hint)
         if value not in allowed:
-            raise ConfigError(f"config key {key!r}: {value!r} is not one of {', '.join(map(repr, allowed))}")
+            raise ConfigError(f"config key {shown(key)}: {shown(value)} is not one of {', '.join(map(repr, allowed))}")
         return value
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(hint)
@@ -354,26 +394,28 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if len(errors) == 1:
             raise ConfigError(errors[0])
         wanted = " or ".join(_expected(a) for a in args if a is not type(None))
-        raise ConfigError(f"config key {key!r}: expected {wanted}, got {value!r}")
+        raise ConfigError(f"config key {shown(key)}: expected {wanted}, got {shown(value)}")
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key {key!r}: expected a list, got {value!r}")
+            raise ConfigError(f"config key {shown(key)}: expected a list, got {shown(value)}")
         (item,) = typing.get_args(hint)[:1]
         return tuple(_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value))
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"config key {key!r}: expected true or false, got {value!r}")
+            raise ConfigError(f"config key {shown(key)}: expected true or false, got {shown(value)}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
+            raise ConfigError(f"config key {shown(key)}: expected an integer, got {shown(value)}")
         return value
     if hint is float:
+        if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"config key {key!r}: expected a number, got {value!r}")
+            raise ConfigError(f"config key {shown(key)}: expected a number, got {shown(value)}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"config key {key!r}: expected a string, got {value!r}")
+            raise ConfigError(f"config key {shown(key)}: expected a string, got {shown(value)}")
         return value
-    raise ConfigError(f"config key {key!r}: unsupported type {hint}")  # a programming error, caught by tests
+    raise ConfigError(f"config key {shown(key)}: unsupported type {hint}")  # a programming error, caught by tests

@@ -2,8 +2,19 @@
 
 Every failure caused by the user's input (a config key, a file, a label, a download) raises a subclass of
 :class:`DinoxferError` whose message is one line naming the thing and what was expected. The CLI prints that
-line without a traceback; notebooks show it as the cell's error.
+line without a traceback; notebooks show it as the cell's error. A value the user gave is shown through
+:func:`shown`, so that a huge or self-referencing value (a YAML alias bomb) never makes a huge message.
 """
+
+import reprlib
+
+# A message shows at most this many characters of one user-given value.
+SHOWN_CHARS = 200
+
+# Bounded repr: the work is bounded too (nesting depth x items per level), not just the length of the result.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxset, _REPR.maxdict = 2, 6, 6, 6, 6
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = SHOWN_CHARS
 
 
 class DinoxferError(Exception):
@@ -35,7 +46,22 @@ class NotebookError(DinoxferError):
     """A notebook failed while the runner executed it."""
 
 
+class TrainingError(DinoxferError):
+    """Training diverged (a loss turned NaN or infinite): a setting to change, and nothing was stored."""
+
+
+def clip(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` on one line, cut to ``limit`` characters (with "..." where it was cut)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for a message, at most :data:`SHOWN_CHARS` characters, at bounded cost."""
+    return clip(_REPR.repr(value))
+
+
 def require_config(ok: bool, key: str, value: object, expected: str) -> None:
     """Raise the one-line :class:`ConfigError` every config section uses: the key, its value, what was expected."""
     if not ok:
-        raise ConfigError(f"config key {key!r} = {value!r}: expected {expected}")
+        raise ConfigError(f"config key {shown(key)} = {shown(value)}: expected {expected}")

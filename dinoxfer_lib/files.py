@@ -1,7 +1,9 @@
-"""Files written so that a crash never leaves half of one, and the digests that identify them.
+"""Files written so that a crash never leaves half of one, the digests that identify them, and the file locks that
+let one process at a time write them.
 
 Everything that writes a result (the artifact store, checkpoints, embeddings) writes through :func:`atomic_path`,
-and everything that records what it read hashes it with :func:`file_sha256`.
+and everything that records what it read hashes it with :func:`file_sha256`. Two processes that could write the
+same thing (two runs on one store, two downloads into one cache) take turns through :func:`file_lock`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import filelock
 
 
 def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
@@ -44,3 +48,28 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+@contextmanager
+def file_lock(path: str | os.PathLike, *, waiting: str = "", wait: bool = True) -> Iterator[bool]:
+    """Hold the lock file ``path`` (an OS lock: released when the process dies, however it dies) for the block.
+
+    While another process holds it, print ``waiting`` (if given) and wait; with ``wait=False`` enter at once and
+    yield False instead. Yields whether the lock is held.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        if not wait:
+            yield False
+            return
+        if waiting:
+            print(waiting)
+        lock.acquire()
+    try:
+        yield True
+    finally:
+        lock.release()

@@ -3,7 +3,8 @@
 Notebooks live as jupytext percent-format ``notebooks/NN_name.py``. Each is converted in memory, executed with the
 profile (and overrides) injected into its ``parameters`` cell, and written to
 ``runs/<profile>/notebooks/NN_name.ipynb``. A failing notebook stops the run with its name, the failing cell and
-the error; the executed notebook is kept beside the last good one as ``NN_name.failed.ipynb``.
+the error; the executed notebook is kept beside the last good one as ``NN_name.failed.ipynb``. A kernel that dies
+(killed, e.g. by the out-of-memory killer) is reported the same way, naming the cell that was running.
 
 A notebook whose source, parameters, library code and every stage it used are unchanged since its last
 successful run is not executed again: its executed copy is reused (``--force`` re-executes everything).
@@ -22,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dinoxfer_lib.config import PROFILE_DIR, absolute_paths, config_hash, load_config, profile_path
-from dinoxfer_lib.errors import ConfigError, NotebookError
+from dinoxfer_lib.config import PROFILE_DIR, absolute_paths, config_hash, load_config, parse_yaml, profile_path
+from dinoxfer_lib.errors import ConfigError, NotebookError, clip, shown
 from dinoxfer_lib.store import EVENTS, ArtifactStore
 
 LIBRARY_ROOT = Path(__file__).resolve().parent
@@ -105,6 +106,8 @@ def run_notebooks(
         "force": force,
     }
     store = ArtifactStore(runs_root, config.profile)
+    for folder in store.remove_stale_scratch():
+        log(f"removed {folder}: the scratch folder of a stage an interrupted run left unfinished")
     inputs = _run_inputs(config, store)
     results = []
     for path in notebooks:
@@ -180,6 +183,7 @@ def _write_record(record_path: Path, fingerprint: Mapping, result: NotebookRun, 
 def _execute(path: Path, out_dir: Path, parameters: dict[str, Any], *, events: Path) -> NotebookRun:
     import jupytext
     import papermill
+    from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     source = out_dir / f".{path.stem}.input.ipynb"
@@ -205,14 +209,39 @@ def _execute(path: Path, out_dir: Path, parameters: dict[str, Any], *, events: P
         os.replace(executing, failed)
         evalue = str(exc.evalue).strip().splitlines()[0] if str(exc.evalue).strip() else ""
         raise NotebookError(
-            f"notebook {path.stem} failed in cell {exc.exec_count}: {exc.ename}: {evalue} "
+            f"notebook {path.stem} failed in cell {exc.exec_count}: {exc.ename}: {clip(evalue)} "
             f"(executed notebook kept at {failed})"
+        ) from None
+    except DeadKernelError:
+        failed = out_dir / f"{path.stem}.failed.ipynb"
+        if executing.exists():  # papermill saves the notebook as each cell starts: outputs up to the dead cell
+            os.replace(executing, failed)
+            where, kept = _last_started_cell(failed), f"partial notebook kept at {failed}"
+        else:
+            where, kept = "its first cell", "no partial notebook was written"
+        raise NotebookError(
+            f"notebook {path.stem}: the kernel died while running {where} - killed, perhaps out of memory (lower "
+            f"embed.batch_size, dino.batch_size or the image counts; `dmesg` lists kills by the OOM killer); {kept}"
         ) from None
     finally:
         source.unlink(missing_ok=True)
     os.replace(executing, final)
     reused, computed, reasons = _stage_events(events, events_offset)
     return NotebookRun(path.stem, final, time.perf_counter() - started, reused, computed, reasons=reasons)
+
+
+def _last_started_cell(notebook_path: Path) -> str:
+    """``cell N (`first line`)``: the last code cell papermill started in the saved notebook (N counts code cells,
+    the injected parameters included, as Jupyter shows the notebook)."""
+    import nbformat
+
+    code = [c for c in nbformat.read(notebook_path, as_version=4).cells if c.cell_type == "code"]
+    started = [i for i, c in enumerate(code) if c.metadata.get("papermill", {}).get("start_time")]
+    if not started:
+        return "its first cell"
+    cell = code[started[-1]]
+    first_line = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")
+    return f"cell {started[-1] + 1} (`{clip(first_line, 60)}`)"
 
 
 def _stage_events(events: Path, offset: int) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, str]]:
@@ -229,17 +258,27 @@ def _stage_events(events: Path, offset: int) -> tuple[tuple[str, ...], tuple[str
 
 
 def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
-    """``--set data.opencell.n_images=500`` → nested dict; values are parsed as YAML scalars."""
-    import yaml
+    """``--set data.opencell.n_images=500`` → nested dict; values are parsed as YAML (without aliases).
 
+    Each key is given once: a second value for it, or a value and a sub-key (``seed=1 seed.x=2``), is a
+    :class:`ConfigError` rather than one silently winning.
+    """
     overrides: dict[str, Any] = {}
+    given: dict[str, str] = {}  # dotted key -> the pair that set it
     for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. data.opencell.n_images=500")
-        key, raw = pair.split("=", 1)
+        key, sep, raw = pair.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError(f"--set {shown(pair)}: expected KEY=VALUE, e.g. data.opencell.n_images=500")
         node = overrides
-        *parents, leaf = key.strip().split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+        for depth, part in enumerate(parts, start=1):
+            dotted = ".".join(parts[:depth])
+            if dotted in given or (depth == len(parts) and part in node):
+                earlier = given.get(dotted) or next(p for k, p in given.items() if k.startswith(f"{dotted}."))
+                raise ConfigError(f"--set {shown(pair)}: {shown(dotted)} is already set by {shown(earlier)}; "
+                                  "give each key once")
+            if depth < len(parts):
+                node = node.setdefault(part, {})
+        node[parts[-1]] = parse_yaml(raw, f"--set {shown(pair)}")
+        given[key.strip()] = pair
     return overrides

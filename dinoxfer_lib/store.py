@@ -9,17 +9,25 @@ never leaves an artifact a later run would trust, and a failing computation neve
 A stage's config is the content it depends on (resolved config values, digests of the files it reads), never a
 path standing for them; when a stage is recomputed, :attr:`Artifact.reason` says why ("probe.epochs: 30 -> 20",
 "input datasets/opencell changed", "annotations.csv changed").
+
+One process at a time computes a stage: :meth:`ArtifactStore.run_stage` holds the stage's file lock
+(``.locks/<stage>.lock``), so a second run on the same store waits for the first and then reuses its result. A
+scratch folder whose stage lock nobody holds belongs to a run that was killed; it is removed when that stage is next
+computed and when ``dinoxfer run`` starts (:meth:`ArtifactStore.remove_stale_scratch`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import shutil
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,12 +35,32 @@ from typing import Any
 
 from dinoxfer_lib.config import config_hash
 from dinoxfer_lib.errors import StoreError
-from dinoxfer_lib.files import atomic_write_text, file_sha256
+from dinoxfer_lib.files import atomic_write_text, file_lock, file_sha256
 from dinoxfer_lib.provenance import device_description, git_state, package_versions
 
 PROVENANCE = "provenance.json"
 EVENTS = "events.jsonl"
 _SCRATCH = ".scratch"
+_LOCKS = ".locks"
+# A scratch folder is <stage, "/" as "__">-<8 hex digits>, and ".retired" while _publish swaps it in.
+_SCRATCH_NAME = re.compile(r"^(?P<stage>.+)-[0-9a-f]{8}(\.retired)?$")
+
+
+def _one_process_per_stage(run_stage: Callable) -> Callable:
+    """Run ``run_stage`` holding the stage's lock (:meth:`ArtifactStore.stage_lock`): a second process asking for a
+    stage that another is computing waits, then finds it finished and reuses it."""
+
+    @functools.wraps(run_stage)
+    def locked(self: ArtifactStore, stage: str, *args: Any, **kwargs: Any) -> Artifact:
+        with self.stage_lock(stage):
+            return run_stage(self, stage, *args, **kwargs)
+
+    return locked
+
+
+def _flat(stage: str) -> str:
+    """``stage`` as one file name (``dino/opencell`` -> ``dino__opencell``)."""
+    return stage.replace("/", "__")
 
 
 @dataclass(frozen=True)
@@ -76,6 +104,7 @@ class ArtifactStore:
             raise StoreError(f"stage {stage!r} under {self.root}: {damaged[0]}; run the notebook that makes it again")
         return Artifact(stage, self.path(stage), provenance, reused=True)
 
+    @_one_process_per_stage
     def run_stage(
         self,
         stage: str,
@@ -108,7 +137,7 @@ class ArtifactStore:
             return Artifact(stage, final, existing, reused=True)
         if damaged:
             reason = "; ".join(damaged)
-            warnings.warn(f"stage {stage!r}: {damaged[0]}; recomputing it instead of using it", stacklevel=2)
+            warnings.warn(f"stage {stage!r}: {damaged[0]}; recomputing it instead of using it", stacklevel=3)
         elif force:
             reason = "recomputed as asked (force)"
         elif existing is None:
@@ -122,7 +151,7 @@ class ArtifactStore:
                   if input_hashes.get(name) != old_inputs.get(name)),
             ]) or "its provenance differs"
 
-        scratch = self.root / _SCRATCH / f"{stage.replace('/', '__')}-{uuid.uuid4().hex[:8]}"
+        scratch = self.root / _SCRATCH / f"{_flat(stage)}-{uuid.uuid4().hex[:8]}"
         scratch.mkdir(parents=True)
         started = time.perf_counter()
         try:
@@ -156,6 +185,41 @@ class ArtifactStore:
             shutil.rmtree(scratch, ignore_errors=True)
         self._log(stage, "computed", cfg_hash, reason=reason)
         return Artifact(stage, final, provenance, reused=False, reason=reason)
+
+    @contextmanager
+    def stage_lock(self, stage: str) -> Iterator[None]:
+        """Hold ``stage``'s file lock: wait (saying so) while another process holds it, then remove the scratch
+        folders of ``stage`` that killed runs left (nobody else can be writing them now)."""
+        lock = self._lock_path(_flat(stage))
+        busy = f"stage {stage!r} is being computed by another process: waiting for it ({lock})"
+        with file_lock(lock, waiting=busy):
+            for folder in self._scratch_folders(_flat(stage)):
+                shutil.rmtree(folder, ignore_errors=True)
+                print(f"removed {folder}: the scratch folder of a run of stage {stage!r} that was interrupted")
+            yield
+
+    def remove_stale_scratch(self) -> list[Path]:
+        """Remove the scratch folders of killed runs (those of stages no process is computing now); return them."""
+        removed = []
+        for flat in sorted({_SCRATCH_NAME.match(p.name)["stage"] for p in self._scratch_folders()}):
+            with file_lock(self._lock_path(flat), wait=False) as held:
+                if not held:
+                    continue  # a live run is computing this stage
+                for folder in self._scratch_folders(flat):
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed.append(folder)
+        return removed
+
+    def _lock_path(self, flat_stage: str) -> Path:
+        return self.root / _LOCKS / f"{flat_stage}.lock"
+
+    def _scratch_folders(self, flat_stage: str | None = None) -> list[Path]:
+        """Folders under ``.scratch`` (of one stage, or all)."""
+        scratch = self.root / _SCRATCH
+        if not scratch.is_dir():
+            return []
+        return sorted(p for p in scratch.iterdir() if (m := _SCRATCH_NAME.match(p.name))
+                      and flat_stage in (None, m["stage"]))
 
     def _read_provenance(self, folder: Path) -> dict[str, Any] | None:
         try:
@@ -242,7 +306,7 @@ def _publish(scratch: Path, final: Path) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
     retired = None
     if final.exists():
-        retired = scratch.parent / f"retired-{uuid.uuid4().hex[:8]}"
+        retired = scratch.with_name(f"{scratch.name}.retired")  # a stale-scratch name of the same stage
         os.replace(final, retired)
     os.replace(scratch, final)
     if retired is not None:

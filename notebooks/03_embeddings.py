@@ -21,9 +21,9 @@
 # 4. A label-free sanity check: do nearest neighbours share localisation?
 #
 # ## Prerequisites
-# *Datasets* (the OpenCell images). Backbones come from the *DINO pretraining* chapter's store stages
-# (`runs/<profile>/dino/<domain>/`) when they exist, else from published checkpoints named in the profile, else a
-# seeded random initialisation — the table below says which. CPU: about a minute on `demo`; GPU for `paper`.
+# *Datasets* (the OpenCell images). Backbones are the *DINO pretraining* chapter's store stages
+# (`runs/<profile>/dino/<domain>/`, trained here first if that chapter has not run) or published checkpoints named in
+# the profile — the table below says which. CPU: about a minute on `demo`; GPU for `paper`.
 
 # %% tags=["parameters"]
 profile = "demo"

@@ -24,9 +24,9 @@
 # 6. Distance against Table III's macro F1.
 #
 # ## Prerequisites
-# *Datasets*, the backbones of *DINO pretraining* (seeded random initialisations where none exist yet: the
-# embeddings chapter says which), and *Classifier* (Table III) for the last section. CPU, under a minute on `demo`
-# once the domain embeddings exist; embedding them takes longer the first time.
+# *Datasets*, the backbones of *DINO pretraining* (trained here first where none exist yet), and *Classifier*
+# (Table III) for the last section. CPU, under a minute on `demo` once the domain embeddings exist; embedding them
+# takes longer the first time.
 #
 # **One encoding for every domain**: each channel alone through the backbone's single-channel copy, features averaged
 # over channels, so 2-, 3- and 4-channel images reach a backbone the same way (why, and what it costs: *Deviations

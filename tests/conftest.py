@@ -14,7 +14,8 @@ from dinoxfer_lib.book import build_book
 from dinoxfer_lib.runner import run_notebooks
 
 REPO = Path(__file__).resolve().parents[1]
-# A profile small enough for a stage test to run in seconds: every domain synthetic at 32 px, three folds.
+# A profile small enough for a stage test to run in seconds: every domain synthetic at 32 px, three folds, DINO
+# batches small enough for the 12 natural images (a stage that embeds trains the backbones it needs first).
 _SMALL_RUN = {
     "data": {
         "opencell": {"n_images": 90, "n_groups": 30, "n_batches": 2, "image_size": 32},
@@ -23,6 +24,7 @@ _SMALL_RUN = {
     },
     "split": {"n_folds": 3},
     "embed": {"img_size": 32, "batch_size": 64},
+    "dino": {"batch_size": 8, "n_local_crops": 1},
 }
 
 

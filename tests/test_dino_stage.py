@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 from matplotlib.figure import Figure
 
@@ -37,6 +38,42 @@ def test_stage_trains_on_the_dev_split_writes_its_files_and_is_reused(tmp_path):
         assert load_backbones(run, ("opencell",))["opencell"].stage == "dino/opencell"
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_chapter_run_alone_trains_the_backbone_it_needs_never_random_weights(tmp_path, capsys):
+    """Chapter 03 run before (or without) chapter 02: `store` weights train dino/opencell rather than fall back to
+    random ones; a changed DINO recipe trains again rather than reuse weights of another one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run = open_run("smoke", TINY_RUN, runs_root=tmp_path)
+        backbone = load_backbones(run, ("opencell",))["opencell"]
+        assert backbone.stage == "dino/opencell" and not backbone.random
+        assert "dino/opencell: trained now" in capsys.readouterr().out
+        assert backbone.sha256 == run.store.load("dino/opencell").provenance["files"]["teacher_backbone.safetensors"][
+            "sha256"]
+        changed = open_run("smoke", {**TINY_RUN, "dino": {**TINY_RUN["dino"], "lr": 1e-3}}, runs_root=tmp_path)
+        assert load_backbones(changed, ("opencell",))["opencell"].sha256 != backbone.sha256
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_diverged_training_leaves_no_stage_and_no_checkpoint_to_resume(tmp_path, monkeypatch):
+    import dinoxfer_lib.pipeline.dino as stage_module
+    from dinoxfer_lib.errors import TrainingError
+
+    def diverge(images, *, out_dir, **kwargs):  # as train_dino does after a checkpointed epoch and a NaN one
+        out_dir.mkdir(parents=True)
+        (out_dir / "checkpoint.pth").write_bytes(b"epoch 1")
+        raise TrainingError("DINO loss is nan at step 9 (epoch 2, step 1 of 8): lower dino.lr")
+
+    monkeypatch.setattr(stage_module, "train_dino", diverge)
+    run = open_run("smoke", TINY_RUN, runs_root=tmp_path)
+    with pytest.raises(TrainingError, match="step 9"):
+        train_backbone(run, "opencell", progress=False)
+    assert run.store.artifact_hash("dino/opencell") is None
+    for leftovers in (".dino_resume", ".scratch"):
+        assert not any((run.store.root / leftovers).glob("*")), leftovers
 
 
 def _as_set_arguments(tree, prefix=""):

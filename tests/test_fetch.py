@@ -83,7 +83,10 @@ def _one_line(info) -> str:
 
 
 def _cache_files(cache):
-    return sorted(p.name for p in cache.rglob("*") if p.is_file()) if cache.exists() else []
+    """The files in the cache, but for the lock that lets one download at a time in (no partial file)."""
+    if not cache.exists():
+        return []
+    return sorted(p.name for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock"))
 
 
 def test_good_download_then_cached(tmp_path, server):
@@ -97,6 +100,18 @@ def test_good_download_then_cached(tmp_path, server):
 
     stop()  # a second fetch finds the verified file in the cache and needs no server
     assert fetch("good", cache_dir=cache, manifest_dir=manifests) == paths
+
+
+def test_partial_download_of_a_killed_fetch_is_removed_next_time(tmp_path, server, capsys):
+    base, _ = server
+    manifests, cache = tmp_path / "manifests", tmp_path / "cache"
+    _manifest(manifests, "good", files=[_file(f"{base}/model.pth", GOOD_SHA, len(PAYLOAD))])
+    cache.mkdir()
+    (cache / "tmpa1b2_c3d").write_bytes(PAYLOAD[:100])  # pooch's temporary file, left by a killed download
+    (cache / "tmp_notes.txt").write_text("mine")  # not pooch's: kept
+    fetch("good", cache_dir=cache, manifest_dir=manifests)
+    assert _cache_files(cache) == ["model.pth", "tmp_notes.txt"]
+    assert f"removed {cache / 'tmpa1b2_c3d'}" in capsys.readouterr().out
 
 
 def test_bad_checksum_leaves_no_file(tmp_path, server):

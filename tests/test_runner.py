@@ -19,9 +19,13 @@ def write_notebook(folder, name, body):
 def test_parameters_are_injected_and_output_kept(tmp_path):
     nb_dir = tmp_path / "nbs"
     write_notebook(nb_dir, "01_echo.py", "# %%\nprint(profile, overrides['seed'], force)\n")
+    stale = tmp_path / "runs" / "smoke" / ".scratch" / "a-0123abcd"  # what a killed run leaves
+    stale.mkdir(parents=True)
+    said = []
     results = run_notebooks(
-        profile="smoke", notebook_dir=nb_dir, runs_root=tmp_path / "runs", overrides={"seed": 4}, log=lambda s: None
+        profile="smoke", notebook_dir=nb_dir, runs_root=tmp_path / "runs", overrides={"seed": 4}, log=said.append
     )
+    assert not stale.exists() and any(line.startswith(f"removed {stale}") for line in said)
     assert [r.name for r in results] == ["01_echo"]
     executed = nbformat.read(results[0].output, as_version=4)
     outputs = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", []))

@@ -142,9 +142,11 @@ def test_process_killed_mid_stage_leaves_nothing_trusted(tmp_path):
     store = ArtifactStore(tmp_path, "smoke")
     with pytest.raises(StoreError):
         store.load("a")
+    (left,) = (tmp_path / "smoke" / ".scratch").iterdir()  # the killed run's half-written stage
     calls = []
     artifact = store.run_stage("a", writer("done", calls), config={})
     assert calls == ["done"] and not artifact.reused
+    assert not left.exists() and not any((tmp_path / "smoke" / ".scratch").iterdir())
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):
@@ -162,3 +164,55 @@ def test_events_log_says_reused_or_computed(tmp_path):
     events = [json.loads(line) for line in (tmp_path / "smoke" / "events.jsonl").read_text().splitlines()]
     assert [e["action"] for e in events] == ["computed", "reused"]
     assert time.time() - events[-1]["time"] < 60
+
+
+def _stage_process(root, seconds):
+    """A process that runs stage "a" (its compute takes ``seconds`` and logs its call to root/calls.txt)."""
+    script = textwrap.dedent(
+        f"""
+        import time
+        from dinoxfer_lib import store
+
+        # provenance (git, package versions, torch's device) is not what this test is about, and slow to start
+        store.git_state, store.package_versions, store.device_description = dict, dict, str
+
+        def compute(folder):
+            with open({str(root / "calls.txt")!r}, "a") as log:
+                log.write("computed\\n")
+            print("computing", flush=True)
+            time.sleep({seconds})
+            (folder / "out.txt").write_text("x")
+
+        artifact = store.ArtifactStore({str(root)!r}, "smoke").run_stage("a", compute, config={{}})
+        print("reused" if artifact.reused else "published", flush=True)
+        """
+    )
+    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+
+
+def test_two_processes_on_one_store_compute_a_stage_once(tmp_path):
+    """The second process waits for the first one's lock, then reuses what it published."""
+    first = _stage_process(tmp_path, seconds=1.0)
+    assert first.stdout.readline().strip() == "computing"
+    second = _stage_process(tmp_path, seconds=0)
+    second_out, _ = second.communicate(timeout=60)
+    first_out, _ = first.communicate(timeout=60)
+    assert first_out.split() == ["published"]
+    assert "waiting for it" in second_out and second_out.split()[-1] == "reused"
+    assert (tmp_path / "calls.txt").read_text().split() == ["computed"]
+
+
+def test_stale_scratch_is_removed_at_start_but_not_a_live_run_s(tmp_path, capsys):
+    from dinoxfer_lib.files import file_lock
+
+    scratch = tmp_path / "smoke" / ".scratch"
+    killed, live = scratch / "a-0123abcd", scratch / "embeddings__b-89abcdef"
+    for folder in (killed, live, scratch / "a-00000000.retired"):
+        folder.mkdir(parents=True)
+        (folder / "part.bin").write_bytes(b"0" * 10)
+    store = ArtifactStore(tmp_path, "smoke")
+    with file_lock(tmp_path / "smoke" / ".locks" / "embeddings__b.lock"):  # as a live run computing the stage holds
+        removed = store.remove_stale_scratch()
+    assert removed == [scratch / "a-00000000.retired", killed] and live.is_dir()
+    store.run_stage("embeddings/b", writer("x", []), config={})  # its next computation removes it
+    assert not live.exists() and "removed" in capsys.readouterr().out

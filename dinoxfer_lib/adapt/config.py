@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dinoxfer_lib.bounds import check_bounds
 from dinoxfer_lib.errors import require_config as _require
 
 # What each regime trains: "frozen" only the head (on cached features), "lora" low-rank adapters on the attention
@@ -36,10 +37,9 @@ class LoraSettings:
     targets: tuple[str, ...] = ("qkv",)
 
     def validate(self, key: str) -> None:
-        """Raise :class:`ConfigError` naming ``f"{key}.{field}"`` for the first impossible value."""
-        _require(isinstance(self.rank, int) and self.rank >= 1, f"{key}.rank", self.rank, "an integer >= 1")
-        _require(self.alpha > 0, f"{key}.alpha", self.alpha, "> 0")
-        _require(0 <= self.dropout < 1, f"{key}.dropout", self.dropout, "in [0, 1)")
+        """Raise :class:`ConfigError` naming ``f"{key}.{field}"`` for the first impossible value (bounds:
+        :data:`~dinoxfer_lib.bounds.BOUNDS`)."""
+        check_bounds(self, key)
         _require(len(self.targets) >= 1 and set(self.targets) <= set(LORA_TARGETS)
                  and len(set(self.targets)) == len(self.targets), f"{key}.targets", self.targets,
                  f"distinct values from {', '.join(LORA_TARGETS)}")
@@ -79,16 +79,10 @@ class AdaptConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
 
     def validate(self, key: str) -> None:
-        """Raise :class:`ConfigError` naming ``f"{key}.{field}"`` for the first impossible value."""
+        """Raise :class:`ConfigError` naming ``f"{key}.{field}"`` for the first impossible value (bounds:
+        :data:`~dinoxfer_lib.bounds.BOUNDS`)."""
+        check_bounds(self, key)
         _require(len(self.regimes) >= 1 and set(self.regimes) <= set(REGIMES)
                  and len(set(self.regimes)) == len(self.regimes), f"{key}.regimes", self.regimes,
                  f"distinct values from {', '.join(REGIMES)}")
-        _require(isinstance(self.folds, int) and self.folds >= 1, f"{key}.folds", self.folds, "an integer >= 1")
-        _require(isinstance(self.epochs, int) and self.epochs >= 1, f"{key}.epochs", self.epochs, "an integer >= 1")
-        _require(isinstance(self.batch_size, int) and self.batch_size >= 1, f"{key}.batch_size", self.batch_size,
-                 "an integer >= 1")
-        _require(self.lr > 0, f"{key}.lr", self.lr, "> 0")
-        _require(self.full_lr > 0, f"{key}.full_lr", self.full_lr, "> 0")
-        _require(0 < self.layer_decay <= 1, f"{key}.layer_decay", self.layer_decay, "in (0, 1]")
-        _require(self.weight_decay >= 0, f"{key}.weight_decay", self.weight_decay, ">= 0")
         self.lora.validate(f"{key}.lora")

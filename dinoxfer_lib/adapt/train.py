@@ -37,6 +37,7 @@ from dinoxfer_lib.adapt.model import AdaptedClassifier, save_adapted
 from dinoxfer_lib.adapt.optim import cosine_schedule, layer_decay_groups
 from dinoxfer_lib.data.splits import Split
 from dinoxfer_lib.devices import resolve_device, synchronize
+from dinoxfer_lib.divergence import stop_on_divergence
 from dinoxfer_lib.errors import DataError
 from dinoxfer_lib.models.channels import ChannelEncoder
 from dinoxfer_lib.probes.config import ProbeConfig
@@ -251,11 +252,15 @@ def _train(model: AdaptedClassifier, optimizer: torch.optim.Optimizer, images: n
                 else:
                     logits = model(image_batch(images, rows, device))
             loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels_t[rows])
+            value = loss.item()
+            stop_on_divergence(value, what=f"{model.regime} training loss", steps_per_epoch=steps,
+                               first_step=epoch * steps + step,
+                               hint="lower adapt.lr" + (" or adapt.full_lr" if model.regime == "full" else ""))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total += loss.item() * len(rows)
+            total += value * len(rows)
         loss_per_epoch[epoch] = total / n_train
     return loss_per_epoch
 

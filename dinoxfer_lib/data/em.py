@@ -38,6 +38,7 @@ import pandas as pd
 from scipy.ndimage import gaussian_filter
 from scipy.spatial import cKDTree
 
+from dinoxfer_lib.bounds import check_bounds
 from dinoxfer_lib.data.checks import read_image
 from dinoxfer_lib.errors import ConfigError, DataError
 from dinoxfer_lib.errors import require_config as _require
@@ -615,14 +616,11 @@ class EMDataConfig:
     vnc_test_sections: int = VNC_TEST_SECTIONS
 
     def validate(self, key: str) -> None:
-        """Raise :class:`ConfigError` naming ``f"{key}.{field}"`` for the first impossible value."""
-        _require(self.patch_size >= 8, f"{key}.patch_size", self.patch_size, ">= 8")
-        _require(self.n_stacks >= 2, f"{key}.n_stacks", self.n_stacks, ">= 2 (one to train on, one to test)")
-        _require(self.n_slices >= 1, f"{key}.n_slices", self.n_slices, ">= 1")
-        _require(self.pixel_nm > 0, f"{key}.pixel_nm", self.pixel_nm, "> 0")
-        _require(1 <= self.test_stacks < self.n_stacks, f"{key}.test_stacks", self.test_stacks,
-                 f"between 1 and n_stacks - 1 ({self.n_stacks - 1})")
-        _require(self.vnc_test_sections >= 1, f"{key}.vnc_test_sections", self.vnc_test_sections, ">= 1")
+        """Raise :class:`ConfigError` naming ``f"{key}.{field}"`` for the first impossible value (bounds:
+        :data:`~dinoxfer_lib.bounds.BOUNDS`)."""
+        check_bounds(self, key)
+        _require(self.test_stacks < self.n_stacks, f"{key}.test_stacks", self.test_stacks,
+                 f"between 1 and n_stacks - 1 ({self.n_stacks - 1}): one block to train on")
         if self.source == "real":
             for name in ("lucchi_path", "vnc_path"):
                 _require(getattr(self, name) is not None, f"{key}.{name}", getattr(self, name),

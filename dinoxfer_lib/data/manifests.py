@@ -6,7 +6,9 @@ readers expect on disk, and for downloadable files their URL, size and sha256. :
 into a cache (skipping files already there), verifies the checksum, and turns every failure - offline, server gone,
 HTTP error, checksum mismatch, manual-only asset - into one :class:`~dinoxfer_lib.errors.FetchError` line that says
 what to do. pooch streams into a temporary file and moves it into place only after the hash matched, so a failed
-download never leaves a file a later run would trust.
+download never leaves a file a later run would trust. pooch deletes that temporary file on any error; a download
+killed mid-way cannot, so :func:`fetch` removes such leftovers when it next starts. Downloads into one cache take
+turns (a file lock), so a leftover is never a live download of another process.
 
 Manifest fields
 ---------------
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +33,7 @@ import requests
 import yaml
 
 from dinoxfer_lib.errors import DataError, FetchError
+from dinoxfer_lib.files import file_lock
 
 MANIFEST_DIR = Path(__file__).resolve().parents[2] / "data_manifests"
 KINDS: tuple[str, ...] = ("dataset", "checkpoint")
@@ -39,6 +44,9 @@ _OPTIONAL = ("files", "notes")
 _FILE_REQUIRED = ("url", "filename", "size_bytes", "sha256")
 _FILE_OPTIONAL = ("note",)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# pooch downloads into tempfile.NamedTemporaryFile(dir=cache): "tmp" and 8 random characters.
+_POOCH_TEMPORARY = re.compile(r"tmp[a-z0-9_]{8}")
+_CACHE_LOCK = ".dinoxfer-fetch.lock"
 
 
 @dataclass(frozen=True)
@@ -128,11 +136,30 @@ def fetch(
     cache = Path(cache_dir) if cache_dir is not None else Path(pooch.os_cache("dinoxfer"))
     if manifest.download_mode == "manual":
         return _manual(manifest, cache)
-    return [_fetch_file(manifest, item, cache) for item in manifest.files]
+    with _downloading_into(cache):
+        return [_fetch_file(manifest, item, cache) for item in manifest.files]
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Downloading
+
+
+@contextmanager
+def _downloading_into(cache: Path) -> Iterator[None]:
+    """Hold ``cache``'s download lock, first removing the temporary files of downloads that were killed."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FetchError(f"cannot create the download cache {cache}: {_one_line(str(exc))}") from exc
+    if not os.access(cache, os.W_OK):  # read-only: files already there are verified, nothing can be written
+        yield
+        return
+    with file_lock(cache / _CACHE_LOCK, waiting=f"another download into {cache} is running: waiting for it"):
+        for path in sorted(cache.iterdir()):
+            if path.is_file() and _POOCH_TEMPORARY.fullmatch(path.name):
+                path.unlink()
+                print(f"removed {path}: the partial download of an interrupted fetch")
+        yield
 
 
 def _manual(manifest: Manifest, cache: Path) -> list[Path]:

@@ -52,6 +52,7 @@ from dinoxfer_lib.dino.loss import DINOLoss, teacher_temperature_schedule
 from dinoxfer_lib.dino.masked_vit import add_mask_token
 from dinoxfer_lib.dino.masking import block_masks
 from dinoxfer_lib.dino.schedules import cosine_schedule
+from dinoxfer_lib.divergence import stop_on_divergence
 from dinoxfer_lib.errors import ConfigError, DataError
 from dinoxfer_lib.models.backbones import architecture, create_backbone
 from dinoxfer_lib.models.checkpoints import load_backbone_weights, save_backbone, weights_path
@@ -481,10 +482,12 @@ def _schedules(config: DinoConfig, steps_per_epoch: int) -> dict[str, np.ndarray
 
 def _epoch_rows(stats: list[torch.Tensor], epoch: int, steps_per_epoch: int, schedules: dict, dino_loss: DINOLoss,
                 columns: tuple[str, ...]) -> list[dict]:
-    """One history row per step; the device statistics are copied to the host once per epoch."""
+    """One history row per step; the device statistics are copied to the host once per epoch (and a non-finite
+    loss stops training there, before the epoch's checkpoint is written)."""
     values = torch.stack(stats).cpu().numpy()  # (steps, len(columns)): loss, 4 health values[, 3 DINOv2 terms]
-    if not np.isfinite(values[:, 0]).all():
-        raise FloatingPointError(f"DINO loss is not finite in epoch {epoch}: lower dino.lr or raise dino.clip_grad")
+    stop_on_divergence(values[:, 0], what="DINO loss", steps_per_epoch=steps_per_epoch,
+                       first_step=epoch * steps_per_epoch,
+                       hint="lower dino.lr, or clip gradients (dino.clip_grad, e.g. 3.0)")
     rows = []
     for step, row in enumerate(values):
         it = epoch * steps_per_epoch + step

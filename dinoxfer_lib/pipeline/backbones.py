@@ -1,9 +1,11 @@
 """The backbone pretrained on each domain, as ``embed.<domain>_weights`` asks for it.
 
-``store`` = this run's own DINO stage ``dino/<domain>``; a registered name (``dino_vitb8_imagenet``,
-``dino4cells_hpa_fov``) = published weights from the download cache; anything else = a checkpoint path. A
-:class:`ResolvedBackbone` carries the model with what its input slots mean, how its inputs are normalised, and
-where its weights came from, so every stage that embeds with it records that in its provenance.
+``store`` = this run's own DINO stage ``dino/<domain>``, trained here first when the store has none for this config
+(a chapter run on its own gets the backbone the DINO chapter would make, never random weights in its place); a
+registered name (``dino_vitb8_imagenet``, ``dino4cells_hpa_fov``) = published weights from the download cache;
+anything else = a checkpoint path. A :class:`ResolvedBackbone` carries the model with what its input slots mean, how
+its inputs are normalised, and where its weights came from, so every stage that embeds with it records that in its
+provenance.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from dinoxfer_lib.config import Config
 from dinoxfer_lib.data.dataset import load_imageset
 from dinoxfer_lib.dino.checkpoint import BACKBONE_FILE
 from dinoxfer_lib.dino.train import SUMMARY_FILE
-from dinoxfer_lib.errors import StoreError
 from dinoxfer_lib.models.backbones import IMAGENET_MEAN, IMAGENET_STD, PRETRAINED, create_backbone
 from dinoxfer_lib.models.checkpoints import build_backbone
 from dinoxfer_lib.pipeline.data import data_phrase, make_dataset
+from dinoxfer_lib.pipeline.dino import train_backbone
 from dinoxfer_lib.pipeline.run import DOMAINS, Run
 
 
@@ -62,8 +64,7 @@ def _photo_norm(domain: str) -> tuple[tuple[float, ...] | None, tuple[float, ...
 
 
 def random_backbone(config: Config, domain: str, *, channels: tuple[str, ...]) -> ResolvedBackbone:
-    """The profile's architecture with seeded random weights: the stand-in before DINO has run, and the baseline a
-    DINO-trained backbone must beat."""
+    """The profile's architecture with seeded random weights: the baseline a DINO-trained backbone must beat."""
     seed = config.seed + ("natural", "hpa", "opencell").index(domain)
     torch.manual_seed(seed)
     model = create_backbone(config.embed.arch, in_chans=len(channels), img_size=config.embed.img_size).eval()
@@ -72,22 +73,23 @@ def random_backbone(config: Config, domain: str, *, channels: tuple[str, ...]) -
 
 
 def resolve_backbone(run: Run, domain: str) -> ResolvedBackbone:
-    """The backbone pretrained on ``domain`` as the profile asks for it (see ``embed.<domain>_weights``)."""
+    """The backbone pretrained on ``domain`` as the profile asks for it (see ``embed.<domain>_weights``).
+
+    With ``store`` weights the ``dino/<domain>`` stage is reused when it is up to date, and trained first when the
+    store has none for this config (its chapter did not run yet, or the DINO settings changed since): a chapter run
+    alone never falls back to random weights.
+    """
     config = run.config
     weights = getattr(config.embed, f"{domain}_weights")
     label = backbone_label(run, domain)
     if weights == "store":
-        stage = f"dino/{domain}"
-        try:
-            artifact = run.store.load(stage)
-        except StoreError:
-            # No DINO run for this domain yet: a seeded random initialisation, labelled as such everywhere.
-            return dataclasses.replace(random_backbone(config, domain, channels=domain_channels(run, domain)),
-                                       label=label)
+        artifact = train_backbone(run, domain, progress=False)  # reused when up to date, else trained first
+        if not artifact.reused:
+            print(f"{artifact.name}: trained now, as the DINO chapter does (the store had no backbone for this config)")
         model, report = build_backbone(artifact.path / BACKBONE_FILE, img_size=config.embed.img_size)
         channels = tuple(json.loads((artifact.path / SUMMARY_FILE).read_text())["channels"])
-        return ResolvedBackbone(domain, model, channels, *_photo_norm(domain), f"{stage} (this run)", report.sha256,
-                                stage=stage, label=label)
+        return ResolvedBackbone(domain, model, channels, *_photo_norm(domain), f"{artifact.name} (this run)",
+                                report.sha256, stage=artifact.name, label=label)
     model, report = build_backbone(weights, img_size=config.embed.img_size)
     if weights in PRETRAINED:
         meta = PRETRAINED[weights]
@@ -106,8 +108,6 @@ def backbone_label(run: Run, domain: str) -> str:
     """What the backbone of ``domain`` is, in words, without loading it: the table label of its weights."""
     weights = getattr(run.config.embed, f"{domain}_weights")
     if weights == "store":
-        if run.store.artifact_hash(f"dino/{domain}") is None:
-            return f"random init (no DINO run on {data_phrase(run, domain)} yet)"
         return f"DINO on {data_phrase(run, domain)}, this run"
     if weights in PRETRAINED:
         return PRETRAINED[weights].description.split(";")[0].split(" (")[0]

@@ -34,7 +34,7 @@ from dinoxfer_lib.data.dataset import load_imageset
 from dinoxfer_lib.dino import distributed
 from dinoxfer_lib.dino.checkpoint import BACKBONE_FILE, CHECKPOINT_FILE
 from dinoxfer_lib.dino.train import HISTORY_FILE, SUMMARY_FILE, train_dino
-from dinoxfer_lib.errors import ConfigError
+from dinoxfer_lib.errors import ConfigError, TrainingError
 from dinoxfer_lib.pipeline.data import make_dataset, make_split, load_split
 from dinoxfer_lib.pipeline.run import DOMAINS, Run, open_run
 from dinoxfer_lib.store import Artifact
@@ -92,7 +92,11 @@ def train_backbone(run: Run, domain: str, *, progress: bool = True) -> Artifact:
 
     def compute(folder: Path) -> None:
         distributed.broadcast_int(1, distributed.process_device())  # tell the other ranks to train too
-        train(work)
+        try:
+            train(work)
+        except TrainingError:
+            shutil.rmtree(work, ignore_errors=True)  # a resume would diverge again: keep none of its checkpoints
+            raise
         for name in STAGE_FILES:
             shutil.copy2(work / name, folder / name)
 

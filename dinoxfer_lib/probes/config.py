@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dinoxfer_lib.bounds import check_bounds
 from dinoxfer_lib.errors import require_config as _require
 
 
@@ -55,28 +56,13 @@ class ProbeConfig:
     low_label_folds: int = 5
 
     def validate(self, key: str) -> None:
-        """Raise :class:`ConfigError` naming ``f"{key}.{field}"`` for the first impossible value."""
-        _require(all(isinstance(h, int) and h >= 1 for h in self.hidden), f"{key}.hidden", self.hidden,
-                 "a tuple of widths >= 1 (empty for a linear probe)")
-        _require(0 <= self.dropout < 1, f"{key}.dropout", self.dropout, "in [0, 1)")
-        _require(self.lr > 0, f"{key}.lr", self.lr, "> 0")
-        _require(self.weight_decay >= 0, f"{key}.weight_decay", self.weight_decay, ">= 0")
-        _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), f"{key}.betas", self.betas,
-                 "two values in [0, 1)")
-        _require(isinstance(self.epochs, int) and self.epochs >= 1, f"{key}.epochs", self.epochs, "an integer >= 1")
-        _require(isinstance(self.batch_size, int) and self.batch_size >= 1, f"{key}.batch_size", self.batch_size,
-                 "an integer >= 1")
-        _require(0 < self.threshold < 1, f"{key}.threshold", self.threshold, "in (0, 1)")
-        _require(len(self.knn_k) >= 1 and all(isinstance(k, int) and k >= 1 for k in self.knn_k), f"{key}.knn_k",
-                 self.knn_k, "a non-empty tuple of integers >= 1")
-        _require(len(set(self.knn_k)) == len(self.knn_k), f"{key}.knn_k", self.knn_k, "distinct values")
+        """Raise :class:`ConfigError` naming ``f"{key}.{field}"`` for the first impossible value: out of its bound
+        (:data:`~dinoxfer_lib.bounds.BOUNDS`) or of the wrong length."""
+        check_bounds(self, key)
+        _require(len(self.betas) == 2, f"{key}.betas", self.betas, "two values in [0, 1)")
+        _require(len(self.knn_k) >= 1 and len(set(self.knn_k)) == len(self.knn_k), f"{key}.knn_k", self.knn_k,
+                 "a non-empty tuple of distinct integers >= 1")
         _require(all(p in ("linear", "knn") for p in self.compare), f"{key}.compare", self.compare,
                  "a tuple of 'linear' and/or 'knn'")
-        _require(isinstance(self.monitor_every, int) and self.monitor_every >= 0, f"{key}.monitor_every",
-                 self.monitor_every, "an integer >= 0")
-        _require(len(self.low_label_fractions) >= 1 and all(0 < f <= 1 for f in self.low_label_fractions),
-                 f"{key}.low_label_fractions", self.low_label_fractions, "a non-empty tuple of values in (0, 1]")
-        _require(isinstance(self.low_label_seeds, int) and self.low_label_seeds >= 1, f"{key}.low_label_seeds",
-                 self.low_label_seeds, "an integer >= 1")
-        _require(isinstance(self.low_label_folds, int) and self.low_label_folds >= 1, f"{key}.low_label_folds",
-                 self.low_label_folds, "an integer >= 1")
+        _require(len(self.low_label_fractions) >= 1, f"{key}.low_label_fractions", self.low_label_fractions,
+                 "a non-empty tuple of values in (0, 1]")

@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from dinoxfer_lib.devices import resolve_device
+from dinoxfer_lib.divergence import stop_on_divergence
 from dinoxfer_lib.errors import ConfigError, DataError
 from dinoxfer_lib.metrics import batched_macro_f1
 from dinoxfer_lib.probes.config import ProbeConfig
@@ -313,6 +314,7 @@ def _train_group(
 
     # ---- training: per epoch, every model's draws at once, then its batches in draw order
     loss_sum = torch.zeros(config.epochs, n_models, dtype=torch.float64, device=device)
+    step_loss = torch.empty(config.epochs, n_steps, n_models, device=device)  # read only if a loss is not finite
     checks = []
     for epoch in range(config.epochs):
         u = uniform(draw_keys[epoch], n_max)  # (M, n_max)
@@ -331,10 +333,14 @@ def _train_group(
             per_model.sum().backward()  # disjoint parameters: each model gets its own loss's gradient
             optimizer.step()
             loss_sum[epoch] += per_model.detach() * n_real
+            step_loss[epoch, step] = per_model.detach()
         scheduler.step()
         if monitor is not None and _is_check(epoch + 1, config.epochs, monitor_every):
             checks.append(_monitor_f1(model, features_t, labels_t, sets_t, *monitor, config.threshold))
     loss = (loss_sum / counts_t).cpu().numpy()
+    if not np.isfinite(loss).all():
+        stop_on_divergence(step_loss.flatten(0, 1).cpu().numpy(), what="probe loss", steps_per_epoch=n_steps,
+                           hint="lower probe.lr, or look for NaN/Inf in the embeddings")
     f1 = torch.stack(checks).cpu().numpy() if checks else np.empty((0, n_models))
     return model, loss, f1
 

@@ -11,6 +11,7 @@ from typing import Literal
 
 from dinoxfer_lib.adapt.config import LoraSettings
 from dinoxfer_lib.data.em import EM_DOMAINS
+from dinoxfer_lib.bounds import check_bounds
 from dinoxfer_lib.errors import require_config as _require
 
 HEADS: tuple[str, ...] = ("linear", "conv")
@@ -54,10 +55,10 @@ class SegConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
 
     def validate(self, key: str) -> None:
-        """Raise :class:`ConfigError` naming ``f"{key}.{field}"`` for the first impossible value."""
+        """Raise :class:`ConfigError` naming ``f"{key}.{field}"`` for the first impossible value (bounds:
+        :data:`~dinoxfer_lib.bounds.BOUNDS`)."""
+        check_bounds(self, key)
         _require(self.head in HEADS, f"{key}.head", self.head, f"one of {', '.join(HEADS)}")
-        _require(isinstance(self.decoder_width, int) and self.decoder_width >= 4, f"{key}.decoder_width",
-                 self.decoder_width, "an integer >= 4")
         _require(len(self.regimes) >= 1 and set(self.regimes) <= set(SEG_REGIMES)
                  and len(set(self.regimes)) == len(self.regimes), f"{key}.regimes", self.regimes,
                  f"distinct values from {', '.join(SEG_REGIMES)}")
@@ -66,12 +67,6 @@ class SegConfig:
             f"{key}.train_sets", self.train_sets, f"non-empty lists of distinct domains from {', '.join(EM_DOMAINS)}")
         _require(self.joint_sampling in JOINT_SAMPLING, f"{key}.joint_sampling", self.joint_sampling,
                  f"one of {', '.join(JOINT_SAMPLING)}")
-        _require(isinstance(self.epochs, int) and self.epochs >= 1, f"{key}.epochs", self.epochs, "an integer >= 1")
-        _require(isinstance(self.batch_size, int) and self.batch_size >= 1, f"{key}.batch_size", self.batch_size,
-                 "an integer >= 1")
-        _require(self.lr > 0, f"{key}.lr", self.lr, "> 0")
-        _require(self.weight_decay >= 0, f"{key}.weight_decay", self.weight_decay, ">= 0")
-        _require(self.dice_weight >= 0 and self.bce_weight >= 0 and self.dice_weight + self.bce_weight > 0,
-                 f"{key}.dice_weight", (self.dice_weight, self.bce_weight), "weights >= 0, not both 0")
-        _require(0 < self.threshold < 1, f"{key}.threshold", self.threshold, "in (0, 1)")
+        _require(self.dice_weight + self.bce_weight > 0, f"{key}.dice_weight", self.dice_weight,
+                 "> 0 while bce_weight is 0 (the loss would be 0)")
         self.lora.validate(f"{key}.lora")

@@ -29,6 +29,7 @@ from dinoxfer_lib.adapt.optim import cosine_schedule
 from dinoxfer_lib.adapt.train import image_batch
 from dinoxfer_lib.data.em import EMSet
 from dinoxfer_lib.devices import resolve_device, synchronize
+from dinoxfer_lib.divergence import stop_on_divergence
 from dinoxfer_lib.errors import ConfigError, DataError
 from dinoxfer_lib.models.channels import ChannelEncoder
 from dinoxfer_lib.probes.keyed_random import model_key
@@ -180,11 +181,14 @@ def train_segmenter(
                         logits = model(image_batch(images, rows, device))
                 loss = dice_bce_loss(logits.float(), masks_t[torch.as_tensor(rows, device=device)],
                                      dice_weight=config.dice_weight, bce_weight=config.bce_weight)
+                value = loss.item()
+                stop_on_divergence(value, what=f"segmentation loss ({regime})", steps_per_epoch=steps,
+                                   first_step=epoch * steps + step, hint="lower seg.lr")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
-                total += loss.item() * len(rows)
+                total += value * len(rows)
             losses[epoch] = total / n
     return model.eval(), losses
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dinoxfer_lib.bounds import check_bounds
 from dinoxfer_lib.errors import require_config as _require
 
 
@@ -47,18 +48,8 @@ class AnalysisConfig:
     domain_probe_folds: int = 5
 
     def validate(self, key: str) -> None:
-        """Raise :class:`ConfigError` naming ``f"{key}.{field}"`` for the first impossible value."""
-        _require(self.n_pcs >= 2, f"{key}.n_pcs", self.n_pcs, ">= 2")
-        _require(self.umap_n_neighbors >= 2, f"{key}.umap_n_neighbors", self.umap_n_neighbors, ">= 2")
-        _require(0 <= self.umap_min_dist <= 1, f"{key}.umap_min_dist", self.umap_min_dist, "in [0, 1]")
-        _require(self.umap_n_epochs >= 10, f"{key}.umap_n_epochs", self.umap_n_epochs, ">= 10")
+        """Raise :class:`ConfigError` naming ``f"{key}.{field}"`` for the first impossible value (bounds:
+        :data:`~dinoxfer_lib.bounds.BOUNDS`)."""
+        check_bounds(self, key)
         _require(len(self.harmony_covariates) >= 1 and all(isinstance(c, str) and c for c in self.harmony_covariates),
                  f"{key}.harmony_covariates", self.harmony_covariates, "a non-empty list of obs column names")
-        _require(self.harmony_theta >= 0, f"{key}.harmony_theta", self.harmony_theta, ">= 0")
-        _require(self.harmony_max_iter >= 1, f"{key}.harmony_max_iter", self.harmony_max_iter, ">= 1")
-        _require(self.lisi_perplexity >= 2, f"{key}.lisi_perplexity", self.lisi_perplexity, ">= 2")
-        _require(self.knn_k >= 1, f"{key}.knn_k", self.knn_k, ">= 1")
-        _require(self.max_images_per_domain >= 20, f"{key}.max_images_per_domain", self.max_images_per_domain,
-                 ">= 20")
-        _require(self.resamples >= 2, f"{key}.resamples", self.resamples, ">= 2")
-        _require(self.domain_probe_folds >= 2, f"{key}.domain_probe_folds", self.domain_probe_folds, ">= 2")
