@@ -47,6 +47,14 @@ class ProbeConfig:
     # Record each model's validation macro F1 every this many epochs for the training curves (0: never). Cheap:
     # it runs on the device without leaving the batched trainer.
     monitor_every: int = 10
+    # Train until the validation macro F1 has plateaued: a model stops after this many checks (one per
+    # monitor_every epochs) without a rise above its best, and keeps the weights of its best check; `epochs` is
+    # then a maximum. 0 (the paper): train all epochs, keep the last weights. Use it when training F1 is still far
+    # below 1 at the end (the probe underfits) but more epochs would cost too much for the models that are done.
+    plateau_patience: int = 0
+    # Smallest rise of validation macro F1 that counts as an improvement (0.005: about one more correct rare-class
+    # image on a few hundred validation images).
+    plateau_min_delta: float = 0.0
     # Low-annotation curves (Cell-DINO Fig. 6): fractions of each fold's training images kept, and how many
     # stratified draws (seeds) per fraction. Each draw trains one MLP per fold, so the cost grows with both.
     low_label_fractions: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -74,9 +82,64 @@ class ProbeConfig:
                  "a tuple of 'linear' and/or 'knn'")
         _require(isinstance(self.monitor_every, int) and self.monitor_every >= 0, f"{key}.monitor_every",
                  self.monitor_every, "an integer >= 0")
+        _require(isinstance(self.plateau_patience, int) and self.plateau_patience >= 0, f"{key}.plateau_patience",
+                 self.plateau_patience, "an integer >= 0")
+        _require(self.plateau_patience == 0 or self.monitor_every > 0, f"{key}.plateau_patience",
+                 self.plateau_patience, "0 when monitor_every is 0 (plateaus are detected on the validation checks)")
+        _require(self.plateau_min_delta >= 0, f"{key}.plateau_min_delta", self.plateau_min_delta, ">= 0")
         _require(len(self.low_label_fractions) >= 1 and all(0 < f <= 1 for f in self.low_label_fractions),
                  f"{key}.low_label_fractions", self.low_label_fractions, "a non-empty tuple of values in (0, 1]")
         _require(isinstance(self.low_label_seeds, int) and self.low_label_seeds >= 1, f"{key}.low_label_seeds",
                  self.low_label_seeds, "an integer >= 1")
         _require(isinstance(self.low_label_folds, int) and self.low_label_folds >= 1, f"{key}.low_label_folds",
                  self.low_label_folds, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class CeilingConfig:
+    """The supervised ceiling beside Table III: a small CNN trained with labels on the raw target images.
+
+    Not in the paper (issue 14 asks for it): it says how much of what the labels allow the frozen features reach.
+    Registered under the ``ceiling:`` key of a profile; :meth:`validate` names offending keys as ``ceiling.<field>``.
+    """
+
+    # Channels of the CNN's stages; each stage halves the resolution (a stride-2 convolution first). Four stages
+    # take a 64 px image to 4 x 4 before pooling. Wider stages fit better and cost quadratically more.
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    # 3x3 convolutions per stage (the first one strided). 1 is the CPU choice; 2 fits harder data.
+    convs_per_stage: int = 2
+    # Side the images are resized to before the CNN (None: as stored). Real OpenCell fields are 600 px: use 224.
+    img_size: int | None = None
+    # Passes over each fold's training images (resampled draws, as the probes). If training F1 is still far from
+    # 1 and the validation curve still rising at the end, raise it; the demo's budget keeps it small.
+    epochs: int = 40
+    # Images per optimiser step; BatchNorm wants at least ~32.
+    batch_size: int = 64
+    # Peak learning rate of the one-cycle schedule (AdamW); lower it if the loss jumps in the first epochs.
+    lr: float = 3e-3
+    # AdamW decoupled weight decay.
+    weight_decay: float = 0.05
+    # Draw training images inversely to the frequency of their rarest label (the probes' resampling), so rare
+    # classes get as many gradient steps as there; False draws each image once per epoch.
+    resample: bool = True
+    # Random flips and quarter turns of each training image (a field of cells has no up or left).
+    augment: bool = True
+    # Record each fold model's validation macro F1 every this many epochs (and after the last); 0: never.
+    monitor_every: int = 5
+
+    def validate(self, key: str) -> None:
+        """Raise :class:`ConfigError` naming ``f"{key}.{field}"`` for the first impossible value."""
+        _require(len(self.widths) >= 1 and all(isinstance(w, int) and w >= 1 for w in self.widths),
+                 f"{key}.widths", self.widths, "a non-empty tuple of channel counts >= 1")
+        _require(isinstance(self.convs_per_stage, int) and self.convs_per_stage >= 1, f"{key}.convs_per_stage",
+                 self.convs_per_stage, "an integer >= 1")
+        if self.img_size is not None:
+            _require(self.img_size >= 2 ** len(self.widths), f"{key}.img_size", self.img_size,
+                     f">= {2 ** len(self.widths)} (each of the {len(self.widths)} stages halves it)")
+        _require(isinstance(self.epochs, int) and self.epochs >= 1, f"{key}.epochs", self.epochs, "an integer >= 1")
+        _require(isinstance(self.batch_size, int) and self.batch_size >= 2, f"{key}.batch_size", self.batch_size,
+                 "an integer >= 2 (BatchNorm)")
+        _require(self.lr > 0, f"{key}.lr", self.lr, "> 0")
+        _require(self.weight_decay >= 0, f"{key}.weight_decay", self.weight_decay, ">= 0")
+        _require(isinstance(self.monitor_every, int) and self.monitor_every >= 0, f"{key}.monitor_every",
+                 self.monitor_every, "an integer >= 0")
