@@ -348,7 +348,7 @@ def render_nucleolus_gc(field: Field, rng, *, density=1.0, scale=1.0) -> np.ndar
     return field.nucleoli * (0.85 + 0.3 * smooth_noise(rng, field.size, field.scale)) + 0.05 * field.nucleus
 
 
-def render_nucleolus_fc_dfc(field: Field, rng, *, density=1.0, scale=1.0, count=3.0, sigma=0.45) -> np.ndarray:
+def render_nucleolus_fc_dfc(field: Field, rng, *, density=1.0, scale=1.0, count=3.0, sigma=0.55) -> np.ndarray:
     """Small dots inside the nucleoli (fibrillar centres) with a dim nucleolar rim (look-alike of nucleolus_gc)."""
     n = _per_cell(rng, field, count * density)
     dots = _dots(field, _sample(rng, field.nucleoli > 0.5, n), sigma * scale)
@@ -390,7 +390,7 @@ def render_golgi(field: Field, rng, *, density=1.0, scale=1.0, count=9.0) -> np.
     return _dots(field, points, 0.65 * scale, weights) * field.inside + 0.04 * field.cytoplasm
 
 
-def render_centrosome(field: Field, rng, *, density=1.0, scale=1.0, count=2, sigma=0.5) -> np.ndarray:
+def render_centrosome(field: Field, rng, *, density=1.0, scale=1.0, count=2, sigma=0.7) -> np.ndarray:
     """1-2 tiny dots at the MTOC beside the nucleus (look-alike of a small Golgi)."""
     owner = np.repeat(np.arange(field.n_cells), count)
     jitter = rng.normal(0, 0.7 * field.scale, (len(owner), 2))
@@ -398,7 +398,7 @@ def render_centrosome(field: Field, rng, *, density=1.0, scale=1.0, count=2, sig
     return _dots(field, points, sigma * scale) * field.inside + 0.03 * field.cytoplasm
 
 
-def render_mitochondria(field: Field, rng, *, density=1.0, scale=1.0, count=8.0, length=5.0) -> np.ndarray:
+def render_mitochondria(field: Field, rng, *, density=1.0, scale=1.0, count=10.0, length=5.0) -> np.ndarray:
     """Short tubular fragments, denser around the nucleus (look-alike of vesicles when short)."""
     n = _per_cell(rng, field, count * density)
     starts = _sample(rng, field.perinuclear(0.6), n)
@@ -471,7 +471,7 @@ def render_cell_contact(field: Field, rng, *, density=1.0, scale=1.0, width=0.8)
     return 1.3 * contact + 0.08 * outline + 0.03 * field.cytoplasm
 
 
-def render_focal_adhesions(field: Field, rng, *, density=1.0, scale=1.0, count=6.0, length=2.2,
+def render_focal_adhesions(field: Field, rng, *, density=1.0, scale=1.0, count=6.0, length=3.0,
                            band=(0.72, 0.95)) -> np.ndarray:
     """Short radial dashes near the cell periphery (``band``: range of normalised distance from the centre)."""
     where = field.inside & (field.cell_d > band[0]) & (field.cell_d < band[1])
