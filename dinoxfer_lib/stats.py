@@ -129,7 +129,10 @@ def bootstrap_macro_f1(
 def _resampled_macro_f1(counts: np.ndarray, truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """``(B,)`` fold-averaged macro F1 for resample counts ``(B, n)``, truth ``(n, K)``, predictions ``(F, n, K)``."""
     n_folds, n, n_classes = predicted.shape
-    as_columns = lambda m: m.transpose(1, 0, 2).reshape(n, n_folds * n_classes).astype(np.float64)  # noqa: E731
+
+    def as_columns(hits: np.ndarray) -> np.ndarray:  # (F, n, K) → (n, F * K)
+        return hits.transpose(1, 0, 2).reshape(n, n_folds * n_classes).astype(np.float64)
+
     tp = counts @ as_columns(truth & predicted)  # (B, F * K)
     fp = counts @ as_columns(~truth & predicted)
     fn = counts @ as_columns(truth & ~predicted)

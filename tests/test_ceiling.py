@@ -71,7 +71,7 @@ def test_images_are_scaled_per_image_and_resized():
 
 
 def test_ceiling_learns_and_is_scored_like_the_probes(ceiling, data):
-    images, labels, split = data
+    split = data[2]
     table = ceiling.table()
     assert list(table[["set", "probe", "folds"]].iloc[0]) == [CEILING_SET, CEILING_PROBE, 3]
     assert table["test_f1_mean"].item() > 0.8 and "test_f1_tuned_mean" in table
@@ -96,7 +96,7 @@ def test_ceiling_is_deterministic_per_seed(ceiling, data):
 
 
 def test_ceiling_row_joins_table_iii_and_its_statistics(ceiling, data):
-    images, labels, split = data
+    _, labels, split = data
     floor = np.random.default_rng(0).normal(size=(len(labels), 8)).astype(np.float32)  # features that know nothing
     probes = run_probe_suite({"random": floor}, labels, split=split, class_names=CLASSES,
                              config=ProbeConfig(hidden=(16,), lr=3e-3, epochs=5, batch_size=32, tune_thresholds=True))

@@ -352,7 +352,8 @@ def test_planted_effects_are_read_from_the_code_and_the_profile():
     assert list(table.columns) == ["effect", "where", "strength", "recover"] and table.notna().all().all()
     effects = table.set_index("effect")
     assert {"larger pretraining corpus", "shared compartment vocabulary", "no compartments in natural images",
-            "plate effects", "labels belong to proteins", "weak grades", "look-alike compartments"} <= set(effects.index)
+            "plate effects", "labels belong to proteins", "weak grades",
+            "look-alike compartments"} <= set(effects.index)
     assert "5.0x the OpenCell-like training set (2,160)" in effects.loc["larger pretraining corpus", "strength"]
     assert f"grade 1 at {GRADE_STRENGTH[1]:.0%}" in effects.loc["weak grades", "strength"]
     assert all(f"{a} / {b}" in effects.loc["look-alike compartments", "strength"] for a, b in LOOK_ALIKES)

@@ -116,8 +116,8 @@ def _place_cells(rng: np.random.Generator, radii: np.ndarray, size: int, clump: 
     """Cell centres that mostly clump (HEK293T and many HPA lines grow in islands), neighbours touching.
 
     A new cell sits, with probability ``clump``, beside an existing one (centre distance ~0.85 of the radii sum,
-    so the outlines overlap into a contact), else anywhere; it is rejected if it would swallow a neighbour. Cells that find no place
-    are dropped, so crowded fields hold fewer cells.
+    so the outlines overlap into a contact), else anywhere; it is rejected if it would swallow a neighbour. Cells
+    that find no place are dropped, so crowded fields hold fewer cells.
     """
     centres = [rng.uniform(0.3, 0.7, 2) * size]
     for k in range(1, len(radii)):

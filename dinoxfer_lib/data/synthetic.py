@@ -279,11 +279,15 @@ class ProteinStyle:
     scale: float  # how big its structures are
 
 
+# How much proteins differ besides their labels: log-sd of expression and of structure counts, range of sizes.
+EXPRESSION_SD, DENSITY_SD, STRUCTURE_SIZE = 0.45, 0.3, (0.85, 1.2)
+
+
 def draw_protein_styles(rng: np.random.Generator, n: int) -> list[ProteinStyle]:
-    """One style per protein: expression varies ~1.6x (log-sd 0.45), structure counts ~1.35x, sizes +-20 %."""
-    expression = rng.lognormal(0, 0.45, n)
-    density = rng.lognormal(0, 0.3, n)
-    scale = rng.uniform(0.85, 1.2, n)
+    """One style per protein: expression varies ~1.6x, structure counts ~1.35x, sizes -15 to +20 %."""
+    expression = rng.lognormal(0, EXPRESSION_SD, n)
+    density = rng.lognormal(0, DENSITY_SD, n)
+    scale = rng.uniform(*STRUCTURE_SIZE, n)
     return [ProteinStyle(float(e), float(d), float(s)) for e, d, s in zip(expression, density, scale)]
 
 
@@ -343,25 +347,35 @@ class Plate:
         return {k: (list(map(float, v)) if isinstance(v, tuple) else round(float(v), 4)) for k, v in vars(self).items()}
 
 
+# Plate-to-plate spread at batch_effect 1: log-sd of the gain (shared by the channels, then per channel) and the
+# relative ranges of offset, read noise, background and PSF width; absolute ranges of vignetting and tilt.
+PLATE_GAIN_SD = (0.25, 0.12)
+PLATE_OFFSET, PLATE_READ_NOISE, PLATE_BACKGROUND, PLATE_PSF = (-0.5, 2.0), (0.0, 1.5), (-0.4, 0.8), (-0.15, 0.35)
+PLATE_VIGNETTING, PLATE_TILT = (0.1, 0.4), (0.05, 0.25)
+
+
 def draw_plates(rng: np.random.Generator, n: int, optics: Optics, strength: float) -> list[Plate]:
     """Plates whose deviations from the domain's ``optics`` are drawn once and scaled by ``strength``.
 
     The same random numbers are drawn whatever ``strength`` is, so two sets that differ only in batch effect have
     identical cells and labels.
     """
+    def spread(bounds: tuple[float, float], u: float) -> float:
+        return bounds[0] + (bounds[1] - bounds[0]) * u
+
     n_channels = len(optics.peak_photons)
     plates = []
     for _ in range(n):
-        common, per_channel = rng.normal(0, 0.25), rng.normal(0, 0.12, n_channels)
+        common, per_channel = rng.normal(0, PLATE_GAIN_SD[0]), rng.normal(0, PLATE_GAIN_SD[1], n_channels)
         u = rng.uniform(size=6)
         plates.append(Plate(
             gain=tuple(float(np.exp(strength * (common + c))) for c in per_channel),
-            offset=optics.offset * (1 + strength * (-0.5 + 2.5 * u[0])),
-            read_noise=optics.read_noise * (1 + strength * 1.5 * u[1]),
-            background=optics.background * (1 + strength * (-0.4 + 1.2 * u[2])),
-            psf_sigma=optics.psf_sigma * (1 + strength * (-0.15 + 0.5 * u[3])),
-            vignetting=strength * (0.1 + 0.3 * u[4]),
-            tilt=strength * (0.05 + 0.2 * u[5]),
+            offset=optics.offset * (1 + strength * spread(PLATE_OFFSET, u[0])),
+            read_noise=optics.read_noise * (1 + strength * spread(PLATE_READ_NOISE, u[1])),
+            background=optics.background * (1 + strength * spread(PLATE_BACKGROUND, u[2])),
+            psf_sigma=optics.psf_sigma * (1 + strength * spread(PLATE_PSF, u[3])),
+            vignetting=strength * spread(PLATE_VIGNETTING, u[4]),
+            tilt=strength * spread(PLATE_TILT, u[5]),
             tilt_angle=float(rng.uniform(0, 2 * np.pi)),
         ))
     return plates
@@ -374,8 +388,8 @@ def acquire(rng: np.random.Generator, signal: np.ndarray, plate: Plate, illumina
     PSF blur plus out-of-focus haze, background, illumination, shot noise (with the detector's excess noise),
     per-channel gain, offset and read noise, rounded and clipped to uint16. ``scale`` is the field's pixels per
     reference pixel. Shot noise is drawn in its Gaussian limit (variance = mean photons): every pixel collects
-    tens of background photons or more, where the two agree, and one normal draw is several times cheaper than
-    a Poisson draw per pixel.
+    more than ten background photons, where the two agree closely, and one normal draw costs a fraction of a
+    Poisson draw.
     """
     light = gaussian_filter(signal, (0, plate.psf_sigma * scale, plate.psf_sigma * scale))
     if optics.haze:
@@ -478,17 +492,22 @@ def _describe(optics: Optics) -> dict[str, float | list[float]]:
     return {k: (list(map(float, v)) if isinstance(v, tuple) else float(v)) for k, v in vars(optics).items()}
 
 
-def draw_cell_lines(rng: np.random.Generator, n: int) -> list[CellStyle]:
-    """Cell-line families of the HPA-like domain, for a field twice an image's width (:data:`HPA_TILES` = 2).
+# HPA-like cell lines: cell radius as a fraction of an image's side, and largest elongation, range over the lines.
+CELL_LINE_RADIUS, CELL_LINE_ASPECT = (0.22, 0.32), (1.2, 2.2)
 
-    Larger, flatter cells than HEK293T (a radius of 0.22-0.32 of an image's side against 0.16), each line its own
-    size, elongation and outline, scattered more loosely than HEK293T clumps so most tiles hold a cell.
+
+def draw_cell_lines(rng: np.random.Generator, n: int) -> list[CellStyle]:
+    """Cell-line families of the HPA-like domain, for a field :data:`HPA_TILES` images wide.
+
+    Larger, flatter cells than HEK293T (:data:`CELL_LINE_RADIUS` of an image's side against
+    ``OPENCELL_STYLE.radius``), each line its own size, elongation and outline, scattered more loosely than
+    HEK293T clumps so most tiles hold a cell.
     """
     return [
         CellStyle(
             n_cells=(3, int(rng.integers(6, 10))),
-            radius=float(rng.uniform(0.22, 0.32)) / HPA_TILES,
-            aspect=float(rng.uniform(1.2, 2.2)),
+            radius=float(rng.uniform(*CELL_LINE_RADIUS)) / HPA_TILES,
+            aspect=float(rng.uniform(*CELL_LINE_ASPECT)),
             nucleus_ratio=float(rng.uniform(0.33, 0.45)),
             wobble=float(rng.uniform(0.06, 0.16)),
             clump=0.5,
@@ -698,61 +717,86 @@ def planted_effects(config: Config) -> pd.DataFrame:
     later = sum(k * p for k, p in enumerate(OPENCELL_CARDINALITY))  # expected labels after the first
     grade_1 = later * (1 - P_SECOND_GRADE_2) / (1 + later)
     prior = np.array(list(OPENCELL_PRIOR.values()))
+    n_fields = -(-hpa.n_images // HPA_TILES**2)
     rows = []
+
+    def add(*, effect: str, where: str, strength: str, recover: str) -> None:
+        rows.append((effect, where, strength, recover))
+
+    def pct(bounds: tuple[float, float]) -> str:
+        return f"{bounds[0]:+.0%} to {bounds[1]:+.0%}"
+
     if synthetic["hpa"]:
-        rows.append(("larger pretraining corpus", "HPA-like (all images)",
-                     f"{hpa.n_images:,} images = {hpa.n_images / n_train:.1f}x the OpenCell-like training set "
-                     f"({n_train:,}), in {-(-hpa.n_images // HPA_TILES**2):,} fields of "
-                     f"{min(hpa.n_groups, -(-hpa.n_images // HPA_TILES**2)):,} antibodies",
-                     "pretraining on it pays off only through what transfers (next row)"))
-        rows.append(("shared compartment vocabulary", "HPA-like protein channel",
-                     f"all 28 HPA classes drawn by {len(mapped)} of the {len(RENDERERS)} OpenCell compartment "
-                     f"renderers, with HPA-specific variants",
-                     "HPA-like-pretrained features beat natural-image-pretrained ones on OpenCell-like localisation "
+        add(
+            effect="larger pretraining corpus", where="HPA-like (all images)",
+            strength=(f"{hpa.n_images:,} images = {hpa.n_images / n_train:.1f}x the OpenCell-like training set "
+                      f"({n_train:,}), in {n_fields:,} fields of {min(hpa.n_groups, n_fields):,} antibodies"),
+            recover="pretraining on it pays off only through what transfers (next row)")
+        add(
+            effect="shared compartment vocabulary", where="HPA-like protein channel",
+            strength=(f"all {len(HPA_RENDERERS)} HPA classes drawn by {len(mapped)} of the {len(RENDERERS)} "
+                      f"OpenCell compartment renderers, with HPA-specific variants"),
+            recover=("HPA-like-pretrained features beat natural-image-pretrained ones on OpenCell-like localisation "
                      "(paired bootstrap interval of the difference excludes 0)"))
     if synthetic["natural"]:
-        rows.append(("no compartments in natural images", "natural",
-                     f"{nat.n_images:,} crops of {min(nat.n_groups, len(NATURAL_PHOTOS))} photographs "
-                     f"({nat.n_images / n_train:.1f}x the OpenCell-like training set; few distinct scenes, unlike "
-                     f"ImageNet)", "natural-image features rank below HPA-like ones; above random weights only "
-                     "through generic edges and textures"))
+        add(
+            effect="no compartments in natural images", where="natural",
+            strength=(f"{nat.n_images:,} crops of {min(nat.n_groups, len(NATURAL_PHOTOS))} photographs "
+                      f"({nat.n_images / n_train:.1f}x the OpenCell-like training set; few distinct scenes, unlike "
+                      f"ImageNet)"),
+            recover=("natural-image features rank below HPA-like ones; above random weights only through generic "
+                     "edges and textures"))
     if synthetic["hpa"]:
         o, h = OPENCELL_OPTICS, HPA_OPTICS
-        rows.append(("domain shift: optics", "HPA-like vs OpenCell-like",
-                     f"PSF sd {h.psf_sigma:g} vs {o.psf_sigma:g} px, out-of-focus haze {h.haze:.0%} vs {o.haze:.0%}, "
-                     f"background {h.background:g} vs {o.background:g} photons, detector excess noise "
-                     f"{h.excess_noise:g}x vs {o.excess_noise:g}x",
-                     "a domain probe tells the two apart; their Frechet distance exceeds the within-domain floor"))
-        rows.append(("domain shift: cells", "HPA-like vs OpenCell-like",
-                     f"{hpa.n_cell_lines} HPA-like cell lines, cell radius 0.22-0.32 of an image (elongation up to "
-                     f"2.2) vs {OPENCELL_STYLE.radius:g} ({OPENCELL_STYLE.aspect:g}) for HEK293T-like cells",
-                     "cell line is visible in HPA-like embeddings (UMAP colour, neighbours share it)"))
-        rows.append(("domain shift: stains", "HPA-like vs OpenCell-like",
-                     f"antibody off-target floor ~{HPA_OFF_TARGET:g} of a structure (log-sd 0.5 between antibodies) "
-                     f"vs autofluorescence {AUTOFLUORESCENCE:g}; cell-to-cell expression log-sd {HPA_CELL_SD:g} vs "
-                     f"{OPENCELL_CELL_SD:g}; 4 channels vs 2 (microtubules and ER left blank under channel mapping)",
-                     "channel mapping and replication give different HPA-like rows"))
-    rows.append(("plate effects", "every plate of the microscopy domains",
-                 f"batch_effect {oc.batch_effect:g} (OpenCell-like, {oc.n_batches} plates)"
-                 + (f", {hpa.batch_effect:g} (HPA-like, {hpa.n_batches} plates)" if synthetic["hpa"] else "")
-                 + ": gain x exp(N(0, 0.25) + N(0, 0.12) per channel), background -40 to +80 %, PSF -15 to +35 %, "
-                 "vignetting 0.1-0.4, tilt 0.05-0.25", "plates separate in raw embeddings (low iLISI) and mix after "
-                 "Harmony while localisation neighbours are kept"))
-    rows.append(("labels belong to proteins", "OpenCell-like labels",
-                 f"{oc.n_images / oc.n_groups:.1f} images per protein sharing labels and style (expression log-sd "
-                 f"0.45, structure count log-sd 0.3, size 0.85-1.2x)",
-                 "the split by image scores above the split grouped by protein (leakage)"))
-    rows.append(("weak grades", "OpenCell-like labels",
-                 f"grade 2 drawn at {GRADE_STRENGTH[2]:.0%} and grade 1 at {GRADE_STRENGTH[1]:.0%} of grade 3's "
-                 f"brightness; ~{grade_1:.0%} of labels are grade 1",
-                 "recall falls from grade 3 to grade 1; Table III on grade >= 2 labels scores higher"))
-    rows.append(("look-alike compartments", "OpenCell-like protein channel",
-                 "; ".join(f"{a} / {b}" for a, b in LOOK_ALIKES),
-                 "errors gather on these pairs (lowest per-class F1, most confusions)"))
-    rows.append(("imbalance and co-occurrence", "OpenCell-like labels",
-                 f"first-label prevalence {prior.min():.1%} to {prior.max():.0%}; 1/2/3 labels with probability "
-                 + "/".join(f"{p:.2f}" for p in OPENCELL_CARDINALITY),
-                 "tuned thresholds gain most on rare classes; the 0.5 threshold under-calls them"))
+        add(
+            effect="domain shift: optics", where="HPA-like vs OpenCell-like",
+            strength=(f"PSF sd {h.psf_sigma:g} vs {o.psf_sigma:g} px, out-of-focus haze {h.haze:.0%} vs "
+                      f"{o.haze:.0%}, background {h.background:g} vs {o.background:g} photons, detector excess noise "
+                      f"{h.excess_noise:g}x vs {o.excess_noise:g}x"),
+            recover="a domain probe tells the two apart; their Frechet distance exceeds the within-domain floor")
+        add(
+            effect="domain shift: cells", where="HPA-like vs OpenCell-like",
+            strength=(f"{hpa.n_cell_lines} HPA-like cell lines, cell radius {CELL_LINE_RADIUS[0]:g}-"
+                      f"{CELL_LINE_RADIUS[1]:g} of an image (elongation up to {CELL_LINE_ASPECT[1]:g}) vs "
+                      f"{OPENCELL_STYLE.radius:g} ({OPENCELL_STYLE.aspect:g}) for HEK293T-like cells"),
+            recover="cell line is visible in HPA-like embeddings (UMAP colour, neighbours share it)")
+        add(
+            effect="domain shift: stains", where="HPA-like vs OpenCell-like",
+            strength=(f"antibody off-target floor ~{HPA_OFF_TARGET:g} of a structure (log-sd 0.5 between "
+                      f"antibodies) vs autofluorescence {AUTOFLUORESCENCE:g}; cell-to-cell expression log-sd "
+                      f"{HPA_CELL_SD:g} vs {OPENCELL_CELL_SD:g}; 4 channels vs 2 (microtubules and ER left blank "
+                      f"under channel mapping)"),
+            recover="channel mapping and replication give different HPA-like rows")
+    plates = f"batch_effect {oc.batch_effect:g} (OpenCell-like, {oc.n_batches} plates)"
+    if synthetic["hpa"]:
+        plates += f", {hpa.batch_effect:g} (HPA-like, {hpa.n_batches} plates)"
+    add(
+        effect="plate effects", where="every plate of the microscopy domains",
+        strength=(f"{plates}: gain x exp(N(0, {PLATE_GAIN_SD[0]:g}) + N(0, {PLATE_GAIN_SD[1]:g}) per channel), "
+                  f"background {pct(PLATE_BACKGROUND)}, PSF width {pct(PLATE_PSF)}, vignetting "
+                  f"{PLATE_VIGNETTING[0]:g}-{PLATE_VIGNETTING[1]:g}, tilt {PLATE_TILT[0]:g}-{PLATE_TILT[1]:g}"),
+        recover=("plates separate in raw embeddings (low iLISI) and mix after Harmony while localisation "
+                 "neighbours are kept"))
+    add(
+        effect="labels belong to proteins", where="OpenCell-like labels",
+        strength=(f"{oc.n_images / oc.n_groups:.1f} images per protein sharing labels and style (expression "
+                  f"log-sd {EXPRESSION_SD:g}, structure count log-sd {DENSITY_SD:g}, size "
+                  f"{STRUCTURE_SIZE[0]:g}-{STRUCTURE_SIZE[1]:g}x)"),
+        recover="the split by image scores above the split grouped by protein (leakage)")
+    add(
+        effect="weak grades", where="OpenCell-like labels",
+        strength=(f"grade 2 drawn at {GRADE_STRENGTH[2]:.0%} and grade 1 at {GRADE_STRENGTH[1]:.0%} of grade 3's "
+                  f"brightness; ~{grade_1:.0%} of labels are grade 1"),
+        recover="recall falls from grade 3 to grade 1; Table III on grade >= 2 labels scores higher")
+    add(
+        effect="look-alike compartments", where="OpenCell-like protein channel",
+        strength="; ".join(f"{a} / {b}" for a, b in LOOK_ALIKES),
+        recover="errors gather on these pairs (lowest per-class F1, most confusions)")
+    add(
+        effect="imbalance and co-occurrence", where="OpenCell-like labels",
+        strength=(f"first-label prevalence {prior.min():.1%} to {prior.max():.0%}; 1/2/3 labels with probability "
+                  + "/".join(f"{p:.2f}" for p in OPENCELL_CARDINALITY)),
+        recover="tuned thresholds gain most on rare classes; the 0.5 threshold under-calls them")
     return pd.DataFrame(rows, columns=list(PLANTED_COLUMNS))
 
 

@@ -18,7 +18,6 @@ plate changes, gain and offset, is divided out) and, by default, randomly flippe
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
