@@ -109,7 +109,10 @@ LOOK_ALIKES: tuple[tuple[str, str], ...] = (
 )
 
 # HEK293T cells: small, round, large nucleus, in clumps. Cell diameter sets the physical field width.
-OPENCELL_STYLE = CellStyle(n_cells=(2, 5), radius=0.19, aspect=1.35, nucleus_ratio=0.58)
+OPENCELL_STYLE = CellStyle(n_cells=(2, 4), radius=0.23, aspect=1.35, nucleus_ratio=0.58)
+# OpenCell-like fields are seen at higher magnification than HPA-like tiles: fewer, larger cells and every
+# structure drawn this much larger than at the reference scale (at 64 px the smallest patterns stay resolvable).
+OPENCELL_ZOOM = 1.25
 HEK_CELL_DIAMETER_UM = 13.0
 OPENCELL_PIXEL_UM = 0.102
 # The stains. OpenCell tags the endogenous protein (mNeonGreen2) in live cells: a faint autofluorescence floor
@@ -223,7 +226,7 @@ def draw_label_sets(rng: np.random.Generator, n_groups: int, prior: dict[str, fl
     if n_groups < len(names):
         firsts = list(rng.choice(names, size=n_groups, replace=False, p=p))
     else:
-        floor = max(1, min(n_groups // len(names), n_groups // 100))
+        floor = max(1, min(n_groups // len(names), n_groups // 50))
         firsts = [c for c in names for _ in range(floor)]
         firsts = list(rng.permutation(firsts + list(rng.choice(names, size=n_groups - len(firsts), p=p))))
     sizes = rng.choice(np.arange(1, len(cardinality) + 1), size=n_groups, p=np.asarray(cardinality))
@@ -450,7 +453,7 @@ def make_opencell_like(config: DomainConfig, *, seed: int) -> ImageSet:
     """
     rng, camera = _streams(seed, 1)
     size = config.image_size or DEFAULT_SIZE
-    scale = size / REFERENCE_SIZE
+    scale = OPENCELL_ZOOM * size / REFERENCE_SIZE
     label_sets = draw_label_sets(rng, config.n_groups, OPENCELL_PRIOR, companions=OPENCELL_COMPANIONS,
                                  cardinality=OPENCELL_CARDINALITY)
     styles = draw_protein_styles(rng, config.n_groups)
@@ -461,7 +464,7 @@ def make_opencell_like(config: DomainConfig, *, seed: int) -> ImageSet:
     images = np.empty((config.n_images, 2, size, size), np.uint16)
     n_cells = np.empty(config.n_images, int)
     for i in tqdm(range(config.n_images), desc="OpenCell-like images", disable=None, leave=False):
-        field = make_field(rng, size, OPENCELL_STYLE)
+        field = make_field(rng, size, OPENCELL_STYLE, scale=scale)
         g = group[i]
         protein = _protein_signal(field, rng, label_sets[g], table, styles[g], floor=AUTOFLUORESCENCE,
                                   cell_sd=OPENCELL_CELL_SD)
@@ -505,12 +508,12 @@ def draw_cell_lines(rng: np.random.Generator, n: int) -> list[CellStyle]:
     """
     return [
         CellStyle(
-            n_cells=(3, int(rng.integers(6, 10))),
+            n_cells=(6, int(rng.integers(10, 15))),
             radius=float(rng.uniform(*CELL_LINE_RADIUS)) / HPA_TILES,
             aspect=float(rng.uniform(*CELL_LINE_ASPECT)),
             nucleus_ratio=float(rng.uniform(0.33, 0.45)),
             wobble=float(rng.uniform(0.06, 0.16)),
-            clump=0.5,
+            clump=0.3,
         )
         for _ in range(n)
     ]
@@ -528,7 +531,7 @@ def _line_name(k: int) -> str:
 
 def _hpa_references(field: Field, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """The HPA reference stains: microtubules (an aster from the MTOC) and ER (reticular network)."""
-    microtubules = render_cytoskeleton(field, rng, count=30, length=1.0, curvy=0.25, radial=True)
+    microtubules = render_cytoskeleton(field, rng, count=20, length=1.0, curvy=0.25, radial=True)
     return 0.7 * microtubules + 0.08 * field.cytoplasm, 0.7 * render_er(field, rng)
 
 
@@ -758,7 +761,8 @@ def planted_effects(config: Config) -> pd.DataFrame:
             effect="domain shift: cells", where="HPA-like vs OpenCell-like",
             strength=(f"{hpa.n_cell_lines} HPA-like cell lines, cell radius {CELL_LINE_RADIUS[0]:g}-"
                       f"{CELL_LINE_RADIUS[1]:g} of an image (elongation up to {CELL_LINE_ASPECT[1]:g}) vs "
-                      f"{OPENCELL_STYLE.radius:g} ({OPENCELL_STYLE.aspect:g}) for HEK293T-like cells"),
+                      f"{OPENCELL_STYLE.radius:g} ({OPENCELL_STYLE.aspect:g}) for HEK293T-like cells; structures "
+                      f"drawn {OPENCELL_ZOOM:g}x larger in OpenCell-like images (higher magnification)"),
             recover="cell line is visible in HPA-like embeddings (UMAP colour, neighbours share it)")
         add(
             effect="domain shift: stains", where="HPA-like vs OpenCell-like",
