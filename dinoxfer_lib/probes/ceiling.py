@@ -150,21 +150,21 @@ def train_ceiling(
     device = resolve_device(device)
     x = prepare_images(images, img_size=config.img_size, device=device)
     y = torch.from_numpy(labels).float().to(device)
-    rows, history, probs_test, tuned = [], [], [], []
+    score_rows, history, probs_test, tuned = [], [], [], []
     for fold, (train, val) in enumerate(split.folds):
         key = model_key(seed, set_name, CEILING_PROBE, fold)
         model, curve = _train_fold(x, y, train=train, val=val, config=config, key=key, threshold=threshold)
         subsets = {"train": train, "val": val, "test": split.test}
-        probs = {name: _predict(model, x[torch.as_tensor(rows_, device=device)]) for name, rows_ in subsets.items()}
-        fold_rows, fold_tuned = score_fold(probs, {name: labels[r] for name, r in subsets.items()},
+        probs = {name: _predict(model, x[torch.as_tensor(index, device=device)]) for name, index in subsets.items()}
+        fold_rows, fold_tuned = score_fold(probs, {name: labels[index] for name, index in subsets.items()},
                                            class_names=class_names, threshold=threshold, tune=tune_thresholds)
-        rows += [{"set": set_name, "probe": CEILING_PROBE, "fold": fold, **row} for row in fold_rows]
+        score_rows += [{"set": set_name, "probe": CEILING_PROBE, "fold": fold, **row} for row in fold_rows]
         history.append(curve.assign(fold=fold))
         probs_test.append(probs["test"])
         tuned.append(fold_tuned)
     history = pd.concat(history, ignore_index=True).assign(set=set_name, probe=CEILING_PROBE)
     return ProbeResult(
-        scores=pd.DataFrame(rows, columns=list(SCORE_COLUMNS)),
+        scores=pd.DataFrame(score_rows, columns=list(SCORE_COLUMNS)),
         test_probs={(set_name, CEILING_PROBE): np.stack(probs_test)},  # (folds, n_test, K)
         history=history[list(HISTORY_COLUMNS)],
         test_index=np.asarray(split.test),
