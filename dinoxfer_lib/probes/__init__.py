@@ -7,9 +7,11 @@
 - :mod:`.reference`: the exact one-model reference and the typical DataLoader script.
 - :mod:`.knn`: 1-NN / k-NN probes. :mod:`.low_label`: low-annotation curves.
 - :mod:`.suite`: every set x fold x probe → :class:`ProbeResult` (:mod:`.result`), scored by :mod:`.scoring`.
+- :mod:`.ceiling`: the supervised ceiling, a small CNN trained on the raw images with the same folds and scoring.
 """
 
-from dinoxfer_lib.probes.config import ProbeConfig
+from dinoxfer_lib.probes.ceiling import train_ceiling
+from dinoxfer_lib.probes.config import CeilingConfig, ProbeConfig
 from dinoxfer_lib.probes.knn import knn_fractions, run_knn_probes
 from dinoxfer_lib.probes.low_label import low_label_curve
 from dinoxfer_lib.probes.mlp import BatchedMLP, TrainedMLPs, make_mlp, train_mlps
@@ -20,6 +22,7 @@ from dinoxfer_lib.probes.suite import run_probe_comparison, run_probe_suite
 
 __all__ = [
     "BatchedMLP",
+    "CeilingConfig",
     "ProbeConfig",
     "ProbeResult",
     "TrainedMLPs",
@@ -31,6 +34,7 @@ __all__ = [
     "run_probe_comparison",
     "run_probe_suite",
     "standardize",
+    "train_ceiling",
     "train_mlp_dataloader",
     "train_mlp_sequential",
     "train_mlps",
