@@ -41,7 +41,11 @@ BOUNDS: dict[str, dict[str, str]] = {
         "hidden": ">= 1", "dropout": "[0, 1)", "lr": "(0, 1)", "weight_decay": ">= 0", "betas": "[0, 1)",
         "epochs": ">= 1", "batch_size": ">= 1", "threshold": "(0, 1)", "knn_k": ">= 1",
         "monitor_every": ">= 0; 0 = never", "low_label_fractions": "(0, 1]", "low_label_seeds": ">= 1",
-        "low_label_folds": ">= 1",
+        "low_label_folds": ">= 1", "plateau_patience": ">= 0; 0 = train every epoch", "plateau_min_delta": ">= 0",
+    },
+    "CeilingConfig": {
+        "widths": ">= 1", "convs_per_stage": ">= 1", "img_size": ">= 16", "epochs": ">= 1", "batch_size": ">= 2",
+        "lr": "(0, 1)", "weight_decay": ">= 0", "monitor_every": ">= 0; 0 = never",
     },
     "DinoConfig": {
         "epochs": ">= 1", "batch_size": ">= 2",

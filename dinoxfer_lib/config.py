@@ -57,7 +57,8 @@ class DomainConfig:
     n_images: int = 2400
     # Side of the square images in pixels (synthetic: rendered size; real: resized to this, None keeps the original).
     image_size: int | None = 64
-    # Synthetic only: proteins (OpenCell) / antibodies (HPA) / photographs (natural). Several images per group.
+    # Synthetic only: proteins (OpenCell) / antibodies (HPA; at most one per field of 4 tiles) / photographs
+    # (natural, at most the 14 scikit-image ships). Several images per group.
     n_groups: int = 400
     # Synthetic only: plates (acquisition batches) with their own illumination, gain, offset and noise.
     n_batches: int = 6
@@ -78,8 +79,10 @@ class DataConfig:
     """The three domains of the study (PAPER_SPEC.md §2)."""
 
     opencell: DomainConfig = field(default_factory=DomainConfig)
-    hpa: DomainConfig = field(default_factory=lambda: DomainConfig(n_images=1600, n_groups=300, n_batches=4))
-    natural: DomainConfig = field(default_factory=lambda: DomainConfig(n_images=1200, n_groups=12, n_batches=1))
+    # The pretraining stand-ins are larger than the target (HPA-like 5x its 90 % training split), as in the paper.
+    hpa: DomainConfig = field(default_factory=lambda: DomainConfig(n_images=10800, n_groups=900, n_batches=12,
+                                                                   n_cell_lines=6))
+    natural: DomainConfig = field(default_factory=lambda: DomainConfig(n_images=2400, n_groups=14, n_batches=1))
 
     def validate(self, key: str) -> None:
         self.opencell.validate(f"{key}.opencell")

@@ -11,7 +11,9 @@ the same renderers with other parameters.
 
 Renderers return an ``(S, S)`` float map whose bright structures are about 1 (before grade, expression and
 imaging), so that a label's grade, not its compartment, sets how strong it looks. Lengths are given in pixels of
-a 64-px field and scale with the field size, so the same cells can be rendered at 32, 64 or 224 px.
+a 64-px field and scale with the field's ``scale`` (by default its size / 64), so the same cells can be rendered
+at 32, 64 or 224 px; a wider field at the same ``scale`` holds more cells of the same pixel size (the HPA-like
+domain draws such fields and cuts them into tiles).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 REFERENCE_SIZE = 64  # pixel lengths in this module are given at this field size
+# Cell blobs are evaluated out to this normalised distance (beyond the 1.08 at which neighbours count as in
+# contact); farther pixels get FAR, which every use of the distance treats as "outside, nowhere near".
+BLOB_REACH = 1.2
+FAR = np.float32(1e3)
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class CellStyle:
     aspect: float  # largest long/short axis ratio of a cell
     nucleus_ratio: float  # nucleus radius / cell radius
     wobble: float = 0.08  # amplitude of the outline's low harmonics (0 = perfect ellipses)
+    clump: float = 0.8  # chance that a new cell grows beside an existing one rather than anywhere
 
 
 @dataclass
@@ -56,11 +63,7 @@ class Field:
     nuc_centres: np.ndarray  # (K, 2) (y, x)
     nuc_radius: np.ndarray  # (K,) pixels
     mtoc: np.ndarray  # (K, 2) microtubule-organising centre next to each nucleus
-
-    @property
-    def scale(self) -> float:
-        """Pixels of this field per pixel of the 64-px reference field."""
-        return self.size / REFERENCE_SIZE
+    scale: float  # pixels of this field per pixel of the 64-px reference field
 
     @property
     def n_cells(self) -> int:
@@ -109,17 +112,17 @@ def _band_noise(rng: np.random.Generator, size: int, fine: float, coarse: float)
     return band / (band.std() + 1e-9)
 
 
-def _place_cells(rng: np.random.Generator, radii: np.ndarray, size: int) -> np.ndarray:
+def _place_cells(rng: np.random.Generator, radii: np.ndarray, size: int, clump: float) -> np.ndarray:
     """Cell centres that mostly clump (HEK293T and many HPA lines grow in islands), neighbours touching.
 
-    A new cell sits beside an existing one (centre distance ~0.85 of the radii sum, so the outlines overlap into
-    a contact) or, less often, anywhere; it is rejected if it would swallow a neighbour. Cells that find no place
-    are dropped, so crowded fields hold fewer cells.
+    A new cell sits, with probability ``clump``, beside an existing one (centre distance ~0.85 of the radii sum,
+    so the outlines overlap into a contact), else anywhere; it is rejected if it would swallow a neighbour. Cells
+    that find no place are dropped, so crowded fields hold fewer cells.
     """
     centres = [rng.uniform(0.3, 0.7, 2) * size]
     for k in range(1, len(radii)):
         for _ in range(30):
-            if rng.random() < 0.8:
+            if rng.random() < clump:
                 j = rng.integers(len(centres))
                 angle = rng.uniform(0, 2 * np.pi)
                 gap = (radii[j] + radii[k]) * rng.uniform(0.78, 0.95)
@@ -135,33 +138,52 @@ def _place_cells(rng: np.random.Generator, radii: np.ndarray, size: int) -> np.n
 
 
 def _blob_distance(rng: np.random.Generator, size: int, centres: np.ndarray, radii: np.ndarray, aspect: float,
-                   wobble: float) -> np.ndarray:
+                   wobble: float, *, owner: np.ndarray | None = None) -> np.ndarray:
     """(K, S, S) normalised distance to each blob's centre: a rotated ellipse with a wavy outline, 1 on it.
 
-    The outline's radius is modulated by harmonics 2-4 of the polar angle, computed from cos/sin of the angle
-    by multiple-angle recurrences (no trigonometric calls per pixel: this is the generator's hot loop).
+    Each blob is evaluated only in the square that can hold distances below :data:`BLOB_REACH`; elsewhere the
+    distance is :data:`FAR`. With ``owner`` (an (S, S) blob index per pixel) only each pixel's own blob is
+    evaluated and the result is (S, S), exact everywhere. The random draws are the same either way. The outline's
+    radius is modulated by harmonics 2-4 of the polar angle, computed from cos/sin of the angle by multiple-angle
+    recurrences (no trigonometric calls per pixel: this is the generator's hot loop).
     """
-    yy, xx = _grid(size)
     k = len(centres)
-    ratio = np.sqrt(rng.uniform(1.0, aspect, k)).astype(np.float32)[:, None, None]
+    ratio = np.sqrt(rng.uniform(1.0, aspect, k))
     angle = rng.uniform(0, np.pi, k)
-    cos, sin = np.cos(angle).astype(np.float32)[:, None, None], np.sin(angle).astype(np.float32)[:, None, None]
-    c = centres.astype(np.float32)
-    dy, dx = yy - c[:, 0, None, None], xx - c[:, 1, None, None]
-    u = (dx * cos + dy * sin) / ratio
-    v = (dy * cos - dx * sin) * ratio
+    waves = []  # (amplitude of cos, amplitude of sin) per harmonic, each (K,)
+    for order in (2, 3, 4):
+        amplitude = 2 * rng.uniform(0, wobble, k) / order
+        phase = rng.uniform(0, 2 * np.pi, k)
+        waves.append((amplitude * np.cos(phase), amplitude * np.sin(phase)))
+    params = np.stack([centres[:, 0], centres[:, 1], np.cos(angle), np.sin(angle), ratio, radii,
+                       *(a for pair in waves for a in pair)], 1).astype(np.float32)  # (K, 12)
+    yy, xx = _grid(size)
+    if owner is not None:
+        return _normalised_distance(yy, xx, params[np.maximum(owner, 0)].transpose(2, 0, 1))
+    # the outline's radius is at most radius * ratio * (1 + sum of wave amplitudes) from the centre
+    reach = BLOB_REACH * radii * ratio * (1 + sum(np.hypot(a, b) for a, b in waves)) + 1
+    out = np.full((k, size, size), FAR, np.float32)
+    for j in range(k):
+        y0, x0 = np.maximum(np.floor(centres[j] - reach[j]).astype(int), 0)
+        y1, x1 = np.minimum(np.ceil(centres[j] + reach[j]).astype(int) + 1, size)
+        if y1 > y0 and x1 > x0:
+            out[j, y0:y1, x0:x1] = _normalised_distance(yy[y0:y1, x0:x1], xx[y0:y1, x0:x1], params[j, :, None, None])
+    return out
+
+
+def _normalised_distance(yy: np.ndarray, xx: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Distance of pixels (yy, xx) to blobs with parameters ``p`` (12, ...) broadcast against them."""
+    dy, dx = yy - p[0], xx - p[1]
+    u = (dx * p[2] + dy * p[3]) / p[4]
+    v = (dy * p[2] - dx * p[3]) * p[4]
     rho = np.sqrt(u * u + v * v) + 1e-6
     c1, s1 = u / rho, v / rho
     c2, s2 = c1 * c1 - s1 * s1, 2 * c1 * s1
     harmonics = ((c2, s2), (c1 * c2 - s1 * s2, s1 * c2 + c1 * s2), (c2 * c2 - s2 * s2, 2 * c2 * s2))
-    waves = np.ones_like(rho)
-    for order, (ch, sh) in enumerate(harmonics, start=2):
-        amplitude = 2 * rng.uniform(0, wobble, k) / order
-        phase = rng.uniform(0, 2 * np.pi, k)
-        a_cos = (amplitude * np.cos(phase)).astype(np.float32)[:, None, None]
-        a_sin = (amplitude * np.sin(phase)).astype(np.float32)[:, None, None]
-        waves += a_cos * ch - a_sin * sh
-    return rho / (radii.astype(np.float32)[:, None, None] * waves)
+    outline = np.ones_like(rho)
+    for i, (ch, sh) in enumerate(harmonics):
+        outline += p[6 + 2 * i] * ch - p[7 + 2 * i] * sh
+    return rho / (p[5] * outline)
 
 
 def _nucleoli(rng: np.random.Generator, size: int, centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
@@ -173,26 +195,34 @@ def _nucleoli(rng: np.random.Generator, size: int, centres: np.ndarray, radii: n
     offset = radii[owner, None] * rng.uniform(0.0, 0.45, len(owner))[:, None]
     spots = (centres[owner] + offset * np.stack([np.sin(angle), np.cos(angle)], 1)).astype(np.float32)
     sigma = (radii[owner] * rng.uniform(0.14, 0.22, len(owner))).astype(np.float32)
-    d2 = (yy - spots[:, 0, None, None]) ** 2 + (xx - spots[:, 1, None, None]) ** 2
-    bumps = np.exp(-d2 / (2 * sigma[:, None, None] ** 2)).max(0)
+    bumps = np.zeros((size, size), np.float32)
+    for (y, x), s in zip(spots, sigma):  # each bump only where it can top 0.2/1.6 (the clip below): 2.1 sigma
+        y0, x0 = max(int(y - 2.1 * s), 0), max(int(x - 2.1 * s), 0)
+        y1, x1 = min(int(y + 2.1 * s) + 2, size), min(int(x + 2.1 * s) + 2, size)
+        d2 = (yy[y0:y1, x0:x1] - y) ** 2 + (xx[y0:y1, x0:x1] - x) ** 2
+        np.maximum(bumps[y0:y1, x0:x1], np.exp(-d2 / (2 * s**2)), out=bumps[y0:y1, x0:x1])
     return np.clip(1.6 * bumps - 0.2, 0, 1)
 
 
-def make_field(rng: np.random.Generator, size: int, style: CellStyle) -> Field:
+def make_field(rng: np.random.Generator, size: int, style: CellStyle, *, scale: float | None = None) -> Field:
     """Draw one field of view of ``style`` cells at ``size`` pixels.
 
-    Where two cell blobs overlap, each pixel goes to the cell whose (normalised) centre is nearest, which splits
-    them along a straight-ish contact line, as touching cells look in a projection.
+    ``scale`` is the field's pixels per reference pixel (default ``size / 64``: the whole field shrinks or grows
+    with ``size``); ``style.radius`` stays a fraction of the field side. Where two cell blobs overlap, each pixel
+    goes to the cell whose (normalised) centre is nearest, which splits them along a straight-ish contact line,
+    as touching cells look in a projection.
     """
+    scale = size / REFERENCE_SIZE if scale is None else scale
     n = int(rng.integers(style.n_cells[0], style.n_cells[1] + 1))
     radii = style.radius * size * rng.uniform(0.85, 1.15, n)
-    centres = _place_cells(rng, radii, size)
+    centres = _place_cells(rng, radii, size, style.clump)
     radii = radii[: len(centres)]
     k = len(centres)
     d = _blob_distance(rng, size, centres, radii, style.aspect, style.wobble)
     nearest_cell = d.argmin(0)
     nearest = np.take_along_axis(d, nearest_cell[None], 0)[0]
-    second = np.partition(d, 1, axis=0)[1] if k > 1 else np.full_like(nearest, np.inf)
+    np.put_along_axis(d, nearest_cell[None], np.inf, 0)  # the nearest is read: mask it to find the second
+    second = d.min(0) if k > 1 else np.full_like(nearest, np.inf)
     owner = np.where(nearest < 1, nearest_cell, -1)
     r_near = radii[nearest_cell]
     edge_px = (1 - nearest) * r_near
@@ -201,21 +231,20 @@ def make_field(rng: np.random.Generator, size: int, style: CellStyle) -> Field:
     nuc_radii = radii * style.nucleus_ratio * rng.uniform(0.9, 1.1, k)
     shift = np.clip(rng.normal(0, 0.1, (k, 2)), -0.18, 0.18) * radii[:, None]
     nuc_centres = centres + shift
-    nd = _blob_distance(rng, size, nuc_centres, nuc_radii, 1.25, style.wobble / 3)
+    nuc_d = _blob_distance(rng, size, nuc_centres, nuc_radii, 1.25, style.wobble / 3, owner=owner)  # own nucleus
     safe = np.maximum(owner, 0)
-    nuc_d = np.take_along_axis(nd, safe[None], 0)[0]
     nuc_edge_px = np.where(owner >= 0, (nuc_d - 1) * nuc_radii[safe], np.inf)
 
-    nucleoli = _nucleoli(rng, size, nuc_centres, nuc_radii) * (nuc_edge_px < -0.6 * size / REFERENCE_SIZE)
-    texture = _band_noise(rng, size, 0.6 * size / REFERENCE_SIZE, 2.5 * size / REFERENCE_SIZE)
-    periphery = np.exp(-np.abs(nuc_edge_px) / (1.2 * size / REFERENCE_SIZE))  # heterochromatin lines the rim
+    nucleoli = _nucleoli(rng, size, nuc_centres, nuc_radii) * (nuc_edge_px < -0.6 * scale)
+    texture = _band_noise(rng, size, 0.6 * scale, 2.5 * scale)
+    periphery = np.exp(-np.abs(nuc_edge_px) / (1.2 * scale))  # heterochromatin lines the rim
     dna = np.clip(0.5 + 0.22 * texture + 0.25 * periphery, 0, 1) * (nuc_edge_px < 0)
 
     angle = rng.uniform(0, 2 * np.pi, k)
-    reach = nuc_radii + 1.3 * size / REFERENCE_SIZE
+    reach = nuc_radii + 1.3 * scale
     mtoc = nuc_centres + reach[:, None] * np.stack([np.sin(angle), np.cos(angle)], 1)
     return Field(size, owner, nearest, edge_px, contact_px, nuc_edge_px, nucleoli, dna, radii, nuc_centres,
-                 nuc_radii, mtoc)
+                 nuc_radii, mtoc, scale)
 
 
 def hoechst(field: Field, rng: np.random.Generator) -> np.ndarray:
@@ -323,7 +352,7 @@ def render_nucleolus_gc(field: Field, rng, *, density=1.0, scale=1.0) -> np.ndar
     return field.nucleoli * (0.85 + 0.3 * smooth_noise(rng, field.size, field.scale)) + 0.05 * field.nucleus
 
 
-def render_nucleolus_fc_dfc(field: Field, rng, *, density=1.0, scale=1.0, count=3.0, sigma=0.45) -> np.ndarray:
+def render_nucleolus_fc_dfc(field: Field, rng, *, density=1.0, scale=1.0, count=3.0, sigma=0.55) -> np.ndarray:
     """Small dots inside the nucleoli (fibrillar centres) with a dim nucleolar rim (look-alike of nucleolus_gc)."""
     n = _per_cell(rng, field, count * density)
     dots = _dots(field, _sample(rng, field.nucleoli > 0.5, n), sigma * scale)
@@ -365,7 +394,7 @@ def render_golgi(field: Field, rng, *, density=1.0, scale=1.0, count=9.0) -> np.
     return _dots(field, points, 0.65 * scale, weights) * field.inside + 0.04 * field.cytoplasm
 
 
-def render_centrosome(field: Field, rng, *, density=1.0, scale=1.0, count=2, sigma=0.5) -> np.ndarray:
+def render_centrosome(field: Field, rng, *, density=1.0, scale=1.0, count=2, sigma=0.7) -> np.ndarray:
     """1-2 tiny dots at the MTOC beside the nucleus (look-alike of a small Golgi)."""
     owner = np.repeat(np.arange(field.n_cells), count)
     jitter = rng.normal(0, 0.7 * field.scale, (len(owner), 2))
@@ -373,7 +402,7 @@ def render_centrosome(field: Field, rng, *, density=1.0, scale=1.0, count=2, sig
     return _dots(field, points, sigma * scale) * field.inside + 0.03 * field.cytoplasm
 
 
-def render_mitochondria(field: Field, rng, *, density=1.0, scale=1.0, count=8.0, length=5.0) -> np.ndarray:
+def render_mitochondria(field: Field, rng, *, density=1.0, scale=1.0, count=10.0, length=5.0) -> np.ndarray:
     """Short tubular fragments, denser around the nucleus (look-alike of vesicles when short)."""
     n = _per_cell(rng, field, count * density)
     starts = _sample(rng, field.perinuclear(0.6), n)
@@ -446,7 +475,7 @@ def render_cell_contact(field: Field, rng, *, density=1.0, scale=1.0, width=0.8)
     return 1.3 * contact + 0.08 * outline + 0.03 * field.cytoplasm
 
 
-def render_focal_adhesions(field: Field, rng, *, density=1.0, scale=1.0, count=6.0, length=2.2,
+def render_focal_adhesions(field: Field, rng, *, density=1.0, scale=1.0, count=6.0, length=3.0,
                            band=(0.72, 0.95)) -> np.ndarray:
     """Short radial dashes near the cell periphery (``band``: range of normalised distance from the centre)."""
     where = field.inside & (field.cell_d > band[0]) & (field.cell_d < band[1])

@@ -7,6 +7,7 @@
 - :mod:`.reference`: the exact one-model reference and the typical DataLoader script.
 - :mod:`.knn`: 1-NN / k-NN probes. :mod:`.low_label`: low-annotation curves.
 - :mod:`.suite`: every set x fold x probe → :class:`ProbeResult` (:mod:`.result`), scored by :mod:`.scoring`.
+- :mod:`.ceiling`: the supervised ceiling, a small CNN trained on the raw images with the same folds and scoring.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import importlib
 # name -> submodule; loaded on first use, so ``dinoxfer_lib.config`` can import :mod:`.config` without torch.
 _EXPORTS = {
     "BatchedMLP": "mlp", "TrainedMLPs": "mlp", "make_mlp": "mlp", "train_mlps": "mlp",
-    "ProbeConfig": "config", "ProbeResult": "result",
+    "ProbeConfig": "config", "CeilingConfig": "config", "ProbeResult": "result", "train_ceiling": "ceiling",
     "knn_fractions": "knn", "run_knn_probes": "knn", "low_label_curve": "low_label",
     "resampling_weights": "protocol", "standardize": "protocol",
     "train_mlp_dataloader": "reference", "train_mlp_sequential": "reference",

@@ -48,6 +48,14 @@ class ProbeConfig:
     # Record each model's validation macro F1 every this many epochs for the training curves (0: never). Cheap:
     # it runs on the device without leaving the batched trainer.
     monitor_every: int = 10
+    # Train until the validation macro F1 has plateaued: a model stops after this many checks (one per
+    # monitor_every epochs) without a rise above its best, and keeps the weights of its best check; `epochs` is
+    # then a maximum. 0 (the paper): train all epochs, keep the last weights. Use it when training F1 is still far
+    # below 1 at the end (the probe underfits) but more epochs would cost too much for the models that are done.
+    plateau_patience: int = 0
+    # Smallest rise of validation macro F1 that counts as an improvement (0.005: about one more correct rare-class
+    # image on a few hundred validation images).
+    plateau_min_delta: float = 0.0
     # Low-annotation curves (Cell-DINO Fig. 6): fractions of each fold's training images kept, and how many
     # stratified draws (seeds) per fraction. Each draw trains one MLP per fold, so the cost grows with both.
     low_label_fractions: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -66,3 +74,47 @@ class ProbeConfig:
                  "a tuple of 'linear' and/or 'knn'")
         _require(len(self.low_label_fractions) >= 1, f"{key}.low_label_fractions", self.low_label_fractions,
                  "a non-empty tuple of values in (0, 1]")
+        _require(self.plateau_patience == 0 or self.monitor_every > 0, f"{key}.plateau_patience",
+                 self.plateau_patience, "0 when monitor_every is 0 (plateaus are detected on the validation checks)")
+
+
+@dataclass(frozen=True)
+class CeilingConfig:
+    """The supervised ceiling beside Table III: a small CNN trained with labels on the raw target images.
+
+    Not in the paper (issue 14 asks for it): it says how much of what the labels allow the frozen features reach.
+    Registered under the ``ceiling:`` key of a profile; :meth:`validate` names offending keys as ``ceiling.<field>``.
+    """
+
+    # Channels of the CNN's stages; each stage halves the resolution (a stride-2 convolution first). Four stages
+    # take a 64 px image to 4 x 4 before pooling. Wider stages fit better and cost quadratically more.
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    # 3x3 convolutions per stage (the first one strided). 1 is the CPU choice; 2 fits harder data.
+    convs_per_stage: int = 2
+    # Side the images are resized to before the CNN (None: as stored). Real OpenCell fields are 600 px: use 224.
+    img_size: int | None = None
+    # Passes over each fold's training images (resampled draws, as the probes). If training F1 is still far from
+    # 1 and the validation curve still rising at the end, raise it; the demo's budget keeps it small.
+    epochs: int = 40
+    # Images per optimiser step; BatchNorm wants at least ~32.
+    batch_size: int = 64
+    # Peak learning rate of the one-cycle schedule (AdamW); lower it if the loss jumps in the first epochs.
+    lr: float = 3e-3
+    # AdamW decoupled weight decay.
+    weight_decay: float = 0.05
+    # Draw training images inversely to the frequency of their rarest label (the probes' resampling), so rare
+    # classes get as many gradient steps as there; False draws each image once per epoch.
+    resample: bool = True
+    # Random flips and quarter turns of each training image (a field of cells has no up or left).
+    augment: bool = True
+    # Record each fold model's validation macro F1 every this many epochs (and after the last); 0: never.
+    monitor_every: int = 5
+
+    def validate(self, key: str) -> None:
+        """Raise :class:`ConfigError` naming ``f"{key}.{field}"`` for the first impossible value: out of its bound
+        (:data:`~dinoxfer_lib.bounds.BOUNDS`) or too small for the CNN's stages."""
+        check_bounds(self, key)
+        _require(len(self.widths) >= 1, f"{key}.widths", self.widths, "a non-empty tuple of channel counts >= 1")
+        if self.img_size is not None:
+            _require(self.img_size >= 2 ** len(self.widths), f"{key}.img_size", self.img_size,
+                     f">= {2 ** len(self.widths)} (each of the {len(self.widths)} stages halves it)")

@@ -84,14 +84,16 @@ def low_label_curve(
     labels = check_embedding_sets({name: X}, labels)
     check_split(split, len(labels))
 
-    runs, train_rows = [], []
-    for fold, (train, _) in enumerate(split.folds[:folds]):
+    runs, train_rows, val_rows = [], [], []
+    for fold, (train, val) in enumerate(split.folds[:folds]):
         for fraction in fractions:
             for seed in seeds:
                 subset = _stratified_subset(train, labels[train], fraction=fraction, seed=seed,
                                             min_images=min_images)
                 runs.append({"fraction": fraction, "seed": seed, "fold": fold, "n_train": len(subset)})
                 train_rows.append(subset)
+                val_rows.append(val)
+    plateau = config.plateau_patience > 0  # stopping on a plateau watches each fold's whole validation set
     trained = train_mlps(
         np.asarray(X, dtype=np.float32)[None], labels,
         sets=[0] * len(runs),
@@ -99,6 +101,8 @@ def low_label_curve(
         keys=[model_key(r["seed"], name, "low_label", r["fraction"], r["fold"]) for r in runs],
         config=config,
         device=device,
+        monitor_rows=val_rows if plateau else None,
+        monitor_every=config.monitor_every if plateau else 0,
     )
     probs = torch.from_numpy(trained.predict_proba(split.test))  # (M, n_test, K)
     f1 = batched_macro_f1(torch.from_numpy(labels[split.test]), probs >= config.threshold)  # (M,)

@@ -11,6 +11,14 @@ as the usual ``WeightedRandomSampler`` set-up: an epoch is N_train draws with re
 probability :func:`~dinoxfer_lib.probes.protocol.resampling_weights`, cut into ceil(N_train / 512) batches in
 draw order, the last one smaller.
 
+Training until the validation F1 has plateaued (``config.plateau_patience`` > 0; not the paper's recipe, which
+trains all epochs and keeps the last weights). At each monitoring check a model whose validation macro F1 rose
+by more than ``plateau_min_delta`` over its best so far has its weights copied aside; after ``plateau_patience``
+checks without such a rise it counts as stopped, and ends with the weights of its best check. The models of a
+batch keep stepping together until the last has stopped, but a stopped model's kept weights and curve end at its
+own stop, so its result does not depend on its batch mates. The cosine schedule still spans ``epochs``, which
+becomes a maximum.
+
 Batching models. The study trains 5 folds x several embedding sets; sets of one dimension give M models with the
 same layer shapes. :class:`BatchedMLP` stacks their parameters (``(M, in, out)``) and runs them with
 ``torch.baddbmm``; each model's standardised training images stay on the device as one ``(M, n, d)`` tensor and
@@ -156,9 +164,10 @@ class TrainedMLPs:
     groups: list[tuple[np.ndarray, BatchedMLP]]  # (model indices, the batched model that trained them)
     features: torch.Tensor  # (S, N, d) on the device
     sets: torch.Tensor  # (M,) which set each model reads
-    loss: np.ndarray  # (epochs, M) mean training loss per epoch
+    loss: np.ndarray  # (epochs, M) mean training loss per epoch; NaN after a model stopped on a plateau
     monitor_epochs: np.ndarray  # (C,) 1-based epochs at which the validation macro F1 was taken
-    monitor_f1: np.ndarray  # (C, M) validation macro F1 (threshold from the config) at those epochs
+    monitor_f1: np.ndarray  # (C, M) validation macro F1 (threshold from the config) at those epochs; NaN after
+    kept_epoch: np.ndarray  # (M,) the epoch whose weights each model ends with (the last, or its best check)
 
     @property
     def n_models(self) -> int:
@@ -212,18 +221,22 @@ def train_mlps(
         Where to train; ``None`` picks the GPU if there is one.
     monitor_rows, monitor_every
         With ``monitor_every > 0``, every that many epochs (and after the last) each model's macro F1 on its
-        ``monitor_rows`` (its validation fold) is recorded with the batched F1, without leaving the device.
+        ``monitor_rows`` (its validation fold) is recorded with the batched F1, without leaving the device. Plateau
+        stopping (``config.plateau_patience`` > 0) decides on these checks, so it needs them.
 
     Returns
     -------
     TrainedMLPs
-        The trained models, their per-epoch training loss and the validation curve.
+        The trained models, their per-epoch training loss, the validation curve and the kept epochs.
     """
     if not len(sets) == len(train_rows) == len(keys) or min(len(r) for r in train_rows) == 0:
         raise DataError(f"train_mlps needs one set, one non-empty training set and one key per model, got "
                         f"{len(sets)}, {len(train_rows)} and {len(keys)}")
     if monitor_every > 0 and monitor_rows is None:
         raise ConfigError("monitor_every > 0 needs monitor_rows: each model's validation images")
+    if config.plateau_patience > 0 and monitor_every <= 0:
+        raise ConfigError(f"config key 'probe.plateau_patience' = {config.plateau_patience}: stopping on a plateau "
+                          f"needs validation checks (monitor_every > 0 and each model's monitor_rows)")
     device = resolve_device(device)
     features = np.asarray(features, dtype=np.float32)
     labels = np.asarray(labels).astype(bool)
@@ -235,10 +248,11 @@ def train_mlps(
     monitored = _is_check(epochs, config.epochs, monitor_every)  # (E,)
     loss = np.empty((config.epochs, len(keys)))
     monitor_f1 = np.empty((int(monitored.sum()), len(keys)))
+    kept_epoch = np.empty(len(keys), dtype=int)
     groups = []
     for n_steps in np.unique(steps):
         members = np.flatnonzero(steps == n_steps)
-        model, group_loss, group_f1 = _train_group(
+        model, group_loss, group_f1, kept_epoch[members] = _train_group(
             features, labels, features_t, labels_t,
             sets=sets[members],
             train_rows=[np.asarray(train_rows[m]) for m in members],
@@ -256,6 +270,7 @@ def train_mlps(
         loss=loss,
         monitor_epochs=epochs[monitored],
         monitor_f1=monitor_f1,
+        kept_epoch=kept_epoch,
     )
 
 
@@ -271,8 +286,11 @@ def _train_group(
     config: ProbeConfig,
     monitor_rows: list[np.ndarray] | None,
     monitor_every: int,
-) -> tuple[BatchedMLP, np.ndarray, np.ndarray]:
-    """One batched training run of models with equal steps per epoch; returns (model, loss (E, M), F1 (C, M))."""
+) -> tuple[BatchedMLP, np.ndarray, np.ndarray, np.ndarray]:
+    """One batched training run of models with equal steps per epoch.
+
+    Returns (model, loss (E, M), validation F1 (C, M), kept epoch (M,)); see the module docstring for stopping.
+    """
     device = features_t.device
     n_models, n_classes = len(keys), labels_t.shape[1]
     counts = np.array([len(r) for r in train_rows])
@@ -316,6 +334,7 @@ def _train_group(
     loss_sum = torch.zeros(config.epochs, n_models, dtype=torch.float64, device=device)
     step_loss = torch.empty(config.epochs, n_steps, n_models, device=device)  # read only if a loss is not finite
     checks = []
+    plateau = _Plateau(model, patience=config.plateau_patience, min_delta=config.plateau_min_delta)
     for epoch in range(config.epochs):
         u = uniform(draw_keys[epoch], n_max)  # (M, n_max)
         position = torch.searchsorted(cdf_t, u * cdf_t[:, -1:], right=True).clamp_(max=n_max - 1)
@@ -337,12 +356,65 @@ def _train_group(
         scheduler.step()
         if monitor is not None and _is_check(epoch + 1, config.epochs, monitor_every):
             checks.append(_monitor_f1(model, features_t, labels_t, sets_t, *monitor, config.threshold))
+            if plateau.update(checks[-1], epoch + 1):
+                break
+    n_epochs = epoch + 1
     loss = (loss_sum / counts_t).cpu().numpy()
     if not np.isfinite(loss).all():
         stop_on_divergence(step_loss.flatten(0, 1).cpu().numpy(), what="probe loss", steps_per_epoch=n_steps,
                            hint="lower probe.lr, or look for NaN/Inf in the embeddings")
     f1 = torch.stack(checks).cpu().numpy() if checks else np.empty((0, n_models))
-    return model, loss, f1
+    kept = plateau.restore(n_epochs)
+    if plateau.enabled:  # nothing after a model's own stop belongs to its curve
+        loss[np.arange(config.epochs)[:, None] >= plateau.stop_epoch[None]] = np.nan
+        check_epochs = np.flatnonzero(_is_check(np.arange(1, config.epochs + 1), config.epochs, monitor_every)) + 1
+        f1 = np.vstack([f1, np.full((len(check_epochs) - len(f1), n_models), np.nan)])
+        f1[check_epochs[:, None] > plateau.stop_epoch[None]] = np.nan
+    return model, loss, f1, kept
+
+
+class _Plateau:
+    """Each model's best validation check, its weights then, and when it stopped improving (plateau stopping)."""
+
+    def __init__(self, model: BatchedMLP, *, patience: int, min_delta: float):
+        self.model, self.patience, self.min_delta = model, patience, min_delta
+        n_models = model.weights[0].shape[0]
+        self.best = np.full(n_models, -np.inf)
+        self.best_epoch = np.zeros(n_models, dtype=int)
+        self.since_best = np.zeros(n_models, dtype=int)
+        self.stop_epoch = np.full(n_models, np.iinfo(np.int64).max)
+        self.saved = [p.detach().clone() for p in model.parameters()] if self.enabled else []
+
+    @property
+    def enabled(self) -> bool:
+        return self.patience > 0
+
+    def update(self, f1: torch.Tensor, epoch: int) -> bool:
+        """Record one check's ``(M,)`` validation F1; True once every model has stopped."""
+        if not self.enabled:
+            return False
+        f1 = f1.cpu().numpy()
+        running = self.stop_epoch > epoch
+        improved = running & (f1 > self.best + self.min_delta)
+        if improved.any():
+            which = torch.as_tensor(improved, device=self.saved[0].device)
+            with torch.no_grad():
+                for saved, param in zip(self.saved, self.model.parameters()):
+                    saved[which] = param[which]  # (M, ...) stacked: row m is model m
+        self.best[improved], self.best_epoch[improved], self.since_best[improved] = f1[improved], epoch, 0
+        self.since_best[running & ~improved] += 1
+        self.stop_epoch[running & (self.since_best >= self.patience)] = epoch
+        return bool((self.stop_epoch <= epoch).all())
+
+    def restore(self, n_epochs: int) -> np.ndarray:
+        """Put each model's kept weights back; return the ``(M,)`` kept epochs (all the last one when disabled)."""
+        if not self.enabled:
+            return np.full(len(self.best), n_epochs)
+        with torch.no_grad():
+            for saved, param in zip(self.saved, self.model.parameters()):
+                param.copy_(saved)
+        self.stop_epoch = np.minimum(self.stop_epoch, n_epochs)
+        return self.best_epoch.copy()
 
 
 def _draw_weights(train_labels: np.ndarray, *, resample: bool) -> np.ndarray:

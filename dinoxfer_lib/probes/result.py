@@ -13,7 +13,7 @@ import pandas as pd
 from dinoxfer_lib.errors import DataError
 
 SCORE_COLUMNS = ("set", "probe", "fold", "subset", "threshold", "class", "metric", "value")
-HISTORY_COLUMNS = ("set", "probe", "fold", "epoch", "loss", "val_macro_f1")
+HISTORY_COLUMNS = ("set", "probe", "fold", "epoch", "loss", "val_macro_f1", "kept")
 # Spread over the fold models is the sample std (ddof=1): the five fold models are a sample of the models the
 # recipe could have produced. The paper does not say; ddof=0 would report values sqrt(4/5) ≈ 0.89 times smaller.
 STD_DDOF = 1
@@ -32,8 +32,9 @@ class ProbeResult:
     test_probs
         ``(set, probe)`` → ``(folds, n_test, K)`` probabilities on the test images (rows in ``test_index`` order).
     history
-        Per (set, probe, fold, epoch): mean training loss and, when monitored, validation macro F1 (else NaN).
-        Empty for k-NN.
+        Per (set, probe, fold, epoch): mean training loss, validation macro F1 when monitored (else NaN), and
+        ``kept``, true at the epoch whose weights the model ends with (the last; with plateau stopping, its best
+        check, and no rows after its stop). Empty for k-NN.
     thresholds
         ``(set, probe)`` → ``(folds, K)`` per-class thresholds tuned on each fold's validation set (when tuned).
     test_index
@@ -108,20 +109,29 @@ class ProbeResult:
         """One row per (set, probe): test macro F1 mean ± std over the fold models, train and val means.
 
         The std is the sample std over folds (ddof=1, see :data:`STD_DDOF`). ``threshold`` picks the fixed
-        threshold (default) or ``"tuned"``.
+        threshold (default) or ``"tuned"``. At the fixed threshold, rows that also have tuned scores get their
+        test F1 at the tuned thresholds as a second column pair (``test_f1_tuned_mean``, ``test_f1_tuned_std``;
+        NaN for rows without): where 0.5 is far from each class's best cut, the two differ most.
         """
-        macro = self._macro(threshold)
+        table = self._summary(self._macro(threshold))
+        if (threshold or self.fixed_threshold) != "tuned" and (self.scores["threshold"] == "tuned").any():
+            tuned = self._summary(self._macro("tuned"))[["set", "probe", "test_f1_mean", "test_f1_std"]]
+            tuned = tuned.rename(columns={"test_f1_mean": "test_f1_tuned_mean", "test_f1_std": "test_f1_tuned_std"})
+            table = table.merge(tuned, on=["set", "probe"], how="left")
+        table.attrs["std"] = f"sample std over fold models (ddof={STD_DDOF})"
+        return table
+
+    @staticmethod
+    def _summary(macro: pd.DataFrame) -> pd.DataFrame:
         wide = macro.pivot_table(index=["set", "probe", "fold"], columns="subset", values="value", sort=False)
         grouped = wide.groupby(level=["set", "probe"], sort=False)
-        table = pd.DataFrame({
+        return pd.DataFrame({
             "folds": grouped["test"].count(),
             "test_f1_mean": grouped["test"].mean(),
             "test_f1_std": grouped["test"].std(ddof=STD_DDOF),
             "val_f1_mean": grouped["val"].mean(),
             "train_f1_mean": grouped["train"].mean(),
         }).reset_index()
-        table.attrs["std"] = f"sample std over fold models (ddof={STD_DDOF})"
-        return table
 
     def best_fold(self, set_name: str, *, probe: str = "mlp", by: str = "val") -> int:
         """The fold whose model has the highest macro F1 on ``by`` (``"val"``, or ``"test"`` as the paper may have).

@@ -38,7 +38,7 @@ def run_probe_suite(
     class_names: Sequence[str],
     device: str | torch.device | None = None,
     seed: int = 0,
-    monitor_every: int = 0,
+    monitor_every: int | None = None,
 ) -> ProbeResult:
     """The paper's MLP probe on every set and fold (Table III).
 
@@ -60,7 +60,8 @@ def run_probe_suite(
     seed
         Run seed; with the set and fold names it fixes every model's initial weights and draws.
     monitor_every
-        Every that many epochs record each model's validation macro F1 in ``history`` (0: never).
+        Every that many epochs record each model's validation macro F1 in ``history`` (0: never; ``None``:
+        ``config.monitor_every``). Stopping on a plateau (``config.plateau_patience``) decides on these checks.
 
     Returns
     -------
@@ -87,7 +88,7 @@ def run_probe_comparison(
     probes: Sequence[str] = PROBES,
     device: str | torch.device | None = None,
     seed: int = 0,
-    monitor_every: int = 0,
+    monitor_every: int | None = None,
 ) -> ProbeResult:
     """Several probes on the same sets and folds, in one tidy result.
 
@@ -99,6 +100,7 @@ def run_probe_comparison(
     if unknown:
         raise ConfigError(f"unknown probe {unknown[0]!r}: expected one of {', '.join(PROBES)}")
     config.validate("probe")
+    monitor_every = config.monitor_every if monitor_every is None else monitor_every
     labels = check_embedding_sets(embedding_sets, labels)
     check_split(split, len(labels))
     if len(class_names) != labels.shape[1]:
@@ -149,7 +151,8 @@ def _trained_probe(embedding_sets: Mapping[str, np.ndarray], labels: np.ndarray,
             rows += [{"set": names[s], "probe": probe, "fold": fold, **row} for row in fold_rows]
             tuned.append(fold_tuned)
             history.append(_history(trained.loss[:, m], trained.monitor_epochs, trained.monitor_f1[:, m],
-                                    set_name=names[s], probe=probe, fold=fold))
+                                    kept_epoch=int(trained.kept_epoch[m]), set_name=names[s], probe=probe,
+                                    fold=fold))
         for s, name in enumerate(names):
             members = [m for m, (set_index, _) in enumerate(models) if set_index == s]  # in fold order
             test_probs[(name, probe)] = probs[members][:, split.test]  # (folds, n_test, K)
@@ -166,12 +169,12 @@ def _trained_probe(embedding_sets: Mapping[str, np.ndarray], labels: np.ndarray,
     )
 
 
-def _history(loss: np.ndarray, monitor_epochs: np.ndarray, monitor_f1: np.ndarray, *, set_name: str, probe: str,
-             fold: int) -> pd.DataFrame:
-    """One model's training curve: loss per epoch, validation macro F1 where it was monitored."""
+def _history(loss: np.ndarray, monitor_epochs: np.ndarray, monitor_f1: np.ndarray, *, kept_epoch: int, set_name: str,
+             probe: str, fold: int) -> pd.DataFrame:
+    """One model's training curve: loss per epoch it trained, validation macro F1 where monitored, the kept epoch."""
     epochs = np.arange(1, len(loss) + 1)
     val_f1 = np.full(len(loss), np.nan)
     val_f1[monitor_epochs - 1] = monitor_f1
     frame = pd.DataFrame({"set": set_name, "probe": probe, "fold": fold, "epoch": epochs, "loss": loss,
-                          "val_macro_f1": val_f1})
-    return frame[list(HISTORY_COLUMNS)]
+                          "val_macro_f1": val_f1, "kept": epochs == kept_epoch})
+    return frame.loc[~np.isnan(loss), list(HISTORY_COLUMNS)].reset_index(drop=True)  # NaN: after a plateau stop
