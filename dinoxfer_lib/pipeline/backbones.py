@@ -20,6 +20,7 @@ from dinoxfer_lib.dino.checkpoint import BACKBONE_FILE
 from dinoxfer_lib.errors import StoreError
 from dinoxfer_lib.models.backbones import IMAGENET_MEAN, IMAGENET_STD, PRETRAINED, create_backbone
 from dinoxfer_lib.models.checkpoints import build_backbone
+from dinoxfer_lib.models.slot_order import slot_order
 from dinoxfer_lib.pipeline.run import DOMAINS, Run
 from dinoxfer_lib.store import ArtifactStore
 
@@ -85,7 +86,9 @@ def resolve_backbone(config: Config, store: ArtifactStore, domain: str, *, chann
     model, report = build_backbone(weights, img_size=config.embed.img_size)
     if weights in PRETRAINED:
         meta = PRETRAINED[weights]
-        return ResolvedBackbone(domain, model, meta.slots, meta.mean, meta.std, weights, report.sha256,
+        # the order recorded by `dinoxfer channels record`, else the registry's
+        slots = slot_order(weights).slots
+        return ResolvedBackbone(domain, model, slots, meta.mean, meta.std, weights, report.sha256,
                                 per_image_zscore=meta.per_image_zscore)
     return ResolvedBackbone(domain, model, channels, *_photo_norm(domain), os.fspath(weights), report.sha256)
 
