@@ -136,3 +136,24 @@ def _nucleus(size: int) -> np.ndarray:
     """A centred disc covering a third of the field's width."""
     yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
     return (np.hypot(yy, xx) < size / 6).astype(np.float64)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python tests/realdata.py opencell|hpa_kaggle|table ROOT N [--size S] [--seed K]``: write one layout, e.g.
+    an OpenCell-sized set for measuring the reader (``opencell /tmp/oc 6301 --size 600``, about 9 GB)."""
+    import argparse
+
+    writers = {"opencell": write_opencell, "hpa_kaggle": write_hpa_kaggle, "table": write_table}
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    parser.add_argument("layout", choices=writers)
+    parser.add_argument("root", type=Path)
+    parser.add_argument("n_images", type=int)
+    parser.add_argument("--size", type=int, default=None, help="image side (default: the layout's real size)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    options = {"seed": args.seed, **({"size": args.size} if args.size else {})}
+    print(writers[args.layout](args.root, args.n_images, **options))
+
+
+if __name__ == "__main__":
+    main()

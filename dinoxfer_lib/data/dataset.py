@@ -119,23 +119,6 @@ class ImageSet:
             extra=dict(self.extra),
         )
 
-    def rows(self, start: int, stop: int) -> ImageSet:
-        """Rows ``start:stop`` as a new ImageSet whose images are a view (of the memory map, when mapped): a
-        process's contiguous share of a large set costs no copy."""
-        view = slice(start, stop)
-        return ImageSet(
-            images=self.images[view],
-            labels=self.labels[view],
-            grades=self.grades[view],
-            obs=self.obs.iloc[view].reset_index(drop=True),
-            class_names=self.class_names,
-            channel_names=self.channel_names,
-            domain=self.domain,
-            pixel_size_um=self.pixel_size_um,
-            synthetic=self.synthetic,
-            extra=dict(self.extra),
-        )
-
     def label_strings(self) -> list[str]:
         """Each image's labels joined by ``|`` (for tables and tooltips)."""
         names = np.asarray(self.class_names)

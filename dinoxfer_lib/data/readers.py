@@ -499,7 +499,8 @@ def _read_images(
     """
     if image_size is not None and image_size < 1:
         raise ConfigError(f"image_size={image_size}: expected a positive integer or None")
-    sizes, dtypes = _check_headers(entries, channel_names=channel_names, image_size=image_size, max_pixels=max_pixels)
+    sizes, dtypes = _check_headers(entries, channel_names=channel_names, image_size=image_size, max_pixels=max_pixels,
+                                   desc=desc)
     dtype = common_pixel_type(dtypes)
     size = sizes[0] if image_size is None else (image_size, image_size)
     with ImageWriter((len(entries), len(channel_names), *size), dtype, images_file) as writer:
@@ -512,12 +513,12 @@ def _read_images(
 
 
 def _check_headers(
-    entries: Sequence[_Entry], *, channel_names: tuple[str, ...], image_size: int | None, max_pixels: int
+    entries: Sequence[_Entry], *, channel_names: tuple[str, ...], image_size: int | None, max_pixels: int, desc: str
 ) -> tuple[list[tuple[int, int]], set[np.dtype]]:
     """The first pass: every listed file's header, before any pixel is decoded. Returns each image's ``(H, W)`` and
     the pixel types found."""
     sizes, dtypes = [], set()
-    for entry in entries:
+    for entry in tqdm(entries, desc=f"checking {desc} headers", disable=None, leave=False):
         for path in entry.files:
             if not path.is_file():
                 raise DataError(f"{entry.where}: listed file {path} not found")
