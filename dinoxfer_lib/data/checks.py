@@ -21,6 +21,7 @@ range); anything else (floats, signed or wider integers) becomes float32 with it
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import struct
@@ -327,8 +328,21 @@ def _plain_dtype(dtype: np.dtype, path: Path) -> np.dtype:
 # Headers: (shape as the decoder returns the array, dtype), without reading pixels
 
 
+@contextmanager
+def _quiet_tifffile() -> Iterator[None]:
+    """tifffile logs what it finds odd in a file (strip counts, shapes) to stderr; a file it cannot use fails with
+    one DataError line instead, so its log lines would only bury that line."""
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _tiff_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
-    with tifffile.TiffFile(path) as tif:
+    with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
         series = tif.series[0]  # what tifffile.imread returns
         return tuple(series.shape), series.dtype
 
@@ -402,7 +416,8 @@ _HEADERS = {"TIFF": _tiff_header, "PNG": _png_header, "NPY": _npy_header}
 
 
 def _read_tiff(path: Path) -> np.ndarray:
-    return tifffile.imread(path)
+    with _quiet_tifffile():
+        return tifffile.imread(path)
 
 
 @contextmanager
