@@ -122,7 +122,7 @@ def extract_embeddings(
     mode = compile_mode(compile)
     rank, world = distributed.rank_and_world()
     sharded = shards is not None and world > 1
-    device = resolve_device(device if device is not None or not sharded else distributed.process_device())
+    device = resolve_device(distributed.process_device() if device is None and sharded else device)
     size = (img_size or encoder.img_size,) * 2
     encoder = _on_device(encoder, device, mode=mode)
     options = {"device": device, "size": size, "batch_size": batch_size, "mode": mode}
