@@ -33,7 +33,7 @@ BOUNDS: dict[str, dict[str, str]] = {
     "Config": {"seed": f"[0, {MAX_SEED}]"},
     "DomainConfig": {
         "n_images": ">= 10", "image_size": ">= 16", "n_groups": ">= 1", "n_batches": ">= 1", "n_cell_lines": ">= 1",
-        "batch_effect": ">= 0; 0 = no plate effects",
+        "batch_effect": ">= 0; 0 = no plate effects", "max_pixels": ">= 1",
     },
     "SplitConfig": {"test_fraction": "(0, 1)", "n_folds": ">= 2"},
     "EmbedConfig": {"img_size": ">= 16", "batch_size": ">= 1"},

@@ -1,4 +1,5 @@
-"""The ``dinoxfer`` command: run the notebooks, build the book, fetch data, print the config and the environment.
+"""The ``dinoxfer`` command: run the notebooks, build the book, fetch data, print the config and the environment,
+check a backbone's channel order.
 
 Errors a user can act on (a bad profile key, a missing file, a failed download, a failing notebook) print one line
 and exit with status 2; anything else is a bug and keeps its traceback.
@@ -133,6 +134,45 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         print(f"recorded for the performance chapter: {path}")
 
 
+def _cmd_channels_check(args: argparse.Namespace) -> None:
+    from dinoxfer_lib.data.classes import HPA_CHANNELS
+    from dinoxfer_lib.data.readers import read_hpa_kaggle
+    from dinoxfer_lib.errors import ConfigError
+    from dinoxfer_lib.models.backbones import pretrained_weights
+    from dinoxfer_lib.models.checkpoints import build_backbone
+    from dinoxfer_lib.models.slot_order import check_slot_orders
+
+    meta = pretrained_weights(args.weights)
+    if sorted(meta.slots) != sorted(HPA_CHANNELS):
+        raise ConfigError(f"--weights {args.weights}: its slots ({', '.join(meta.slots)}) are not the HPA stains "
+                          f"({', '.join(HPA_CHANNELS)}); the check compares orders of those on HPA images")
+    dataset = read_hpa_kaggle(args.data, image_size=args.img_size, max_images=args.n_images, seed=args.seed)
+    backbone, _ = build_backbone(args.weights, img_size=args.img_size, cache_dir=args.cache)
+    ranking = check_slot_orders(dataset, backbone, weights=args.weights, per_image_zscore=meta.per_image_zscore,
+                                k=args.k, batch_size=args.batch_size, img_size=args.img_size, device=args.device,
+                                seed=args.seed, data=str(Path(args.data).resolve()))
+    out = ranking.save(args.out or Path(f"channels_check_{args.weights}.json"))
+    print(ranking.table())
+    if not ranking.decisive:
+        print(f"not decisive: the best order is ahead in only {ranking.wins:.0%} of the resamples; check more images "
+              f"(--n-images) before recording it")
+    print(f"ranking saved to {out}; record the best order in the manifest with:\n  dinoxfer channels record {out}")
+
+
+def _cmd_channels_record(args: argparse.Namespace) -> None:
+    from dinoxfer_lib.models.slot_order import SlotOrderRanking, record_slot_order, slot_order
+
+    ranking = SlotOrderRanking.load(args.ranking)
+    path = record_slot_order(ranking, manifest_dir=args.manifests)
+    print(f"recorded in {path}: {slot_order(ranking.weights, manifest_dir=args.manifests).sentence()}")
+
+
+def _cmd_channels_show(args: argparse.Namespace) -> None:
+    from dinoxfer_lib.models.slot_order import slot_order
+
+    print(slot_order(args.weights, manifest_dir=args.manifests).sentence())
+
+
 # The `run` option that sets each papermill parameter of the notebooks.
 _PARAMETER_OPTIONS = {"profile": "--profile", "overrides": "--set KEY=VALUE ...", "runs_root": "--runs",
                       "force": "--force"}
@@ -224,6 +264,36 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--record-dir", type=Path, default=None,
                        help="where --record writes (default: book/performance/records/ of this checkout)")
     bench.set_defaults(func=_cmd_bench)
+
+    channels = sub.add_parser("channels", help="which input slot of a published backbone holds which stain")
+    channels_sub = channels.add_subparsers(dest="channels_command", required=True)
+    check = channels_sub.add_parser(
+        "check", help="embed a labelled HPA sample under each candidate slot order and rank the orders by k-NN "
+        "macro F1")
+    check.add_argument("--weights", default="dino4cells_hpa_fov", help="registered weights (default: %(default)s)")
+    check.add_argument("--data", required=True, type=Path, help="an HPA Kaggle folder (train.csv, train/)")
+    check.add_argument("--n-images", type=int, default=2000, help="labelled images sampled (default: %(default)s)")
+    check.add_argument("--k", type=int, default=10, help="neighbours of the k-NN probe (default: %(default)s)")
+    check.add_argument("--img-size", type=int, default=224, help="side the images are read and embedded at "
+                       "(default: %(default)s, the paper's)")
+    check.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: %(default)s)")
+    check.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    check.add_argument("--seed", type=int, default=0, help="seed of the sample and the bootstrap")
+    check.add_argument("--cache", type=Path, default=None, help="where the weights were fetched (default: the "
+                       "user cache)")
+    check.add_argument("--out", type=Path, default=None, help="where to save the ranking (default: "
+                       "channels_check_<weights>.json here)")
+    check.set_defaults(func=_cmd_channels_check)
+    record = channels_sub.add_parser("record", help="write the best order of a saved ranking into the weights' "
+                                     "manifest (data_manifests/<name>.yaml), where the backbone loader reads it")
+    record.add_argument("ranking", type=Path, help="the JSON file `dinoxfer channels check` saved")
+    record.add_argument("--manifests", type=Path, default=None, help="manifest folder (default: data_manifests/)")
+    record.set_defaults(func=_cmd_channels_record)
+    show = channels_sub.add_parser("show", help="the slot order in force for registered weights, and whether it "
+                                   "was checked")
+    show.add_argument("--weights", default="dino4cells_hpa_fov", help="registered weights (default: %(default)s)")
+    show.add_argument("--manifests", type=Path, default=None, help="manifest folder (default: data_manifests/)")
+    show.set_defaults(func=_cmd_channels_show)
     return parser
 
 

@@ -53,6 +53,9 @@ class DomainConfig:
     # Table sources only: the channel names of each image, in file order (default: the domain's own, e.g. protein,
     # nucleus for OpenCell). "protein" and "nucleus" are what channel mapping places; other channels are replicated.
     channels: tuple[str, ...] | None = None
+    # Real sources: the most pixels (channels x height x width) one image file may claim in its header; a larger
+    # one is refused before its pixels are allocated (a corrupt or hostile header). Generous for microscopy.
+    max_pixels: int = 2**28
     # Synthetic only: number of images. The demo OpenCell-like set has >= 2,000 so 5-fold CV has ~360 per fold.
     n_images: int = 2400
     # Side of the square images in pixels (synthetic: rendered size; real: resized to this, None keeps the original).

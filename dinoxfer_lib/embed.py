@@ -12,6 +12,10 @@ and each batch's rows come back while the next is computed. On a CPU everything 
 computed, so nothing N-sized is kept in memory during extraction; the file is written under a temporary name and
 renamed at the end, so a crash never leaves half an embedding file.
 
+A large set shards across processes (``torchrun``; give ``shards``, a folder every process reaches): each process
+embeds its contiguous share of the images (:func:`shard_rows`; a view of the memory-mapped set, no copy) on its own
+device and writes it as ``rank<r>-of-<world>.npy``; rank 0 then assembles the AnnData in image order.
+
 The result opens directly in scanpy: ``obs`` = the ImageSet's metadata (index = ``image_id``), ``obsm["labels"]``
 / ``obsm["grades"]`` = the label matrices over ``uns["class_names"]``, ``uns["embedding"]`` = how the numbers were
 made (backbone, checkpoint hash, strategy, feature, normalisation, image size, device, dtype, throughput).
@@ -20,6 +24,7 @@ made (backbone, checkpoint hash, strategy, feature, normalisation, image size, d
 from __future__ import annotations
 
 import copy
+import json
 import os
 import time
 import uuid
@@ -38,6 +43,7 @@ from tqdm import tqdm
 
 from dinoxfer_lib.data.dataset import ImageSet
 from dinoxfer_lib.devices import raw_tensor, raw_to_float, resolve_device
+from dinoxfer_lib.dino import distributed
 from dinoxfer_lib.errors import ConfigError, DataError
 from dinoxfer_lib.models.channels import ChannelEncoder, check_channels
 from dinoxfer_lib.provenance import device_description
@@ -66,7 +72,8 @@ def extract_embeddings(
     out_path: str | os.PathLike | None = None,
     description: dict | None = None,
     compile: bool | str = False,
-) -> anndata.AnnData:
+    shards: str | os.PathLike | None = None,
+) -> anndata.AnnData | None:
     """Embed every image of ``dataset`` in order; return (and with ``out_path`` write) an AnnData.
 
     Parameters
@@ -84,7 +91,7 @@ def extract_embeddings(
         Side the encoder sees (default: the backbone's own); images of another size are resized batch-wise
         (bilinear, antialiased when shrinking). Non-square images are stretched to a square.
     device
-        Default: CUDA when available, else CPU.
+        Default: CUDA when available, else CPU (under ``torchrun``, this process's GPU).
     out_path
         Write an ``.h5ad`` here, streaming ``X``; the returned AnnData is read back from it.
     description
@@ -94,6 +101,11 @@ def extract_embeddings(
         runs eagerly, so no second shape is compiled); ``True`` or a mode of
         :data:`COMPILE_MODES`. It costs seconds of compilation per process (about a minute with max-autotune) and
         pays off only on long runs: see the performance chapter for the measured gain and cost.
+    shards
+        Under a ``torch.distributed`` process group of more than one process: a folder every process can reach.
+        Every process must call this function with the same arguments; each embeds its share into the folder and
+        rank 0 assembles the result (``out_path`` is only written by rank 0, the other ranks return ``None``).
+        Ignored without a process group.
 
     Returns
     -------
@@ -102,60 +114,142 @@ def extract_embeddings(
         feature each column is; ``obsm["labels"]`` (uint8), ``obsm["grades"]``; ``uns["class_names"]``,
         ``uns["channel_names"]``, ``uns["embedding"]``.
     """
-    import anndata
-
     check_channels(encoder, dataset.channel_names)
     if batch_size < 1:
         raise ConfigError(f"batch_size = {batch_size}: expected >= 1")
     if len(dataset) == 0:
         raise DataError(f"{dataset.domain}: no images to embed")
     mode = compile_mode(compile)
-    device = resolve_device(device)
+    rank, world = distributed.rank_and_world()
+    sharded = shards is not None and world > 1
+    device = resolve_device(distributed.process_device() if device is None and sharded else device)
     size = (img_size or encoder.img_size,) * 2
     encoder = _on_device(encoder, device, mode=mode)
-    n = len(dataset)
+    options = {"device": device, "size": size, "batch_size": batch_size, "mode": mode}
+    if sharded:
+        return _extract_sharded(dataset, encoder, Path(shards), rank=rank, world=world, out_path=out_path,
+                                description=description, **options)
+    skeleton = _skeleton(dataset, encoder)
+    with _EmbeddingSink(skeleton, out_path) as X:
+        seconds = _embed_rows(dataset.images, encoder, X, desc=dataset.domain, **options)
+        skeleton.uns["embedding"] = _provenance(dataset, encoder, description, seconds=seconds, **options)
+    if out_path is None:
+        skeleton.X = X
+        return skeleton
+    import anndata
+
+    return anndata.read_h5ad(out_path)
+
+
+def shard_rows(n: int, rank: int, world: int) -> range:
+    """The contiguous rows of ``n`` that process ``rank`` of ``world`` embeds: the first ``n % world`` processes
+    take one more, so shares differ by at most one image and together cover ``0..n`` in order."""
+    share, extra = divmod(n, world)
+    start = rank * share + min(rank, extra)
+    return range(start, start + share + (rank < extra))
+
+
+def _extract_sharded(dataset: ImageSet, encoder: ChannelEncoder, shards: Path, *, rank: int, world: int,
+                     out_path: str | os.PathLike | None, description: dict | None, **options) -> anndata.AnnData | None:
+    """This process's share into ``shards``; after all have written theirs, rank 0 assembles them in order."""
+    rows = shard_rows(len(dataset), rank, world)
+    shards.mkdir(parents=True, exist_ok=True)
+    name = f"rank{rank:05d}-of-{world:05d}"
+    partial = shards / f".{name}.partial.npy"
+    X = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(rows), encoder.out_dim))
+    seconds = _embed_rows(dataset.images[rows.start : rows.stop], encoder, X, desc=f"{dataset.domain} {name}",
+                          **options)
+    X.flush()
+    del X
+    os.replace(partial, shards / f"{name}.npy")
+    (shards / f"{name}.json").write_text(json.dumps({"rows": [rows.start, rows.stop], "seconds": seconds}))
+    distributed.barrier()  # every share is written
+    result = None
+    if rank == 0:
+        result = _assemble_shards(dataset, encoder, shards, world=world, out_path=out_path, description=description,
+                                  **options)
+    distributed.barrier()  # rank 0 has read every share: the caller may remove the folder
+    return result
+
+
+def _assemble_shards(dataset: ImageSet, encoder: ChannelEncoder, shards: Path, *, world: int,
+                     out_path: str | os.PathLike | None, description: dict | None, **options) -> anndata.AnnData:
+    """The AnnData of the whole set from the ``world`` shares in ``shards``, rows in image order."""
+    skeleton = _skeleton(dataset, encoder)
+    seconds = []
+    with _EmbeddingSink(skeleton, out_path) as X:
+        for rank in range(world):
+            name = f"rank{rank:05d}-of-{world:05d}"
+            rows = shard_rows(len(dataset), rank, world)
+            share = np.load(shards / f"{name}.npy", mmap_mode="r")
+            if share.shape != (len(rows), encoder.out_dim):
+                raise DataError(f"{shards / name}.npy: shape {share.shape}, expected {(len(rows), encoder.out_dim)}")
+            X[rows.start : rows.stop] = share
+            seconds.append(json.loads((shards / f"{name}.json").read_text())["seconds"])
+        skeleton.uns["embedding"] = {
+            **_provenance(dataset, encoder, description, seconds=max(seconds), **options),
+            "processes": world,
+        }
+    if out_path is None:
+        skeleton.X = X
+        return skeleton
+    import anndata
+
+    return anndata.read_h5ad(out_path)
+
+
+def _skeleton(dataset: ImageSet, encoder: ChannelEncoder) -> anndata.AnnData:
+    """The AnnData without ``X``: obs, var names, label matrices, class and channel names."""
+    import anndata
+
     skeleton = anndata.AnnData(obs=_obs(dataset), var=pd.DataFrame(index=encoder.feature_names()))
     skeleton.obsm["labels"] = dataset.labels.astype(np.uint8)
     skeleton.obsm["grades"] = dataset.grades
     skeleton.uns["class_names"] = list(dataset.class_names)
     skeleton.uns["channel_names"] = list(dataset.channel_names)
+    return skeleton
+
+
+def _embed_rows(images: np.ndarray, encoder: ChannelEncoder, X, *, device: torch.device, size: tuple[int, int],
+                batch_size: int, mode: str | None, desc: str) -> float:
+    """Embed ``images`` (N, C, H, W) into the rows of ``X`` (N, D), in order; returns the seconds it took."""
     chunk = CPU_CHUNK if device.type == "cpu" else batch_size
     side_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-    uint16 = dataset.images.dtype == np.uint16
-
-    with _EmbeddingSink(skeleton, out_path) as X:
-        started = time.perf_counter()
-        bar = tqdm(total=n, desc=f"embedding {dataset.domain}", unit="img", disable=None, leave=False)
-        with torch.inference_mode(), bar:
-            waiting = None  # the previous batch: its rows are copied to the host while this one computes
-            for start, raw in _prefetched_batches(dataset.images, batch_size, pin=device.type == "cuda"):
-                x = _prepare(raw, device, size, side_stream, uint16=uint16)  # (B, C, *size), raw intensities
-                out = _embed(encoder, x, chunk, eager_below=min(chunk, batch_size) if mode else 0)  # (B, dim)
-                if waiting is not None:
-                    bar.update(_store_rows(X, *waiting))
-                waiting = (start, _to_host(out))
+    uint16 = images.dtype == np.uint16
+    started = time.perf_counter()
+    bar = tqdm(total=len(images), desc=f"embedding {desc}", unit="img", disable=None, leave=False)
+    with torch.inference_mode(), bar:
+        waiting = None  # the previous batch: its rows are copied to the host while this one computes
+        for start, raw in _prefetched_batches(images, batch_size, pin=device.type == "cuda"):
+            x = _prepare(raw, device, size, side_stream, uint16=uint16)  # (B, C, *size), raw intensities
+            out = _embed(encoder, x, chunk, eager_below=min(chunk, batch_size) if mode else 0)  # (B, dim)
             if waiting is not None:
                 bar.update(_store_rows(X, *waiting))
-        seconds = time.perf_counter() - started
-        skeleton.uns["embedding"] = {
-            **encoder.describe(),
-            **(description or {}),
-            "domain": dataset.domain,
-            "synthetic": bool(dataset.synthetic),
-            "img_size": int(size[0]),
-            "batch_size": int(batch_size),
-            "device": device_description() if device.type == "cuda" else "cpu",
-            "dtype": "bfloat16 weights" if device.type == "cuda" else "float32",
-            "compiled": mode is not None,
-            **({"compile_mode": mode} if mode else {}),
-            "n_images": int(n),
-            "seconds": round(seconds, 3),
-            "images_per_second": round(n / max(seconds, 1e-9), 2),
-        }
-    if out_path is None:
-        skeleton.X = X
-        return skeleton
-    return anndata.read_h5ad(out_path)
+            waiting = (start, _to_host(out))
+        if waiting is not None:
+            bar.update(_store_rows(X, *waiting))
+    return time.perf_counter() - started
+
+
+def _provenance(dataset: ImageSet, encoder: ChannelEncoder, description: dict | None, *, seconds: float,
+                device: torch.device, size: tuple[int, int], batch_size: int, mode: str | None) -> dict:
+    """``uns["embedding"]``: how the numbers were made."""
+    n = len(dataset)
+    return {
+        **encoder.describe(),
+        **(description or {}),
+        "domain": dataset.domain,
+        "synthetic": bool(dataset.synthetic),
+        "img_size": int(size[0]),
+        "batch_size": int(batch_size),
+        "device": device_description() if device.type == "cuda" else "cpu",
+        "dtype": "bfloat16 weights" if device.type == "cuda" else "float32",
+        "compiled": mode is not None,
+        **({"compile_mode": mode} if mode else {}),
+        "n_images": int(n),
+        "seconds": round(seconds, 3),
+        "images_per_second": round(n / max(seconds, 1e-9), 2),
+    }
 
 
 def _obs(dataset: ImageSet) -> pd.DataFrame:

@@ -3,9 +3,9 @@
 import json
 import os
 
-import imageio.v3 as iio
 import numpy as np
 import pytest
+import tifffile
 
 from dinoxfer_lib import pipeline
 from dinoxfer_lib.cli import main
@@ -14,14 +14,17 @@ from dinoxfer_lib.errors import ConfigError, DataError
 from dinoxfer_lib.store import ArtifactStore
 
 
+def write_tiff(path, seed):
+    tifffile.imwrite(path, np.random.default_rng(seed).integers(0, 4000, (2, 16, 16), dtype=np.uint16))
+
+
 def write_table_source(folder, n=12, seed=0):
-    """A generic table of 2-channel PNG images (the user's own data), labelled with two OpenCell classes."""
+    """A generic table of 2-channel TIFF images (the user's own data), labelled with two OpenCell classes."""
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
     rows = ["path,labels,group"]
     for i in range(n):
-        iio.imwrite(folder / f"img{i:02d}.png", rng.integers(0, 255, (16, 16, 2), dtype=np.uint8))
-        rows.append(f"img{i:02d}.png,{'nucleoplasm' if i % 2 else 'cytoplasmic'},p{i // 2}")
+        write_tiff(folder / f"img{i:02d}.tif", seed + i)
+        rows.append(f"img{i:02d}.tif,{'nucleoplasm' if i % 2 else 'cytoplasmic'},p{i // 2}")
     (folder / "images.csv").write_text("\n".join(rows) + "\n")
     return folder / "images.csv"
 
@@ -83,7 +86,7 @@ def test_real_data_stages_follow_the_content_of_the_table_and_images(tmp_path, s
     split = pipeline.make_split(table_run(tmp_path, table, small_run), "opencell")
     assert split.reason == "input datasets/opencell changed"
 
-    iio.imwrite(tmp_path / "lab" / "img05.png", np.zeros((16, 16, 2), np.uint8))
+    write_tiff(tmp_path / "lab" / "img05.tif", seed=99)
     replaced = pipeline.make_dataset(table_run(tmp_path, table, small_run), "opencell")
     assert replaced.reason == "1 image file(s) changed"
 
@@ -140,5 +143,5 @@ def test_the_runner_reruns_a_notebook_when_the_profile_file_or_the_data_change(t
     profile.write_text(profile.read_text().replace("seed: 0", "seed: 1"))
     assert not run().skipped  # the file's contents count, not its name
     assert run().skipped
-    (lab / "data" / "img03.png").write_bytes((lab / "data" / "img04.png").read_bytes())
+    (lab / "data" / "img03.tif").write_bytes((lab / "data" / "img04.tif").read_bytes())
     assert not run().skipped  # so do the data's

@@ -3,11 +3,17 @@
 Synthetic generators and real readers all return an :class:`ImageSet`, so everything downstream (splits,
 embeddings, probes, plots) is written once. On disk an ImageSet is a folder: ``images.npy`` (memory-mappable),
 ``labels.npy`` and ``grades.npy``, ``obs.csv`` (one row per image) and ``meta.json``.
+
+Real datasets are larger than memory at their source size (the HPA Kaggle release is 33 GB of pixels): readers
+stream each image, resized, through an :class:`ImageWriter` straight into ``images.npy``, and
+:func:`save_imageset` then writes only the small files beside it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +24,7 @@ from dinoxfer_lib.errors import DataError
 
 # Columns every ``obs`` table carries; readers fill what the source knows and leave the rest empty strings.
 OBS_COLUMNS: tuple[str, ...] = ("image_id", "group", "batch", "domain")
+IMAGES_FILE = "images.npy"
 
 
 @dataclass
@@ -118,11 +125,69 @@ class ImageSet:
         return ["|".join(names[row]) for row in self.labels]
 
 
+class ImageWriter:
+    """Collects ``(C, H, W)`` images, in order, into one ``(N, C, H, W)`` array: in memory, or streamed into an
+    ``.npy`` file.
+
+    With ``path`` each image is appended to the file as it comes (sequential writes: the pixels go to the page
+    cache, not to the process's memory) under a temporary name that becomes ``path`` only when all ``N`` were
+    written; :meth:`finish` returns the file memory-mapped read-only. Used as a context manager, a failure removes
+    the partial file.
+    """
+
+    def __init__(self, shape: tuple[int, int, int, int], dtype: np.dtype, path: str | os.PathLike | None = None):
+        self.shape, self.dtype, self.count = tuple(shape), np.dtype(dtype), 0
+        self.path = None if path is None else Path(path)
+        if self.path is None:
+            self.array = np.empty(self.shape, dtype=self.dtype)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.partial = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.partial")
+        self.handle = open(self.partial, "wb")
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
+        np.lib.format.write_array_header_1_0(self.handle, header)
+
+    def append(self, image: np.ndarray) -> None:
+        """Add the next image; it must have the set's shape and pixel type."""
+        if image.shape != self.shape[1:] or image.dtype != self.dtype:
+            raise ValueError(f"image {self.count}: {image.shape} {image.dtype}, expected {self.shape[1:]} {self.dtype}")
+        if self.count == self.shape[0]:
+            raise ValueError(f"more than the {self.shape[0]} images announced")
+        if self.path is None:
+            self.array[self.count] = image
+        else:
+            self.handle.write(np.ascontiguousarray(image).tobytes())
+        self.count += 1
+
+    def finish(self) -> np.ndarray:
+        """The complete array (a read-only memory map of ``path`` when writing to a file)."""
+        if self.count != self.shape[0]:
+            raise ValueError(f"{self.count} of {self.shape[0]} images written")
+        if self.path is None:
+            return self.array
+        self.handle.close()
+        os.replace(self.partial, self.path)
+        return np.load(self.path, mmap_mode="r")
+
+    def __enter__(self) -> ImageWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.path is not None:
+            self.handle.close()
+            self.partial.unlink(missing_ok=True)
+
+
 def save_imageset(dataset: ImageSet, folder: Path) -> None:
-    """Write ``dataset`` into ``folder`` (which the store makes atomic)."""
+    """Write ``dataset`` into ``folder`` (which the store makes atomic).
+
+    Images a reader already streamed into ``folder/images.npy`` (an :class:`ImageWriter` with that path) stay
+    where they are; anything else is written there.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / "images.npy", np.ascontiguousarray(dataset.images))
+    if not _maps_file(dataset.images, folder / IMAGES_FILE):
+        np.save(folder / IMAGES_FILE, np.ascontiguousarray(dataset.images))
     np.save(folder / "labels.npy", dataset.labels)
     np.save(folder / "grades.npy", dataset.grades)
     dataset.obs.to_csv(folder / "obs.csv", index=False)
@@ -146,7 +211,7 @@ def load_imageset(folder: Path, *, mmap: bool = True) -> ImageSet:
     meta = json.loads(meta_path.read_text())
     obs = pd.read_csv(folder / "obs.csv", dtype={"image_id": str, "group": str, "batch": str}, keep_default_na=False)
     return ImageSet(
-        images=np.load(folder / "images.npy", mmap_mode="r" if mmap else None),
+        images=np.load(folder / IMAGES_FILE, mmap_mode="r" if mmap else None),
         labels=np.load(folder / "labels.npy"),
         grades=np.load(folder / "grades.npy"),
         obs=obs,
@@ -157,3 +222,15 @@ def load_imageset(folder: Path, *, mmap: bool = True) -> ImageSet:
         synthetic=meta["synthetic"],
         extra=meta.get("extra", {}),
     )
+
+
+def _maps_file(images: np.ndarray, path: Path) -> bool:
+    """``images`` is a memory map of all of ``path``: same file, same shape and type, contiguous (so not a part or a
+    reordering of it)."""
+    filename = getattr(images, "filename", None)
+    if not isinstance(images, np.memmap) or filename is None or not path.is_file():
+        return False
+    if not os.path.samefile(filename, path) or not images.flags.c_contiguous:
+        return False
+    stored = np.load(path, mmap_mode="r")
+    return images.shape == stored.shape and images.dtype == stored.dtype

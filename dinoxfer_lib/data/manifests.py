@@ -16,7 +16,9 @@ Manifest fields
 ``licence``, ``citation``, ``layout`` (what is on disk once downloaded / converted), ``download``
 (``{mode: auto | manual, instructions}``; instructions required for manual), optional ``files`` (list of
 ``{url, filename, size_bytes, sha256, note}``; required for ``auto``; ``size_bytes`` and ``sha256`` may be null when
-unknown) and optional ``notes``. Unknown keys are an error: a misspelt ``sha256`` must not silently disable the check.
+unknown), optional ``notes`` and, for checkpoints, optional ``slot_order`` (which input slot holds which channel, as
+``dinoxfer channels record`` writes it; read by :func:`dinoxfer_lib.models.slot_order.slot_order`). Unknown keys are
+an error: a misspelt ``sha256`` must not silently disable the check.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ KINDS: tuple[str, ...] = ("dataset", "checkpoint")
 DOWNLOAD_MODES: tuple[str, ...] = ("auto", "manual")
 
 _REQUIRED = ("name", "kind", "description", "url", "licence", "citation", "layout", "download")
-_OPTIONAL = ("files", "notes")
+_OPTIONAL = ("files", "notes", "slot_order")
 _FILE_REQUIRED = ("url", "filename", "size_bytes", "sha256")
 _FILE_OPTIONAL = ("note",)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -76,6 +78,7 @@ class Manifest:
     files: tuple[ManifestFile, ...]
     notes: str
     source: Path
+    slot_order: dict | None = None
 
 
 def list_manifests(*, manifest_dir: str | os.PathLike | None = None) -> list[str]:
@@ -294,6 +297,7 @@ def _validate(data: object, path: Path) -> Manifest:
         name=data["name"], kind=data["kind"], description=data["description"], url=data["url"],
         licence=data["licence"], citation=data["citation"], layout=data["layout"], download_mode=mode,
         instructions=instructions, files=files, notes=data.get("notes", ""), source=path,
+        slot_order=data.get("slot_order"),
     )
 
 

@@ -1,10 +1,16 @@
 """Readers for real data: OpenCell, the HPA Kaggle 2018 release, and a table of the user's own images.
 
 Each reader returns an :class:`~dinoxfer_lib.data.dataset.ImageSet` (PAPER_SPEC.md §2), so splits, embeddings and
-probes run unchanged on the synthetic stand-ins and on real data. Tables are checked completely (columns, labels,
-listed files) before any image is decoded: a typo in row 5,000 fails in a second, not after an hour of reading.
-Images stream into one preallocated ``(N, C, H, W)`` array; with ``image_size`` each is resized on the way in, so
-memory holds the resized set only.
+probes run unchanged on the synthetic stand-ins and on real data.
+
+Reading runs in two passes. The first checks everything that can be checked without decoding a pixel: the table
+(columns, labels), that each listed file exists and is listed once (after resolving ``./`` and relative paths), and
+every file's header (format, channel count, size, pixel type, at most ``max_pixels`` pixel values): a typo in row
+5,000 or a corrupt header fails in seconds, not after an hour of reading. It also fixes the set's one pixel type
+(:func:`~dinoxfer_lib.data.checks.common_pixel_type`), so the result does not depend on the order of the rows.
+The second pass decodes each image, converts it to that type, resizes it to ``image_size`` (bilinear, antialiased:
+what the embedder does to a batch) and streams it into the ``(N, C, H, W)`` array, or with ``images_file`` straight
+into an ``images.npy`` on disk: memory never holds more than one image at its source size.
 """
 
 from __future__ import annotations
@@ -16,12 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from skimage.transform import resize
+import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
-from dinoxfer_lib.data.checks import read_image
+from dinoxfer_lib.data.checks import MAX_PIXELS, common_pixel_type, read_header, read_image, to_pixel_type
 from dinoxfer_lib.data.classes import HPA_CHANNELS, HPA_CLASSES, HPA_KAGGLE_COLOURS, OPENCELL_CHANNELS, OPENCELL_CLASSES
-from dinoxfer_lib.data.dataset import ImageSet
+from dinoxfer_lib.data.dataset import ImageSet, ImageWriter
 from dinoxfer_lib.errors import ConfigError, DataError
 
 # Physical pixel size of the OpenCell fields of view (paper, Table I: 0.102 µm).
@@ -62,12 +69,27 @@ class _Listing:
         self.entries.append(_Entry(self.table, row_number, files))
         self.grade_maps.append(grades)
 
+    def sample(self, n: int, *, seed: int) -> _Listing:
+        """A seeded random ``n`` of the listed images, in table order."""
+        if n < 1:
+            raise ConfigError(f"max_images = {n}: expected a positive number of images")
+        keep = np.sort(np.random.default_rng(seed).permutation(len(self.rows))[:n])
+        return _Listing(self.table, [self.rows[i] for i in keep], [self.entries[i] for i in keep],
+                        [self.grade_maps[i] for i in keep])
+
 
 # --------------------------------------------------------------------------------------------------------------
 # OpenCell
 
 
-def read_opencell(root: str | os.PathLike, *, image_size: int | None = None, unlabelled: str = "error") -> ImageSet:
+def read_opencell(
+    root: str | os.PathLike,
+    *,
+    image_size: int | None = None,
+    unlabelled: str = "error",
+    max_pixels: int = MAX_PIXELS,
+    images_file: str | os.PathLike | None = None,
+) -> ImageSet:
     """Read OpenCell fields of view and their graded localisation annotations.
 
     Expected layout (see ``data_manifests/opencell.yaml``; OpenCell's own downloads are converted into it)::
@@ -86,6 +108,12 @@ def read_opencell(root: str | os.PathLike, *, image_size: int | None = None, unl
     unlabelled
         ``"error"`` refuses a row without any label; ``"drop"`` skips such rows (the paper used the 6,120 labelled
         of 6,301 images) and records how many in ``extra["unlabelled_dropped"]``.
+    max_pixels
+        Largest image accepted, in pixel values (channels x height x width), checked on each file's header before
+        it is decoded.
+    images_file
+        Stream the images into this ``.npy`` file (e.g. ``<dataset folder>/images.npy``) instead of memory; the
+        ImageSet's ``images`` is then that file, memory-mapped.
 
     Returns
     -------
@@ -125,7 +153,8 @@ def read_opencell(root: str | os.PathLike, *, image_size: int | None = None, unl
         listing.add(i, obs_row, (path,), grades)
     return _assemble(
         listing, class_names=OPENCELL_CLASSES, channel_names=OPENCELL_CHANNELS, domain="opencell",
-        image_size=image_size, pixel_size_um=OPENCELL_PIXEL_SIZE_UM, unlabelled_dropped=dropped,
+        image_size=image_size, max_pixels=max_pixels, images_file=images_file, pixel_size_um=OPENCELL_PIXEL_SIZE_UM,
+        unlabelled_dropped=dropped,
     )
 
 
@@ -148,7 +177,16 @@ def _opencell_grades(row: Mapping[str, str], where: str) -> dict[str, int]:
 # HPA Kaggle 2018
 
 
-def read_hpa_kaggle(root: str | os.PathLike, *, image_size: int | None = None, split: str = "train") -> ImageSet:
+def read_hpa_kaggle(
+    root: str | os.PathLike,
+    *,
+    image_size: int | None = None,
+    split: str = "train",
+    max_images: int | None = None,
+    seed: int = 0,
+    max_pixels: int = MAX_PIXELS,
+    images_file: str | os.PathLike | None = None,
+) -> ImageSet:
     """Read the Human Protein Atlas Image Classification (Kaggle 2018) release.
 
     Expected layout (the Kaggle download, unpacked)::
@@ -169,6 +207,17 @@ def read_hpa_kaggle(root: str | os.PathLike, *, image_size: int | None = None, s
     split
         Name of the table and image folder; ``"train"`` is the only labelled split Kaggle ships, another name
         reads a folder laid out the same way (e.g. extra HPA images converted by the user).
+    max_images
+        Read a seeded random sample of this many rows (kept in table order) instead of all: enough for a check
+        such as ``dinoxfer channels check`` without decoding 124,000 PNGs. The whole table is still checked.
+    seed
+        Seed of that sample.
+    max_pixels
+        Largest image accepted, in pixel values (channels x height x width), checked on each file's header before
+        it is decoded.
+    images_file
+        Stream the images into this ``.npy`` file (e.g. ``<dataset folder>/images.npy``) instead of memory; the
+        ImageSet's ``images`` is then that file, memory-mapped.
 
     Returns
     -------
@@ -189,8 +238,11 @@ def read_hpa_kaggle(root: str | os.PathLike, *, image_size: int | None = None, s
         files = tuple(root / split / f"{image_id}_{HPA_KAGGLE_COLOURS[ch]}.png" for ch in HPA_CHANNELS)
         obs_row = {"image_id": image_id, "group": image_id, "batch": "", "domain": "hpa", "path": str(files[0])}
         listing.add(i, obs_row, files, {HPA_CLASSES[k]: DEFAULT_GRADE for k in indices})
+    if max_images is not None:
+        listing = listing.sample(max_images, seed=seed)
     return _assemble(
-        listing, class_names=HPA_CLASSES, channel_names=HPA_CHANNELS, domain="hpa", image_size=image_size, split=split,
+        listing, class_names=HPA_CLASSES, channel_names=HPA_CHANNELS, domain="hpa", image_size=image_size,
+        max_pixels=max_pixels, images_file=images_file, split=split,
     )
 
 
@@ -219,6 +271,8 @@ def read_table(
     image_size: int | None = None,
     domain: str = "custom",
     label_sep: str = ";",
+    max_pixels: int = MAX_PIXELS,
+    images_file: str | os.PathLike | None = None,
 ) -> ImageSet:
     """Read the user's own images listed in a CSV table.
 
@@ -246,6 +300,12 @@ def read_table(
         Name of the domain in ``obs`` and in the ImageSet.
     label_sep
         Separator inside the ``labels`` cell.
+    max_pixels
+        Largest image accepted, in pixel values (channels x height x width), checked on each file's header before
+        it is decoded.
+    images_file
+        Stream the images into this ``.npy`` file (e.g. ``<dataset folder>/images.npy``) instead of memory; the
+        ImageSet's ``images`` is then that file, memory-mapped.
 
     Returns
     -------
@@ -280,6 +340,7 @@ def read_table(
     vocabulary = tuple(class_names) if class_names is not None else tuple(sorted(set().union(*listing.grade_maps)))
     return _assemble(
         listing, class_names=vocabulary, channel_names=channel_names, domain=domain, image_size=image_size,
+        max_pixels=max_pixels, images_file=images_file,
     )
 
 
@@ -324,6 +385,8 @@ def _assemble(
     channel_names: tuple[str, ...],
     domain: str,
     image_size: int | None,
+    max_pixels: int,
+    images_file: str | os.PathLike | None,
     pixel_size_um: float | None = None,
     **extra,
 ) -> ImageSet:
@@ -331,7 +394,10 @@ def _assemble(
     if not listing.rows:
         raise DataError(f"{listing.table}: no labelled image listed; expected at least one row")
     _check_unique(listing)
-    images, original = _read_images(listing.entries, channel_names=channel_names, image_size=image_size, desc=domain)
+    images, original, source_types = _read_images(
+        listing.entries, channel_names=channel_names, image_size=image_size, max_pixels=max_pixels,
+        images_file=images_file, desc=domain,
+    )
     labels, grades = _multi_hot(listing.grade_maps, class_names)
     return ImageSet(
         images=images,
@@ -346,6 +412,7 @@ def _assemble(
             "source": str(listing.table),
             "original_size": list(original) if original is not None else None,
             "image_size": image_size,
+            "source_pixel_types": source_types,
             **extra,
         },
     )
@@ -384,15 +451,26 @@ def _check_known(name: str, vocabulary: Sequence[str], where: str) -> None:
 
 
 def _check_unique(listing: _Listing) -> None:
-    """Refuse a repeated image id, naming both rows (ImageSet would only name the id)."""
-    first_row: dict[str, int] = {}
+    """Refuse a repeated image id or a file listed twice (``a.tif`` and ``./a.tif``, a relative and an absolute
+    path), naming both rows: one image on both sides of a split would inflate every score."""
+    first_id: dict[str, int] = {}
+    first_file: dict[str, tuple[int, Path]] = {}
     for row, entry in zip(listing.rows, listing.entries):
         image_id = row["image_id"]
-        if image_id in first_row:
+        if image_id in first_id:
             raise DataError(
-                f"{entry.where}: image_id {image_id!r} already used in row {first_row[image_id]}; expected unique ids"
+                f"{entry.where}: image_id {image_id!r} already used in row {first_id[image_id]}; expected unique ids"
             )
-        first_row[image_id] = entry.row
+        first_id[image_id] = entry.row
+        for path in entry.files:
+            key = os.path.realpath(path)
+            if key in first_file and first_file[key][0] != entry.row:
+                other_row, other = first_file[key]
+                raise DataError(
+                    f"{entry.where}: {path} is the file {other} of row {other_row} ({key}); expected each image "
+                    f"listed once"
+                )
+            first_file.setdefault(key, (entry.row, path))
 
 
 def _multi_hot(grade_maps: Sequence[Mapping[str, int]], class_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -406,74 +484,98 @@ def _multi_hot(grade_maps: Sequence[Mapping[str, int]], class_names: Sequence[st
 
 
 def _read_images(
-    entries: Sequence[_Entry], *, channel_names: tuple[str, ...], image_size: int | None, desc: str
-) -> tuple[np.ndarray, tuple[int, int] | None]:
-    """Stream all images into one ``(N, C, H, W)`` array.
+    entries: Sequence[_Entry],
+    *,
+    channel_names: tuple[str, ...],
+    image_size: int | None,
+    max_pixels: int,
+    images_file: str | os.PathLike | None,
+    desc: str,
+) -> tuple[np.ndarray, tuple[int, int] | None, list[str]]:
+    """Check every header, then stream all images into one ``(N, C, H, W)`` array (in memory or ``images_file``).
 
-    Returns the array and the common original ``(H, W)`` (``None`` when sizes differed and were resized).
+    Returns the array, the common original ``(H, W)`` (``None`` when sizes differed and were resized) and the
+    sorted pixel types found in the files.
     """
     if image_size is not None and image_size < 1:
         raise ConfigError(f"image_size={image_size}: expected a positive integer or None")
-    _check_files_exist(entries)
-    out: np.ndarray | None = None
-    first_size, first_file, same_size = None, None, True
-    for i, entry in enumerate(tqdm(entries, desc=f"reading {desc}", disable=None, leave=False)):
-        image = _load(entry, channel_names)
-        size = image.shape[1:]
-        if out is None:
-            first_size, first_file = size, entry.files[0]
-            target = size if image_size is None else (image_size, image_size)
-            out = np.empty((len(entries), len(channel_names), *target), dtype=image.dtype)
-        elif size != first_size:
-            if image_size is None:
-                raise DataError(
-                    f"{entry.where}: {entry.files[0]} is {size[0]}x{size[1]} pixels but {first_file} is "
-                    f"{first_size[0]}x{first_size[1]}; expected one size - pass image_size to resize them"
-                )
-            same_size = False
-        if not np.can_cast(image.dtype, out.dtype, "safe"):
-            raise DataError(
-                f"{entry.where}: {entry.files[0]} has {image.dtype} pixels but {first_file} has {out.dtype}; "
-                f"expected one pixel type"
-            )
-        out[i] = image if image_size is None else _resize(image, image_size)
-    return out, (tuple(first_size) if same_size else None)
+    sizes, dtypes = _check_headers(entries, channel_names=channel_names, image_size=image_size, max_pixels=max_pixels,
+                                   desc=desc)
+    dtype = common_pixel_type(dtypes)
+    size = sizes[0] if image_size is None else (image_size, image_size)
+    with ImageWriter((len(entries), len(channel_names), *size), dtype, images_file) as writer:
+        for entry in tqdm(entries, desc=f"reading {desc}", disable=None, leave=False):
+            image = _load(entry, channel_names, dtype=dtype, max_pixels=max_pixels)
+            writer.append(image if image_size is None else _resize(image, image_size))
+        images = writer.finish()
+    same_size = all(s == sizes[0] for s in sizes)
+    return images, (tuple(sizes[0]) if same_size else None), sorted({str(d) for d in dtypes})
 
 
-def _check_files_exist(entries: Sequence[_Entry]) -> None:
-    for entry in entries:
+def _check_headers(
+    entries: Sequence[_Entry], *, channel_names: tuple[str, ...], image_size: int | None, max_pixels: int, desc: str
+) -> tuple[list[tuple[int, int]], set[np.dtype]]:
+    """The first pass: every listed file's header, before any pixel is decoded. Returns each image's ``(H, W)`` and
+    the pixel types found."""
+    sizes, dtypes = [], set()
+    for entry in tqdm(entries, desc=f"checking {desc} headers", disable=None, leave=False):
         for path in entry.files:
             if not path.is_file():
                 raise DataError(f"{entry.where}: listed file {path} not found")
+        try:
+            if len(entry.files) == 1:
+                headers = [read_header(entry.files[0], channel_names=channel_names, max_pixels=max_pixels)]
+            else:
+                headers = [read_header(path, channel_names=(name,), max_pixels=max_pixels)
+                           for path, name in zip(entry.files, channel_names)]
+                _check_plane_sizes(headers)
+        except DataError as exc:
+            raise DataError(f"{entry.where}: {exc}") from exc
+        size = headers[0].size
+        if image_size is None and sizes and size != sizes[0]:
+            raise DataError(
+                f"{entry.where}: {entry.files[0]} is {size[0]}x{size[1]} pixels but {entries[0].files[0]} is "
+                f"{sizes[0][0]}x{sizes[0][1]}; expected one size - pass image_size to resize them"
+            )
+        sizes.append(size)
+        dtypes.update(header.dtype for header in headers)
+    return sizes, dtypes
 
 
-def _load(entry: _Entry, channel_names: tuple[str, ...]) -> np.ndarray:
-    """Read one entry as ``(C, H, W)``; a file error is prefixed with the table row that listed the file."""
+def _check_plane_sizes(headers: Sequence) -> None:
+    """The single-channel files of one image must share a size."""
+    first = headers[0]
+    for header in headers[1:]:
+        if header.size != first.size:
+            raise DataError(
+                f"{header.path} is {header.size[0]}x{header.size[1]} pixels but {first.path} is "
+                f"{first.size[0]}x{first.size[1]}; expected the channels of one image to share a size"
+            )
+
+
+def _load(entry: _Entry, channel_names: tuple[str, ...], *, dtype: np.dtype, max_pixels: int) -> np.ndarray:
+    """Read one entry as ``(C, H, W)`` in the set's pixel type; a file error is prefixed with the table row."""
     try:
         if len(entry.files) == 1:
-            return read_image(entry.files[0], channel_names=channel_names)
-        return _stack_channel_files(entry.files, channel_names)
+            image = read_image(entry.files[0], channel_names=channel_names, max_pixels=max_pixels)
+            return to_pixel_type(image, dtype, name=str(entry.files[0]))
+        planes = [
+            to_pixel_type(read_image(path, channel_names=(name,), max_pixels=max_pixels)[0], dtype, name=str(path))
+            for path, name in zip(entry.files, channel_names)
+        ]
+        return np.stack(planes)
     except DataError as exc:
         raise DataError(f"{entry.where}: {exc}") from exc
 
 
-def _stack_channel_files(files: Sequence[Path], channel_names: tuple[str, ...]) -> np.ndarray:
-    """One single-channel file per channel, in channel order; the planes of one image must share a size."""
-    planes = [read_image(path, channel_names=(name,))[0] for path, name in zip(files, channel_names)]
-    for path, plane in zip(files[1:], planes[1:]):
-        if plane.shape != planes[0].shape:
-            raise DataError(
-                f"{path} is {plane.shape[0]}x{plane.shape[1]} pixels but {files[0]} is "
-                f"{planes[0].shape[0]}x{planes[0].shape[1]}; expected the channels of one image to share a size"
-            )
-    return np.stack(planes)
-
-
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
-    """``(C, H, W)`` -> ``(C, size, size)``, anti-aliased, in the input's dtype and intensity range."""
+    """``(C, H, W)`` -> ``(C, size, size)``, bilinear and antialiased as the embedder resizes a batch, in the
+    input's dtype and intensity range (integers rounded and clipped)."""
     if image.shape[1:] == (size, size):
         return image
-    resized = resize(image, (image.shape[0], size, size), order=1, anti_aliasing=True, preserve_range=True)
+    x = torch.from_numpy(image.astype(np.float32, copy=False))[None]  # (1, C, H, W)
+    shrink = image.shape[1] > size or image.shape[2] > size
+    resized = F.interpolate(x, size=(size, size), mode="bilinear", antialias=shrink, align_corners=False)[0].numpy()
     if np.issubdtype(image.dtype, np.integer):
         info = np.iinfo(image.dtype)
         return np.clip(np.rint(resized), info.min, info.max).astype(image.dtype)

@@ -151,7 +151,8 @@ PRETRAINED: dict[str, PretrainedWeights] = {
     # (the `Get_specific_channel` comments in config_HPA_FOV.yaml), i.e. the HPA colours stacked blue, green, red,
     # yellow; its `remove_channel` augmentation only blackens channels 0, 2, 3, never the protein (1). The config
     # also turns `Normalize` (dataset mean/std) off and `self_normalize` (per-image, per-channel z-score) on.
-    # Neither is stored in the checkpoint: if yours was trained otherwise, pass other slots to make_encoder.
+    # Neither is stored in the checkpoint. `dinoxfer channels check` ranks slot orders on labelled HPA images; an order
+    # it recorded in the manifest replaces these slots (dinoxfer_lib.models.slot_order.slot_order).
     "dino4cells_hpa_fov": PretrainedWeights(
         arch="vit_base_patch8",
         slots=("nucleus", "protein", "microtubules", "er"),

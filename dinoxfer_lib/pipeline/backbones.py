@@ -24,6 +24,7 @@ from dinoxfer_lib.dino.checkpoint import BACKBONE_FILE
 from dinoxfer_lib.dino.train import SUMMARY_FILE
 from dinoxfer_lib.models.backbones import IMAGENET_MEAN, IMAGENET_STD, PRETRAINED, create_backbone
 from dinoxfer_lib.models.checkpoints import build_backbone
+from dinoxfer_lib.models.slot_order import slot_order
 from dinoxfer_lib.pipeline.data import data_phrase, make_dataset
 from dinoxfer_lib.pipeline.dino import train_backbone
 from dinoxfer_lib.pipeline.run import DOMAINS, Run
@@ -93,7 +94,8 @@ def resolve_backbone(run: Run, domain: str) -> ResolvedBackbone:
     model, report = build_backbone(weights, img_size=config.embed.img_size)
     if weights in PRETRAINED:
         meta = PRETRAINED[weights]
-        return ResolvedBackbone(domain, model, meta.slots, meta.mean, meta.std, weights, report.sha256,
+        slots = slot_order(weights).slots  # the order `dinoxfer channels record` wrote down, else the registry's
+        return ResolvedBackbone(domain, model, slots, meta.mean, meta.std, weights, report.sha256,
                                 per_image_zscore=meta.per_image_zscore, label=label)
     return ResolvedBackbone(domain, model, domain_channels(run, domain), *_photo_norm(domain), os.fspath(weights),
                             report.sha256, label=label)

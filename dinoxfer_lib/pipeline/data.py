@@ -11,7 +11,7 @@ import pandas as pd
 from dinoxfer_lib.config import DomainConfig
 from dinoxfer_lib.data import splits
 from dinoxfer_lib.data.classes import HPA_CHANNELS, HPA_CLASSES, NATURAL_CHANNELS, OPENCELL_CHANNELS, OPENCELL_CLASSES
-from dinoxfer_lib.data.dataset import ImageSet, load_imageset, save_imageset
+from dinoxfer_lib.data.dataset import IMAGES_FILE, ImageSet, load_imageset, save_imageset
 from dinoxfer_lib.data.sources import SourceDigest, read_listing, source_digest
 from dinoxfer_lib.pipeline.run import DOMAINS, Run
 from dinoxfer_lib.store import Artifact
@@ -47,7 +47,8 @@ def make_dataset(run: Run, domain: str) -> Artifact:
         explain = {"table_sha256": f"{digest.table.name} changed", "files_sha256": digest.changes_from(before)}
 
     def compute(folder: Path) -> None:
-        save_imageset(_read_or_generate(domain, domain_config, seed=run.config.seed), folder)
+        save_imageset(_read_or_generate(domain, domain_config, seed=run.config.seed, images_file=folder / IMAGES_FILE),
+                      folder)
         if digest is not None:
             digest.write_listing(folder / SOURCE_LISTING)
 
@@ -64,8 +65,11 @@ def source_content(run: Run, domain: str) -> SourceDigest:
     return run.source_digests[key]
 
 
-def _read_or_generate(domain: str, domain_config: DomainConfig, *, seed: int) -> ImageSet:
+def _read_or_generate(domain: str, domain_config: DomainConfig, *, seed: int, images_file: Path) -> ImageSet:
+    """The domain's images: generated, or read from disk resized as they are read and streamed into
+    ``images_file`` (so a paper-sized set never sits in memory at its source size)."""
     source, path, size = domain_config.source, domain_config.path, domain_config.image_size
+    streamed = {"max_pixels": domain_config.max_pixels, "images_file": images_file}
     if source == "synthetic":
         from dinoxfer_lib.data.synthetic import SYNTHETIC_DOMAINS
 
@@ -76,13 +80,13 @@ def _read_or_generate(domain: str, domain_config: DomainConfig, *, seed: int) ->
 
     if source == "opencell":
         # The paper uses the 6,120 labelled of OpenCell's 6,301 images.
-        dataset = readers.read_opencell(path, image_size=size, unlabelled="drop")
+        dataset = readers.read_opencell(path, image_size=size, unlabelled="drop", **streamed)
     elif source == "hpa_kaggle":
-        dataset = readers.read_hpa_kaggle(path, image_size=size)
+        dataset = readers.read_hpa_kaggle(path, image_size=size, **streamed)
     else:
         channels, classes = _TABLE_SCHEMA[domain]
         dataset = readers.read_table(path, channel_names=domain_config.channels or channels, class_names=None,
-                                     image_size=size, domain=domain)
+                                     image_size=size, domain=domain, **streamed)
         if classes is not None and set(dataset.class_names) <= set(classes):
             dataset = _with_vocabulary(dataset, classes)  # the study's classes, absent ones included
     dataset.extra["source"] = {"kind": source, "path": path}

@@ -3,25 +3,37 @@
 chapter). Both are one stage kind, :func:`make_embeddings`: images of one domain, a backbone, a channel strategy.
 
 Why the domain embeddings use the bag of channels, averaged, is in *Deviations and choices* (Embeddings).
+
+Under ``torchrun`` every process embeds a contiguous share of each stage's images (rank 0 alone decides reuse,
+assembles and publishes), so a large set is embedded on all GPUs at once; the notebooks then reuse the stages::
+
+    python -m dinoxfer_lib.pipeline.embeddings --profile paper --runs-root runs
+    torchrun --nproc_per_node 8 -m dinoxfer_lib.pipeline.embeddings --profile paper --runs-root runs --domains
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-from collections.abc import Mapping
+import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
+from dinoxfer_lib.config import config_hash
 from dinoxfer_lib.data.dataset import load_imageset
+from dinoxfer_lib.dino import distributed
 from dinoxfer_lib.embedding_sets import EMBEDDING_SETS
 from dinoxfer_lib.errors import ConfigError
 from dinoxfer_lib.pipeline.backbones import ResolvedBackbone, load_backbones
 from dinoxfer_lib.pipeline.data import make_dataset
-from dinoxfer_lib.pipeline.run import DOMAINS, Run
+from dinoxfer_lib.pipeline.run import DOMAINS, Run, open_run
 from dinoxfer_lib.store import Artifact
 
 EMBEDDING_FILE = "embeddings.h5ad"
+# Where the processes of a torchrun job leave their shares of a stage until rank 0 has assembled them.
+SHARD_DIR = ".embedding_shards"
 
 
 def sample_indices(n: int, *, max_images: int, seed: int) -> np.ndarray:
@@ -54,10 +66,18 @@ def make_embeddings(
 
     embed = run.config.embed
     reduce = reduce or embed.bag_reduce
+    if not distributed.is_main_process():
+        distributed.barrier()  # rank 0 makes (or reuses) the dataset stage first
     dataset_artifact = make_dataset(run, domain)
+    if distributed.is_main_process():
+        distributed.barrier()
     inputs = [dataset_artifact] + ([run.store.load(backbone.stage)] if backbone.stage else [])
+    config = {"domain": domain, "strategy": strategy, "slot_table": slot_table, "reduce": reduce,
+              "max_images": max_images, "embed": dataclasses.asdict(embed), "backbone": backbone.describe(),
+              "seed": run.config.seed}
+    shards = run.store.root / SHARD_DIR / f"{stage.replace('/', '__')}-{config_hash(config)[:12]}"
 
-    def compute(folder: Path) -> None:
+    def compute(folder: Path | None) -> None:
         dataset = load_imageset(dataset_artifact.path)
         if max_images is not None:
             dataset = dataset.subset(sample_indices(len(dataset), max_images=max_images, seed=run.config.seed))
@@ -70,20 +90,45 @@ def make_embeddings(
         )
         extract_embeddings(
             dataset, encoder, batch_size=embed.batch_size, img_size=embed.img_size, compile=embed.compile,
-            out_path=folder / EMBEDDING_FILE,
+            out_path=None if folder is None else folder / EMBEDDING_FILE, shards=shards,
             description={**(description or {}), "arch": embed.arch, "backbone": backbone.describe()},
         )
 
-    return run.store.run_stage(
-        stage,
-        compute,
-        config={"domain": domain, "strategy": strategy, "slot_table": slot_table, "reduce": reduce,
-                "max_images": max_images, "embed": dataclasses.asdict(embed), "backbone": backbone.describe(),
-                "seed": run.config.seed},
-        inputs=inputs,
-        seed=run.config.seed,
-        force=run.force,
-    )
+    return _run_on_every_rank(run, stage, compute, shards, config=config, inputs=inputs)
+
+
+def _run_on_every_rank(run: Run, stage: str, compute: Callable[[Path | None], None], shards: Path, *,
+                       config: Mapping, inputs: list[Artifact]) -> Artifact:
+    """``run.store.run_stage`` for a stage that every ``torchrun`` process computes a share of.
+
+    Rank 0 decides reuse and publishes; when it computes, it tells the other ranks, which call ``compute(None)``
+    alongside its ``compute(folder)``; ``shards`` is emptied before and removed after. Without a process group
+    this is ``run_stage`` itself.
+    """
+    if not distributed.is_distributed():
+        return run.store.run_stage(stage, compute, config=config, inputs=inputs, seed=run.config.seed,
+                                   force=run.force)
+    device = distributed.process_device()
+    if distributed.is_main_process():
+        def compute_with_all_ranks(folder: Path) -> None:
+            shutil.rmtree(shards, ignore_errors=True)  # shares of an interrupted run are never assembled
+            distributed.broadcast_int(1, device)
+            compute(folder)
+
+        try:
+            artifact = run.store.run_stage(stage, compute_with_all_ranks, config=config, inputs=inputs,
+                                           seed=run.config.seed, force=run.force)
+        finally:
+            shutil.rmtree(shards, ignore_errors=True)
+        if artifact.reused:
+            distributed.broadcast_int(0, device)
+        distributed.barrier()
+        return artifact
+    computed = distributed.broadcast_int(-1, device) == 1
+    if computed:
+        compute(None)
+    distributed.barrier()  # rank 0 has published the stage
+    return dataclasses.replace(run.store.load(stage), reused=not computed)
 
 
 def table_iii_embeddings(run: Run, names: tuple[str, ...] | None = None, *,
@@ -141,3 +186,35 @@ def read_embeddings(artifacts: Mapping[str, Artifact]) -> dict:
     import anndata
 
     return {name: anndata.read_h5ad(artifact.path / EMBEDDING_FILE) for name, artifact in artifacts.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m dinoxfer_lib.pipeline.embeddings`` / ``torchrun ... -m dinoxfer_lib.pipeline.embeddings`` (see the
+    module docstring)."""
+    from dinoxfer_lib.runner import parse_overrides
+
+    parser = argparse.ArgumentParser(description="Embed the Table III sets (and with --domains the domain-shift "
+                                     "chapter's samples) into the run store, sharded over torchrun's processes.")
+    parser.add_argument("--profile", default="demo")
+    parser.add_argument("--runs-root", default="runs")
+    parser.add_argument("--sets", nargs="+", metavar="NAME", choices=[s.name for s in EMBEDDING_SETS],
+                        help="Table III sets to embed (default: all)")
+    parser.add_argument("--domains", action="store_true",
+                        help="also every domain's sample through every backbone (domain_embeddings/*)")
+    parser.add_argument("--force", action="store_true", help="recompute even if the stages are up to date")
+    parser.add_argument("--set", nargs="+", metavar="KEY=VALUE", default=(),
+                        help="override a config value, e.g. embed.batch_size=512 (give `dinoxfer run` the same)")
+    args = parser.parse_args(argv)
+    distributed.init_from_env()
+    run = open_run(args.profile, parse_overrides(args.set), runs_root=args.runs_root, force=args.force)
+    artifacts = table_iii_embeddings(run, tuple(args.sets) if args.sets else None)
+    if args.domains:
+        for backbone_domain in DOMAINS:
+            artifacts.update({f"{backbone_domain}/{d}": a for d, a in domain_embeddings(run, backbone_domain).items()})
+    if distributed.is_main_process():
+        for artifact in artifacts.values():
+            print(f"{artifact.name}: {'reused' if artifact.reused else 'computed'} -> {artifact.path}")
+
+
+if __name__ == "__main__":
+    main()
