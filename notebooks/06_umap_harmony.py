@@ -41,7 +41,7 @@ force = False
 from IPython.display import Markdown, display
 
 from dinoxfer_lib import paper, pipeline
-from dinoxfer_lib.pl import analysis as pl_analysis
+from dinoxfer_lib.pl import analysis as pl_analysis, explorer
 from dinoxfer_lib.report import common, harmony as report_harmony
 from dinoxfer_lib.tl import harmony, mixing
 
@@ -90,6 +90,19 @@ pl_analysis.plot_umap_by_class(corrected[showcase])
 
 # %%
 pl_analysis.plot_umap_by_group(corrected[showcase])
+
+# %% [markdown]
+# ### Explore it
+#
+# The same corrected layout, interactive: hover a point to see its image (protein red, nucleus green), its true
+# labels, what the probe of Table III predicted for it (its best fold, on test images) and its protein and plate;
+# colour by label or plate with the selector, and lasso a region to list its images.
+
+# %%
+explorer.embedding_explorer(
+    corrected[showcase], datasets["opencell"], basis="X_umap_harmony", seed=run.config.seed,
+    probabilities=explorer.probe_probabilities(pipeline.load_probe_results(run), datasets["opencell"].obs["image_id"],
+                                               set_name=showcase))
 
 # %% [markdown]
 # ## Scores: batch mixing and label preservation

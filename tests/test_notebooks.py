@@ -1,6 +1,8 @@
 """The notebooks as Jupyter users meet them: paired .ipynb with a kernelspec, plain papermill, discoverable
 parameters, and a resolved config a user can copy as a profile."""
 
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -125,3 +127,12 @@ def test_plain_papermill_command_line_runs_a_paired_notebook(tmp_path):
     assert executed.metadata.papermill.parameters["overrides"] == {"data": {"opencell": {"n_images": 200}}}
     opencell = load_imageset(runs / "smoke" / "datasets" / "opencell")
     assert len(opencell) == 200 and opencell.image_size == (32, 32)  # the smoke profile, with the override
+
+
+def test_the_intro_lists_every_parameter_the_notebooks_accept():
+    intro = (REPO / "book" / "intro.md").read_text()
+    listed = re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", intro, flags=re.M)
+    common = common_parameters(discover_notebooks(REPO / "notebooks"))
+    assert [name for name, _ in listed] == list(common)
+    assert [default for _, default in listed] == [json.dumps(value) if isinstance(value, str) else repr(value)
+                                                   for value in common.values()]
