@@ -15,6 +15,8 @@ trained. Training follows the probe protocol where it applies: images drawn with
 the probes' own (:func:`~dinoxfer_lib.probes.scoring.score_fold`): the result is a
 :class:`~dinoxfer_lib.probes.result.ProbeResult` whose ``probe`` column names the regime, so Table III's
 machinery shows it beside the frozen probes; :class:`AdaptResult` adds trainable-parameter counts and times.
+On a CPU budget an epoch can draw fewer images than the fold holds (``images_per_epoch``) and the training F1 can
+be measured on a seeded sample of the fold (``train_score_images``): validation and test are always scored whole.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ from dinoxfer_lib.probes.protocol import check_split, fit_standardizer, resampli
 from dinoxfer_lib.probes.result import HISTORY_COLUMNS, SCORE_COLUMNS, ProbeResult
 from dinoxfer_lib.probes.scoring import score_fold, threshold_label
 
-COST_COLUMNS = ("set", "probe", "fold", "trainable_params", "total_params", "train_s", "predict_s", "device")
+COST_COLUMNS = ("set", "probe", "fold", "trainable_params", "total_params", "steps", "train_s", "predict_s",
+                "predicted_images", "device")
 
 
 @dataclass
@@ -84,6 +87,8 @@ def run_adaptation(
     device: str | torch.device | None = None,
     seed: int = 0,
     save_dir: str | Path | None = None,
+    features: np.ndarray | None = None,
+    img_size: int | None = None,
 ) -> AdaptResult:
     """Train every regime of ``config`` on the first ``config.folds`` folds and score it as the probes are.
 
@@ -115,6 +120,13 @@ def run_adaptation(
     save_dir
         When given, each model is saved to ``save_dir/<regime>/fold<k>`` (:func:`~dinoxfer_lib.adapt.model.
         save_adapted`).
+    features
+        ``(N, D)`` the frozen encoder's features of ``images`` when already computed (the Table III embedding set
+        this encoder makes); computed here otherwise. They feed the frozen regime and every regime's starting
+        standardisation.
+    img_size
+        Side the backbone sees; images of another size are resized batch-wise as the embeddings are (bilinear,
+        antialiased when shrinking). ``None`` = the images' own size.
     """
     config.validate("adapt")
     probe.validate("probe")
@@ -123,12 +135,22 @@ def run_adaptation(
     check_split(split, len(labels))
     device = resolve_device(device)
     encoder = encoder.to(device).eval()
-    features = embed_images(encoder, images, batch_size=2 * config.batch_size, device=device)  # (N, D)
+    size = None if img_size is None else (img_size, img_size)
+    if features is None:
+        features = embed_images(encoder, images, batch_size=2 * config.batch_size, device=device, size=size)
+    elif features.shape != (len(images), encoder.out_dim):
+        raise DataError(f"features of shape {features.shape} for {len(images)} images and a {encoder.out_dim}-d "
+                        f"encoder: expected ({len(images)}, {encoder.out_dim})")
+    features = np.asarray(features, dtype=np.float32)  # (N, D)
     features_t = torch.from_numpy(features).to(device)
     labels_t = torch.from_numpy(labels).float().to(device)
     rows, history, costs, test_probs, thresholds = [], [], [], {}, {}
     for fold in range(min(config.folds, len(split.folds))):
         train, val = split.folds[fold]
+        # every regime is scored on the same images; the training sample depends on the seed and the fold only
+        sample = _train_sample(np.asarray(train), config.train_score_images, seed=model_key(seed, "train", fold))
+        subsets = {"train": sample, "val": np.asarray(val), "test": np.asarray(split.test)}
+        scored = np.concatenate(list(subsets.values()))  # the images each model predicts
         mean, std = (torch.from_numpy(v) for v in fit_standardizer(features[train]))
         for regime in config.regimes:
             key = model_key(seed, set_name, regime, fold)
@@ -140,26 +162,29 @@ def run_adaptation(
                 trainable = sum(p.numel() for group in optimizer.param_groups for p in group["params"])
                 started = time.perf_counter()
                 loss = _train(model, optimizer, images, features_t, labels_t, train_rows=np.asarray(train),
-                              config=config, probe=probe, device=device, seed=key)
+                              config=config, probe=probe, device=device, seed=key, size=size)
                 synchronize(device)
                 train_s = time.perf_counter() - started
                 started = time.perf_counter()
-                probs = _predict(model, images, features_t, batch_size=2 * config.batch_size, device=device)
+                predicted = _predict(model, images, features_t, rows=scored, batch_size=2 * config.batch_size,
+                                     device=device, size=size)  # (len(scored), K)
                 synchronize(device)
                 predict_s = time.perf_counter() - started
-            subsets = {"train": train, "val": val, "test": split.test}
-            fold_rows, tuned = score_fold({k: probs[v] for k, v in subsets.items()},
-                                          {k: labels[v] for k, v in subsets.items()}, class_names=class_names,
-                                          threshold=probe.threshold, tune=probe.tune_thresholds)
+            ends = np.cumsum([len(v) for v in subsets.values()])
+            probs = dict(zip(subsets, np.split(predicted, ends[:-1])))
+            fold_rows, tuned = score_fold(probs, {k: labels[v] for k, v in subsets.items()},
+                                          class_names=class_names, threshold=probe.threshold,
+                                          tune=probe.tune_thresholds)
             rows += [{"set": set_name, "probe": regime, "fold": fold, **row} for row in fold_rows]
             val_f1 = next(r["value"] for r in fold_rows if r["subset"] == "val" and r["class"] is None)
             history.append(_history(loss, val_f1, set_name=set_name, regime=regime, fold=fold))
-            test_probs.setdefault((set_name, regime), []).append(probs[split.test])
+            test_probs.setdefault((set_name, regime), []).append(probs["test"])
             if tuned is not None:
                 thresholds.setdefault((set_name, regime), []).append(tuned)
             costs.append({"set": set_name, "probe": regime, "fold": fold, "trainable_params": trainable,
-                          "total_params": count_parameters(model)[1], "train_s": round(train_s, 2),
-                          "predict_s": round(predict_s, 2), "device": device.type})
+                          "total_params": count_parameters(model)[1], "steps": len(loss) * _steps(len(train), config),
+                          "train_s": round(train_s, 2), "predict_s": round(predict_s, 2),
+                          "predicted_images": len(scored), "device": device.type})
             if save_dir is not None:
                 save_adapted(model, Path(save_dir) / regime / f"fold{fold}")
             del model
@@ -176,12 +201,25 @@ def run_adaptation(
 
 
 @torch.no_grad()
-def embed_images(encoder: ChannelEncoder, images: np.ndarray, *, batch_size: int, device: torch.device) -> np.ndarray:
-    """``(N, D)`` float32 features of ``encoder`` (eval mode) for all images, in batches."""
+def embed_images(encoder: ChannelEncoder, images: np.ndarray, *, batch_size: int, device: torch.device,
+                 size: tuple[int, int] | None = None) -> np.ndarray:
+    """``(N, D)`` float32 features of ``encoder`` (eval mode) for all images, in batches (resized to ``size``)."""
     encoder.eval()
-    parts = [encoder(image_batch(images, np.arange(start, min(start + batch_size, len(images))), device))
+    parts = [encoder(image_batch(images, np.arange(start, min(start + batch_size, len(images))), device, size=size))
              .float().cpu() for start in range(0, len(images), batch_size)]
     return torch.cat(parts).numpy()
+
+
+def _train_sample(train: np.ndarray, n: int | None, *, seed: int) -> np.ndarray:
+    """The training images the training F1 is measured on: all, or a seeded sample of ``n`` in their order."""
+    if n is None or n >= len(train):
+        return train
+    return np.sort(np.random.default_rng(seed % 2**32).choice(train, size=n, replace=False))
+
+
+def _steps(n_train: int, config: AdaptConfig) -> int:
+    """Optimiser steps per epoch: the epoch's draws (``images_per_epoch``, else the fold's size) in batches."""
+    return math.ceil((config.images_per_epoch or n_train) / config.batch_size)
 
 
 def _check_inputs(encoder: ChannelEncoder, images: np.ndarray, labels: np.ndarray,
@@ -227,19 +265,20 @@ def make_optimizer(model: AdaptedClassifier, config: AdaptConfig) -> torch.optim
 
 def _train(model: AdaptedClassifier, optimizer: torch.optim.Optimizer, images: np.ndarray,
            features_t: torch.Tensor, labels_t: torch.Tensor, *, train_rows: np.ndarray, config: AdaptConfig,
-           probe: ProbeConfig, device: torch.device, seed: int) -> np.ndarray:
+           probe: ProbeConfig, device: torch.device, seed: int, size: tuple[int, int] | None) -> np.ndarray:
     """Train in place; returns the mean training loss of each epoch ``(epochs,)``."""
     n_train = len(train_rows)
     weights = resampling_weights(labels_t[train_rows].bool().cpu().numpy()) if probe.resample else np.ones(n_train)
     weights_t = torch.as_tensor(weights, dtype=torch.float64)
     generator = torch.Generator().manual_seed(seed % 2**63)
-    steps = math.ceil(n_train / config.batch_size)
+    n_draws = config.images_per_epoch or n_train
+    steps = _steps(n_train, config)
     scheduler = cosine_schedule(optimizer, config.epochs * steps)
     frozen = model.regime == "frozen"
     model.train()
     loss_per_epoch = np.empty(config.epochs)
     for epoch in range(config.epochs):
-        drawn = train_rows[torch.multinomial(weights_t, n_train, replacement=True, generator=generator).numpy()]
+        drawn = train_rows[torch.multinomial(weights_t, n_draws, replacement=True, generator=generator).numpy()]
         total = 0.0
         for step in range(steps):
             rows = drawn[step * config.batch_size:(step + 1) * config.batch_size]
@@ -249,35 +288,41 @@ def _train(model: AdaptedClassifier, optimizer: torch.optim.Optimizer, images: n
                 if frozen:
                     logits = model.head_logits(features_t[torch.as_tensor(rows, device=device)])
                 else:
-                    logits = model(image_batch(images, rows, device))
+                    logits = model(image_batch(images, rows, device, size=size))
             loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels_t[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             total += loss.item() * len(rows)
-        loss_per_epoch[epoch] = total / n_train
+        loss_per_epoch[epoch] = total / n_draws
     return loss_per_epoch
 
 
 @torch.no_grad()
-def _predict(model: AdaptedClassifier, images: np.ndarray, features_t: torch.Tensor, *, batch_size: int,
-             device: torch.device) -> np.ndarray:
-    """Sigmoid outputs ``(N, K)`` of ``model`` (eval mode) on every image."""
+def _predict(model: AdaptedClassifier, images: np.ndarray, features_t: torch.Tensor, *, rows: np.ndarray,
+             batch_size: int, device: torch.device, size: tuple[int, int] | None) -> np.ndarray:
+    """Sigmoid outputs ``(len(rows), K)`` of ``model`` (eval mode) on the images ``rows``."""
     model.eval()
     if model.regime == "frozen":
-        return torch.sigmoid(model.head_logits(features_t)).cpu().numpy()
+        return torch.sigmoid(model.head_logits(features_t[torch.as_tensor(rows, device=device)])).cpu().numpy()
     parts = []
-    for start in range(0, len(images), batch_size):
-        rows = np.arange(start, min(start + batch_size, len(images)))
+    for start in range(0, len(rows), batch_size):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            parts.append(torch.sigmoid(model(image_batch(images, rows, device)).float()).cpu())
+            logits = model(image_batch(images, rows[start:start + batch_size], device, size=size))
+        parts.append(torch.sigmoid(logits.float()).cpu())
     return torch.cat(parts).numpy()
 
 
-def image_batch(images: np.ndarray, rows: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Raw images ``rows`` as float32 on the device (a memory map reads only these)."""
-    return torch.from_numpy(np.asarray(images[rows], dtype=np.float32)).to(device, non_blocking=True)
+def image_batch(images: np.ndarray, rows: np.ndarray, device: torch.device, *,
+                size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Raw images ``rows`` as float32 on the device (a memory map reads only these), resized to ``size`` as the
+    embeddings resize them (bilinear, antialiased when shrinking)."""
+    x = torch.from_numpy(np.asarray(images[rows], dtype=np.float32)).to(device, non_blocking=True)
+    if size is not None and tuple(x.shape[-2:]) != tuple(size):
+        shrink = x.shape[-2] > size[0] or x.shape[-1] > size[1]
+        x = nn.functional.interpolate(x, size=size, mode="bilinear", antialias=shrink, align_corners=False)
+    return x
 
 
 def _history(loss: np.ndarray, val_f1: float, *, set_name: str, regime: str, fold: int) -> pd.DataFrame:
