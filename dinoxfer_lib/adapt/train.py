@@ -8,6 +8,10 @@ pretrained encoder, with the paper's MLP head:
 - ``lora``: low-rank adapters on the attention projections (:mod:`~dinoxfer_lib.adapt.lora`) plus the head;
 - ``full``: every backbone weight with layer-wise lr decay (:mod:`~dinoxfer_lib.adapt.optim`) plus the head.
 
+With ``head_epochs`` > 0 each fold's head is first trained alone on the cached features (linear probing, then
+fine-tuning: LP-FT, Kumar et al. 2022): that head is the ``frozen`` model, and ``lora`` and ``full`` start from a
+copy of it, so their backbone steps refine a trained head rather than a random one.
+
 Inputs are prepared by the same :class:`~dinoxfer_lib.models.channels.ChannelEncoder` that makes the frozen
 embeddings (channel strategy, intensity scaling, slot standardisation), so the regimes differ only in what is
 trained. Training follows the probe protocol where it applies: images drawn with the probes' resampling weights
@@ -47,8 +51,8 @@ from dinoxfer_lib.probes.protocol import check_split, fit_standardizer, resampli
 from dinoxfer_lib.probes.result import HISTORY_COLUMNS, SCORE_COLUMNS, ProbeResult
 from dinoxfer_lib.probes.scoring import score_fold, threshold_label
 
-COST_COLUMNS = ("set", "probe", "fold", "trainable_params", "total_params", "steps", "train_s", "predict_s",
-                "predicted_images", "device")
+COST_COLUMNS = ("set", "probe", "fold", "trainable_params", "head_params", "total_params", "steps", "train_s",
+                "head_s", "predict_s", "predicted_images", "device")
 
 
 @dataclass
@@ -60,11 +64,29 @@ class AdaptResult:
     probe
         As the probes return it; ``probe`` = regime (``frozen`` / ``lora`` / ``full``), ``set`` = the set name.
     costs
-        One row per (regime, fold): trainable and total parameters, training and prediction seconds, device.
+        One row per (regime, fold): trainable, head and total parameters, optimiser steps, training seconds (of
+        the regime's own steps), seconds of the shared head-only training (``head_s``, 0 without it), prediction
+        seconds, images predicted (the scored ones), device.
     """
 
     probe: ProbeResult
     costs: pd.DataFrame
+
+    def save(self, folder: str | Path) -> None:
+        """Write the scores as :meth:`ProbeResult.save` does, and the costs as ``costs.csv``."""
+        self.probe.save(Path(folder))
+        self.costs.to_csv(Path(folder) / "costs.csv", index=False)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> AdaptResult:
+        """Read what :meth:`save` wrote."""
+        return cls(probe=ProbeResult.load(Path(folder)), costs=pd.read_csv(Path(folder) / "costs.csv"))
+
+    @classmethod
+    def concat(cls, results: Sequence[AdaptResult]) -> AdaptResult:
+        """One result from several runs on the same split (e.g. one per embedding set)."""
+        return cls(probe=ProbeResult.concat([r.probe for r in results]),
+                   costs=pd.concat([r.costs for r in results], ignore_index=True))
 
     def table(self) -> pd.DataFrame:
         """Table III's columns per (set, regime) plus trainable parameters and mean training seconds per fold."""
@@ -152,19 +174,44 @@ def run_adaptation(
         subsets = {"train": sample, "val": np.asarray(val), "test": np.asarray(split.test)}
         scored = np.concatenate(list(subsets.values()))  # the images each model predicts
         mean, std = (torch.from_numpy(v) for v in fit_standardizer(features[train]))
+        n_train = len(train)
+        train_rows = np.asarray(train)
+        probed = None  # (head-only model, its loss per epoch, seconds) when the head is trained first (LP-FT)
+        if config.head_epochs:
+            key = model_key(seed, set_name, "head", fold)
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(key % 2**63)
+                head_model = _fresh_model(encoder, "frozen", labels.shape[1], mean=mean, std=std, config=config,
+                                          probe=probe, seed=key).to(device)
+                started = time.perf_counter()
+                head_loss = _train(head_model, make_optimizer(head_model, config), images, features_t, labels_t,
+                                   train_rows=train_rows, epochs=config.head_epochs, draws=n_train,
+                                   batch_size=config.batch_size, probe=probe, device=device, seed=key, size=size)
+                synchronize(device)
+                probed = (head_model, head_loss, time.perf_counter() - started)
         for regime in config.regimes:
             key = model_key(seed, set_name, regime, fold)
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 torch.manual_seed(key % 2**63)
-                model = _fresh_model(encoder, regime, labels.shape[1], mean=mean, std=std, config=config,
-                                     probe=probe, seed=key).to(device)
-                optimizer = make_optimizer(model, config)
-                trainable = sum(p.numel() for group in optimizer.param_groups for p in group["params"])
-                started = time.perf_counter()
-                loss = _train(model, optimizer, images, features_t, labels_t, train_rows=np.asarray(train),
-                              config=config, probe=probe, device=device, seed=key, size=size)
-                synchronize(device)
-                train_s = time.perf_counter() - started
+                if regime == "frozen" and probed is not None:  # the frozen regime is the trained head itself
+                    model, loss, train_s = probed
+                    trainable, steps = count_parameters(model.head)[0], config.head_epochs * math.ceil(
+                        n_train / config.batch_size)
+                else:
+                    model = _fresh_model(encoder, regime, labels.shape[1], mean=mean, std=std, config=config,
+                                         probe=probe, seed=key).to(device)
+                    if probed is not None:
+                        model.head.load_state_dict(probed[0].head.state_dict())
+                    optimizer = make_optimizer(model, config)
+                    trainable = sum(p.numel() for group in optimizer.param_groups for p in group["params"])
+                    draws = config.images_per_epoch or n_train
+                    started = time.perf_counter()
+                    loss = _train(model, optimizer, images, features_t, labels_t, train_rows=train_rows,
+                                  epochs=config.epochs, draws=draws, batch_size=config.batch_size, probe=probe,
+                                  device=device, seed=key, size=size)
+                    synchronize(device)
+                    train_s = time.perf_counter() - started
+                    steps = config.epochs * math.ceil(draws / config.batch_size)
                 started = time.perf_counter()
                 predicted = _predict(model, images, features_t, rows=scored, batch_size=2 * config.batch_size,
                                      device=device, size=size)  # (len(scored), K)
@@ -182,9 +229,10 @@ def run_adaptation(
             if tuned is not None:
                 thresholds.setdefault((set_name, regime), []).append(tuned)
             costs.append({"set": set_name, "probe": regime, "fold": fold, "trainable_params": trainable,
-                          "total_params": count_parameters(model)[1], "steps": len(loss) * _steps(len(train), config),
-                          "train_s": round(train_s, 2), "predict_s": round(predict_s, 2),
-                          "predicted_images": len(scored), "device": device.type})
+                          "head_params": count_parameters(model.head)[1], "total_params": count_parameters(model)[1],
+                          "steps": steps, "train_s": round(train_s, 2),
+                          "head_s": round(probed[2], 2) if probed is not None else 0.0,
+                          "predict_s": round(predict_s, 2), "predicted_images": len(scored), "device": device.type})
             if save_dir is not None:
                 save_adapted(model, Path(save_dir) / regime / f"fold{fold}")
             del model
@@ -215,11 +263,6 @@ def _train_sample(train: np.ndarray, n: int | None, *, seed: int) -> np.ndarray:
     if n is None or n >= len(train):
         return train
     return np.sort(np.random.default_rng(seed % 2**32).choice(train, size=n, replace=False))
-
-
-def _steps(n_train: int, config: AdaptConfig) -> int:
-    """Optimiser steps per epoch: the epoch's draws (``images_per_epoch``, else the fold's size) in batches."""
-    return math.ceil((config.images_per_epoch or n_train) / config.batch_size)
 
 
 def _check_inputs(encoder: ChannelEncoder, images: np.ndarray, labels: np.ndarray,
@@ -264,24 +307,24 @@ def make_optimizer(model: AdaptedClassifier, config: AdaptConfig) -> torch.optim
 
 
 def _train(model: AdaptedClassifier, optimizer: torch.optim.Optimizer, images: np.ndarray,
-           features_t: torch.Tensor, labels_t: torch.Tensor, *, train_rows: np.ndarray, config: AdaptConfig,
-           probe: ProbeConfig, device: torch.device, seed: int, size: tuple[int, int] | None) -> np.ndarray:
-    """Train in place; returns the mean training loss of each epoch ``(epochs,)``."""
+           features_t: torch.Tensor, labels_t: torch.Tensor, *, train_rows: np.ndarray, epochs: int, draws: int,
+           batch_size: int, probe: ProbeConfig, device: torch.device, seed: int,
+           size: tuple[int, int] | None) -> np.ndarray:
+    """Train in place for ``epochs`` of ``draws`` resampled images; returns the mean loss per epoch ``(epochs,)``."""
     n_train = len(train_rows)
     weights = resampling_weights(labels_t[train_rows].bool().cpu().numpy()) if probe.resample else np.ones(n_train)
     weights_t = torch.as_tensor(weights, dtype=torch.float64)
     generator = torch.Generator().manual_seed(seed % 2**63)
-    n_draws = config.images_per_epoch or n_train
-    steps = _steps(n_train, config)
-    scheduler = cosine_schedule(optimizer, config.epochs * steps)
+    steps = math.ceil(draws / batch_size)
+    scheduler = cosine_schedule(optimizer, epochs * steps)
     frozen = model.regime == "frozen"
     model.train()
-    loss_per_epoch = np.empty(config.epochs)
-    for epoch in range(config.epochs):
-        drawn = train_rows[torch.multinomial(weights_t, n_draws, replacement=True, generator=generator).numpy()]
+    loss_per_epoch = np.empty(epochs)
+    for epoch in range(epochs):
+        drawn = train_rows[torch.multinomial(weights_t, draws, replacement=True, generator=generator).numpy()]
         total = 0.0
         for step in range(steps):
-            rows = drawn[step * config.batch_size:(step + 1) * config.batch_size]
+            rows = drawn[step * batch_size:(step + 1) * batch_size]
             if len(rows) < 2 and not frozen:  # a batch of one has no spread to standardise by
                 continue
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -295,7 +338,7 @@ def _train(model: AdaptedClassifier, optimizer: torch.optim.Optimizer, images: n
             optimizer.step()
             scheduler.step()
             total += loss.item() * len(rows)
-        loss_per_epoch[epoch] = total / n_draws
+        loss_per_epoch[epoch] = total / draws
     return loss_per_epoch
 
 

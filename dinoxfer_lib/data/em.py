@@ -25,6 +25,7 @@ Every set is an :class:`EMSet`: ``images`` (N, 1, H, W) uint8, ``masks`` (N, H, 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -137,6 +138,26 @@ def tile_em(em: EMSet, size: int, *, stride: int | None = None) -> EMSet:
     obs["image_id"] = [f"{i}_y{y}_x{x}" for i, y, x in zip(obs["image_id"], obs["tile_y"], obs["tile_x"])]
     return EMSet(images.reshape(-1, 1, size, size), masks.reshape(-1, size, size), obs,
                  {**em.metadata, "tile_size": size, "tile_stride": stride})
+
+
+def save_em_set(em: EMSet, folder: str | os.PathLike) -> None:
+    """Write ``em`` into ``folder`` as plain files (``images.npy``, ``masks.npy``, ``obs.csv``, ``meta.json``)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "images.npy", np.ascontiguousarray(em.images))
+    np.save(folder / "masks.npy", np.ascontiguousarray(em.masks))
+    em.obs.to_csv(folder / "obs.csv", index=False)
+    (folder / "meta.json").write_text(json.dumps(em.metadata, indent=2))
+
+
+def load_em_set(folder: str | os.PathLike) -> EMSet:
+    """Read a folder written by :func:`save_em_set`."""
+    folder = Path(folder)
+    if not (folder / "meta.json").is_file():
+        raise DataError(f"{folder}: not an EM set folder (no meta.json)")
+    metadata = json.loads((folder / "meta.json").read_text())
+    obs = pd.read_csv(folder / "obs.csv", dtype={"image_id": str, "stack": str})
+    return EMSet(np.load(folder / "images.npy"), np.load(folder / "masks.npy"), obs, metadata)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ _EXPORTS = {
     "HEADS": "config", "JOINT_SAMPLING": "config", "SEG_REGIMES": "config", "SegConfig": "config",
     "ConvSegHead": "heads", "LinearSegHead": "heads", "make_seg_head": "heads", "patch_tokens": "heads",
     "dice_bce_loss": "losses", "foreground_iou": "losses", "iou_counts": "losses",
-    "SegResult": "train", "Segmenter": "train", "compute_tokens": "train", "joint_draws": "train",
+    "SegResult": "train", "Segmenter": "train", "compute_tokens": "train", "example_rows": "train",
+    "joint_draws": "train",
     "predict_masks": "train", "run_seg_study": "train", "train_segmenter": "train",
 }
 __all__ = sorted(_EXPORTS)

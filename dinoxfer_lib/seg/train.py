@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -65,21 +66,51 @@ class SegResult:
         ``train_set, regime, trainable_params, total_params, train_s, token_cache_s, device``; ``token_cache_s``
         is the one-time computation of every patch's tokens, shared by all frozen models (0 for LoRA).
     examples
-        ``(train_set, regime, test_domain)`` → predicted masks ``(k, H, W)`` of that domain's first k test
-        patches (their images and true masks are ``data[domain].split("test")``'s first k), for overlays.
+        ``(train_set, regime, test_domain)`` → predicted masks ``(k, H, W)`` of k test patches of that domain
+        spread evenly over its test split, for overlays.
+    example_rows
+        Test domain → the ``(k,)`` rows of ``data[domain].split("test")`` the examples are (:func:`example_rows`).
     """
 
     scores: pd.DataFrame
     history: pd.DataFrame
     costs: pd.DataFrame
     examples: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)
+    example_rows: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def save(self, folder: str | Path) -> None:
+        """Write plain files: ``scores.csv``, ``history.csv``, ``costs.csv`` and ``examples.npz`` (keys
+        ``train_set|regime|test_domain``, and ``rows|<domain>`` for the example rows)."""
+        folder = Path(folder)
+        self.scores.to_csv(folder / "scores.csv", index=False)
+        self.history.to_csv(folder / "history.csv", index=False)
+        self.costs.to_csv(folder / "costs.csv", index=False)
+        np.savez_compressed(folder / "examples.npz", **{"|".join(key): masks for key, masks in self.examples.items()},
+                            **{f"rows|{domain}": rows for domain, rows in self.example_rows.items()})
+
+    @classmethod
+    def load(cls, folder: str | Path) -> SegResult:
+        """Read what :meth:`save` wrote."""
+        folder = Path(folder)
+        with np.load(folder / "examples.npz") as stored:
+            arrays = {tuple(key.split("|")): stored[key] for key in stored.files}
+        return cls(scores=pd.read_csv(folder / "scores.csv"), history=pd.read_csv(folder / "history.csv"),
+                   costs=pd.read_csv(folder / "costs.csv"),
+                   examples={key: masks for key, masks in arrays.items() if key[0] != "rows"},
+                   example_rows={key[1]: rows for key, rows in arrays.items() if key[0] == "rows"})
 
     def table(self) -> pd.DataFrame:
         """004's table: one row per (training set, regime), the IoU on each test domain as columns."""
         order = list(dict.fromkeys(self.scores["test_domain"]))
         table = self.scores.pivot_table(index=["train_set", "regime"], columns="test_domain", values="iou",
-                                        sort=False)
+                                        sort=False, dropna=False)  # an undefined IoU (no foreground) stays NaN
         return table[order]
+
+
+def example_rows(n_test: int, n_examples: int) -> np.ndarray:
+    """Rows of the test patches kept as examples: ``n_examples`` spread evenly over the ``n_test`` (consecutive
+    slices of a volume are near copies, so the first few would show one place)."""
+    return np.unique(np.linspace(0, n_test - 1, min(n_examples, n_test)).round().astype(int))
 
 
 def joint_draws(sizes: Sequence[int], n: int, *, sampling: str, generator: torch.Generator) -> np.ndarray:
@@ -231,7 +262,7 @@ def run_seg_study(
     device, seed
         Where to train; the run seed, with the training set and regime, fixes each model.
     n_examples
-        Predicted masks kept per (model, test domain) for overlays.
+        Predicted masks kept per (model, test domain) for overlays (:func:`example_rows`).
     """
     config.validate("seg")
     missing = sorted({d for s in config.train_sets for d in s} - set(data))
@@ -276,10 +307,11 @@ def run_seg_study(
                                           tokens=cached.get(("test", d)) if regime == "frozen" else None)
                 rows.append({"train_set": name, "regime": regime, "test_domain": d, "in_domain": d in domains,
                              "iou": foreground_iou(predicted, em.masks), "n_test": len(em)})
-                examples[(name, regime, d)] = predicted[:n_examples]
+                examples[(name, regime, d)] = predicted[example_rows(len(em), n_examples)]  # (k, H, W)
             del model
     return SegResult(scores=pd.DataFrame(rows, columns=list(SCORE_COLUMNS)),
-                     history=pd.concat(history, ignore_index=True), costs=pd.DataFrame(costs), examples=examples)
+                     history=pd.concat(history, ignore_index=True), costs=pd.DataFrame(costs), examples=examples,
+                     example_rows={d: example_rows(len(em), n_examples) for d, em in test.items()})
 
 
 def _check_patches(encoder: ChannelEncoder, sets: Sequence[EMSet]) -> None:
