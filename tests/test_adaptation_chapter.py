@@ -172,6 +172,7 @@ def test_adaptation_table_shows_table_iii_s_own_mlp_row_first():
     assert table.iloc[1]["train_s_mean"] == 2.75  # its own steps and the head-only training it started from
     printed = report.format_adaptation_table(table)
     assert printed.iloc[0]["training s per fold"] == "—" and printed.iloc[2]["trainable parameters"] == "10,000"
+    assert printed.index[0] == ("hpa_mapping", "frozen + MLP (Table III)")
 
 
 def test_paired_differences_match_a_hand_computed_t_interval():
@@ -224,6 +225,8 @@ def test_findings_follow_their_rules():
     assert "this run (synthetic stand-ins)" in findings.columns
     assert "holds in 2 of 4" in findings.iloc[1]["this run (synthetic stand-ins)"]
     assert "DINOv3" in findings.iloc[5]["this run (synthetic stand-ins)"]
+    html = report.format_findings(findings).to_html()
+    assert findings.iloc[4]["finding (paper 004)"] in html  # printed in full
 
     table = report.seg_table(results, baseline={"lucchi": 0.1, "vnc": 0.2})
     assert table.loc[("—", "predict all foreground", "—")].tolist() == [0.1, 0.2]

@@ -75,7 +75,8 @@ def plot_seg_iou(scores: pd.DataFrame) -> Figure:
         ax.set_title(backbone, fontsize=9)
         ax.set_ylim(0, 1)
     axes[0].set_ylabel("foreground IoU")
-    handles = [Patch(color=DOMAIN_COLORS.get(t, "0.15"), label=f"trained on {DOMAIN_LABELS.get(t, t)}")
+    handles = [Patch(color=DOMAIN_COLORS.get(t, "0.15"),
+                     label=f"trained on {DOMAIN_LABELS.get(t, 'both' if '+' in t else t)}")
                for t in dict.fromkeys(t for t, _ in models)]
     handles += [Patch(facecolor="white", edgecolor="black", hatch="///", label="LoRA (plain: frozen)")]
     fig.legend(handles=handles, loc="outside right center", fontsize=7, frameon=False)

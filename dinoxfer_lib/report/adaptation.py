@@ -127,7 +127,7 @@ def format_adaptation_table(table: pd.DataFrame) -> pd.DataFrame:
         "steps per fold": table["steps"].map(count),
         "training s per fold": table["train_s_mean"].map(seconds),
         "device": table["device"].fillna("—"),
-    })
+    }).set_index(["set", "method"])
 
 
 def paired_differences(scores: pd.DataFrame, *, baseline: str = BASELINE, confidence: float = 0.95
@@ -255,11 +255,12 @@ def seg_table(results: Mapping, *, baseline: Mapping[str, float] | None = None) 
 
 
 def seg_costs(results: Mapping) -> pd.DataFrame:
-    """Trainable parameters and seconds of every segmentation model, and the shared token cache."""
+    """Trainable parameters and seconds of every segmentation model: its own training, the head-only training a
+    LoRA model started from (``head_s``), and the token cache the head-only models share."""
     frames = [r.costs.assign(backbone=name) for name, r in results.items()]
     costs = pd.concat(frames, ignore_index=True)
     return costs.set_index(["backbone", "train_set", "regime"])[
-        ["trainable_params", "total_params", "train_s", "token_cache_s", "device"]]
+        ["trainable_params", "total_params", "train_s", "head_s", "token_cache_s", "device"]]
 
 
 def backbone_table(records: Mapping[str, Mapping]) -> pd.DataFrame:
@@ -401,6 +402,12 @@ def findings_table(results: Mapping, frechet: pd.DataFrame, probes: pd.DataFrame
     if synthetic:
         table = table.rename(columns={"this run": "this run (synthetic stand-ins)"})
     return table
+
+
+def format_findings(table: pd.DataFrame):
+    """The findings table as the book prints it: every text in full (a plain frame's display cuts long cells),
+    left-aligned, without the row numbers."""
+    return table.style.hide(axis="index").set_properties(**{"text-align": "left", "vertical-align": "top"})
 
 
 def _finding(text: str, rule: str, holds: pd.Series, measured: str) -> dict:

@@ -48,6 +48,11 @@ class SegConfig:
     # Epochs; an epoch draws as many patches as the training set(s) hold. Cosine schedule to 0 over all steps.
     # If the training loss still falls steeply at the end, raise it.
     epochs: int = 20
+    # Head-only epochs on the cached tokens before the regimes train (linear probing, then fine-tuning: LP-FT).
+    # 0 = every model starts from a fresh head. With N > 0 the frozen model of a training set is that head (N
+    # epochs, no backbone pass: cheap) and its LoRA model starts from a copy of it, training `epochs` more; raise N
+    # when the frozen models' training loss still falls at the end.
+    head_epochs: int = 0
     # Patches per optimiser step.
     batch_size: int = 16
     # AdamW lr of the head and the adapters, and its weight decay.
@@ -79,6 +84,8 @@ class SegConfig:
         _require(self.joint_sampling in JOINT_SAMPLING, f"{key}.joint_sampling", self.joint_sampling,
                  f"one of {', '.join(JOINT_SAMPLING)}")
         _require(isinstance(self.epochs, int) and self.epochs >= 1, f"{key}.epochs", self.epochs, "an integer >= 1")
+        _require(isinstance(self.head_epochs, int) and self.head_epochs >= 0, f"{key}.head_epochs", self.head_epochs,
+                 "an integer >= 0")
         _require(isinstance(self.batch_size, int) and self.batch_size >= 1, f"{key}.batch_size", self.batch_size,
                  "an integer >= 1")
         _require(self.lr > 0, f"{key}.lr", self.lr, "> 0")
