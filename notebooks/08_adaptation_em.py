@@ -132,10 +132,11 @@ report_adaptation.em_summary(em)
 # For each backbone of `seg.backbones`, a light head on the last block's patch tokens (`seg.head`: a small
 # convolutional decoder, upsampled to the pixels) is trained with Dice + BCE, either on the frozen backbone (tokens
 # computed once) or with LoRA adapters training alongside (from the frozen model's head when `seg.head_epochs` >
-# 0, as above); on Lucchi++ alone, on VNC alone, and on both jointly (`seg.joint_sampling`). Every model is scored on both domains' test patches by foreground IoU pooled over all
-# their pixels: in-domain where it trained on that domain, cross-domain where it did not. The EM patch goes into
-# each backbone as a grey image copied into every input channel, scaled from the 8-bit range and standardised as
-# that backbone was trained. The backbones and where their weights come from:
+# 0, as above); on Lucchi++ alone, on VNC alone, and on both jointly (`seg.joint_sampling`). Every model is scored
+# on both domains' test patches by foreground IoU pooled over all their pixels: in-domain where it trained on that
+# domain, cross-domain where it did not. The EM patch goes into each backbone as a grey image copied into every
+# input channel, scaled from the 8-bit range and standardised as that backbone was trained. The backbones and
+# where their weights come from:
 
 # %%
 studies = pipeline.load_seg_studies(run)

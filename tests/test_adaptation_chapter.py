@@ -224,6 +224,8 @@ def test_findings_follow_their_rules():
                                          "not testable here"]
     assert "this run (synthetic stand-ins)" in findings.columns
     assert "holds in 2 of 4" in findings.iloc[1]["this run (synthetic stand-ins)"]
+    # joint − single: −0.3 (frozen) and −0.05 (LoRA) for both backbones, against a mean single-domain IoU of 0.6
+    assert "mean -0.175, -29% of the single-domain IoU" in findings.iloc[2]["this run (synthetic stand-ins)"]
     assert "DINOv3" in findings.iloc[5]["this run (synthetic stand-ins)"]
     html = report.format_findings(findings).to_html()
     assert findings.iloc[4]["finding (paper 004)"] in html  # printed in full

@@ -445,8 +445,9 @@ def build_backbone(
         Expected input channels; by default the checkpoint's. A mismatch is a one-line DataError.
     arch
         The architecture to build (a key of :data:`~dinoxfer_lib.models.backbones.ARCHITECTURES`); by default
-        recognised from the checkpoint (width, patch size, depth, registers, CLIP's pre-norm). A given ``arch`` is built as named;
-        LayerScale is added when the checkpoint has LayerScale weights (the DINOv2 objective adds it to any arch).
+        recognised from the checkpoint (width, patch size, depth, registers, CLIP's pre-norm). A given ``arch`` is
+        built as named; LayerScale is added when the checkpoint has LayerScale weights (the DINOv2 objective adds
+        it to any arch).
     which, cache_dir
         Sub-model of full checkpoints; download cache.
     """

@@ -36,7 +36,7 @@ from dinoxfer_lib.pipeline.run import DOMAINS, Run
 from dinoxfer_lib.seg.config import STORE_PREFIX
 from dinoxfer_lib.store import Artifact
 
-if TYPE_CHECKING:  # the pipeline package imports its modules lazily; torch loads only with a stage
+if TYPE_CHECKING:  # the trainers are imported by the stages that run them
     from dinoxfer_lib.seg.train import SegResult
 
 # probe.* settings an adapted model depends on: the paper's head, the decision threshold and how images are drawn.
