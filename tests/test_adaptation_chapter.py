@@ -30,7 +30,7 @@ def _actions(root, stage):
 @pytest.fixture
 def adapt_run(small_run):
     """small_run with one cheap set (native: one pass per image) and a few steps per regime."""
-    return {**small_run, "adapt": {"sets": ["opencell_native"], "regimes": ["frozen", "lora"], "folds": 2,
+    return {**small_run, "adapt": {"sets": ["opencell_native"], "regimes": ["frozen", "lora"], "folds": 1,
                                    "epochs": 1, "images_per_epoch": 16, "batch_size": 8, "train_score_images": 10,
                                    "lora": {"rank": 2}}}
 
@@ -47,16 +47,16 @@ def test_adaptation_stage_starts_from_table_iii_and_is_reused_until_its_config_c
     result = pipeline.load_adaptation(run)
     split = pipeline.load_split(run, "opencell", grouped=False)
     table = result.table()
-    assert list(table["probe"]) == ["frozen", "lora"] and set(table["folds"]) == {2}
+    assert list(table["probe"]) == ["frozen", "lora"] and set(table["folds"]) == {1}
     assert np.array_equal(result.probe.test_index, split.test)
-    assert result.probe.probs("opencell_native", "lora").shape == (2, len(split.test), 17)
+    assert result.probe.probs("opencell_native", "lora").shape == (1, len(split.test), 17)
     costs = result.costs.set_index(["probe", "fold"])
     head_steps = 2 * -(-len(split.folds[0][0]) // 8)  # the smoke profile's 2 head-only epochs in batches of 8
     assert costs.loc[("frozen", 0), "steps"] == head_steps and costs.loc[("lora", 0), "steps"] == 2
     assert (costs["predicted_images"] == 10 + len(split.folds[0][1]) + len(split.test)).all()
     assert costs.loc[("lora", 0), "trainable_params"] > costs.loc[("frozen", 0), "trainable_params"] == \
         costs.loc[("frozen", 0), "head_params"]
-    assert (tmp_path / "smoke" / "adapt" / "opencell_native" / "models" / "lora" / "fold1").is_dir()
+    assert (tmp_path / "smoke" / "adapt" / "opencell_native" / "models" / "lora" / "fold0").is_dir()
 
     # the adapted models start from exactly the encoder that made Table III's embeddings of this set
     dataset = pipeline.load_datasets(run, ("opencell",))["opencell"]

@@ -69,10 +69,11 @@ def make_adaptation(run: Run, set_name: str, *, device=None) -> Artifact:
     from dinoxfer_lib.data.dataset import load_imageset
 
     spec = {s.name: s for s in EMBEDDING_SETS}[set_name]
-    embedding = table_iii_embeddings(run, (set_name,))[set_name]
+    backbones = load_backbones(run, (spec.pretraining,))
+    backbone = backbones[spec.pretraining]
+    embedding = table_iii_embeddings(run, (set_name,), backbones=backbones)[set_name]
     dataset_artifact = make_dataset(run, "opencell")
     split_artifact = make_split(run, "opencell", grouped=False)
-    backbone = load_backbones(run, (spec.pretraining,))[spec.pretraining]
     config, embed = run.config.adapt, run.config.embed
 
     def compute(folder: Path) -> None:
