@@ -71,11 +71,12 @@ BOUNDS: dict[str, dict[str, str]] = {
     "LoraSettings": {"rank": ">= 1", "alpha": "> 0", "dropout": "[0, 1)"},
     "AdaptConfig": {
         "folds": ">= 1", "epochs": ">= 1", "batch_size": ">= 1", "lr": "(0, 1)", "full_lr": "(0, 1)",
-        "layer_decay": "(0, 1]", "weight_decay": ">= 0",
+        "layer_decay": "(0, 1]", "weight_decay": ">= 0", "head_epochs": ">= 0; 0 = no separate head phase",
+        "images_per_epoch": ">= 1", "train_score_images": ">= 1",
     },
     "SegConfig": {
         "decoder_width": ">= 4", "epochs": ">= 1", "batch_size": ">= 1", "lr": "(0, 1)", "weight_decay": ">= 0",
-        "dice_weight": ">= 0", "bce_weight": ">= 0", "threshold": "(0, 1)",
+        "dice_weight": ">= 0", "bce_weight": ">= 0", "threshold": "(0, 1)", "head_epochs": ">= 0; 0 = no head phase",
     },
     "EMDataConfig": {
         "patch_size": ">= 8", "n_stacks": ">= 2", "n_slices": ">= 1", "pixel_nm": "> 0", "test_stacks": ">= 1",

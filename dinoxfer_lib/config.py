@@ -25,8 +25,11 @@ import yaml
 
 from dinoxfer_lib.bounds import check_bounds
 from dinoxfer_lib.errors import ConfigError, clip, require_config as _require, shown
+from dinoxfer_lib.adapt.config import AdaptConfig
+from dinoxfer_lib.data.em_config import EMDataConfig
 from dinoxfer_lib.dino.config import DinoConfig
 from dinoxfer_lib.probes.config import ProbeConfig
+from dinoxfer_lib.seg.config import SegConfig
 from dinoxfer_lib.tl.config import AnalysisConfig
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
@@ -79,18 +82,21 @@ class DomainConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """The three domains of the study (PAPER_SPEC.md §2)."""
+    """The three domains of the study (PAPER_SPEC.md §2), and the EM pair of the adaptation chapter (paper 004)."""
 
     opencell: DomainConfig = field(default_factory=DomainConfig)
     # The pretraining stand-ins are larger than the target (HPA-like 5x its 90 % training split), as in the paper.
     hpa: DomainConfig = field(default_factory=lambda: DomainConfig(n_images=10800, n_groups=900, n_batches=12,
                                                                    n_cell_lines=6))
     natural: DomainConfig = field(default_factory=lambda: DomainConfig(n_images=2400, n_groups=14, n_batches=1))
+    # Lucchi++ and VNC (or their synthetic stand-ins) as patches for the segmentation study.
+    em: EMDataConfig = field(default_factory=EMDataConfig)
 
     def validate(self, key: str) -> None:
         self.opencell.validate(f"{key}.opencell")
         self.hpa.validate(f"{key}.hpa")
         self.natural.validate(f"{key}.natural")
+        self.em.validate(f"{key}.em")
         _require(
             self.opencell.source in ("synthetic", "opencell", "table"), f"{key}.opencell.source",
             self.opencell.source, "synthetic, opencell or table",
@@ -176,6 +182,8 @@ class Config:
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     dino: DinoConfig = field(default_factory=DinoConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    seg: SegConfig = field(default_factory=SegConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
 
     def validate(self) -> None:
@@ -186,6 +194,8 @@ class Config:
         self.probe.validate("probe")
         self.dino.validate("dino")
         self.analysis.validate("analysis")
+        self.adapt.validate("adapt")
+        self.seg.validate("seg")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -57,6 +57,12 @@ display(Markdown(f"Device of this run: **{device_description()}**; problem size:
 #   scoring included) against a fold-by-fold script (`StandardScaler`, `DataLoader` + `WeightedRandomSampler`,
 #   `nn.Sequential`, scikit-learn's `f1_score`). The reference trains a few models and its time is scaled to all
 #   of them (`reference_scaled`).
+# - **lora_step**: one training step of a ViT with LoRA adapters on its `qkv` projections and the paper's MLP head
+#   (chapter 08's step: images resident in memory, scaled on the device, fused AdamW) against the script peft's and
+#   PyTorch's documentation lead to (`get_peft_model`, a `DataLoader` scaling each image with NumPy percentiles,
+#   default AdamW); full fine-tuning's step is recorded beside it.
+# - **seg_head_epoch**: one epoch of chapter 08's segmentation head on a frozen backbone, on patch tokens cached
+#   once (the cache's time recorded apart), against a loop that runs the frozen backbone in every step.
 
 # %%
 measured = run_benchmarks(list(BENCHMARKS), size=run.config.bench.size)

@@ -209,3 +209,28 @@ def test_adaptation_learns_the_planted_classes(study_data):
         assert loss[-1] < 0.8 * loss[0]
     table = result.table().set_index("probe")
     assert (table["train_f1_mean"] > 0.6).all()
+
+
+def test_lp_ft_starts_lora_and_full_from_the_frozen_regime_s_trained_head(study_data, tmp_path):
+    from safetensors.torch import load_file
+
+    images, labels, split = study_data
+    config = AdaptConfig(regimes=("frozen", "lora", "full"), folds=1, head_epochs=3, epochs=1, images_per_epoch=16,
+                         batch_size=16, lr=1e-9, full_lr=1e-9, weight_decay=0.0, train_score_images=12,
+                         lora=LoraSettings(rank=2))
+    result = run_adaptation(tiny_encoder(), images, labels, split=split, config=config, probe=HEAD,
+                            class_names="abc", set_name="tiny", seed=0, save_dir=tmp_path)
+    heads = {regime: {k: v for k, v in load_file(tmp_path / regime / "fold0" / "weights.safetensors").items()
+                      if k.startswith("head.")} for regime in config.regimes}
+    for regime in ("lora", "full"):  # an lr of 1e-9 leaves the copied head where the frozen regime left it
+        for name, value in heads["frozen"].items():
+            torch.testing.assert_close(heads[regime][name], value, rtol=0, atol=1e-6)
+    costs = result.costs.set_index("probe")
+    train = len(split.folds[0][0])
+    assert costs.loc["frozen", "steps"] == 3 * -(-train // 16) and costs.loc["lora", "steps"] == 1
+    assert costs.loc["lora", "head_s"] == costs.loc["frozen", "train_s"]
+    assert (costs["predicted_images"] == 12 + len(split.folds[0][1]) + len(split.test)).all()
+    untrained = run_adaptation(tiny_encoder(), images, labels, split=split, config=AdaptConfig(
+        regimes=("frozen",), folds=1, head_epochs=0, epochs=1, images_per_epoch=16, batch_size=16), probe=HEAD,
+        class_names="abc", set_name="tiny", seed=0)
+    assert untrained.costs.loc[0, "steps"] == 1 and untrained.costs.loc[0, "head_s"] == 0

@@ -195,5 +195,5 @@ def test_load_em_pair_gives_both_domains_as_patches(tmp_path):
         tmp_path / "vnc"), patch_size=8, vnc_test_sections=1), seed=0)
     assert len(real["lucchi"]) == 5 * 2 * 3 and len(real["vnc"]) == 5 * 2 * 2  # slices x tiles of 8 px
     assert not real["vnc"].synthetic and list(real["vnc"].split("test").obs["slice"].unique()) == [4]
-    with pytest.raises(ConfigError, match=r"'em.lucchi_path'"):
+    with pytest.raises(ConfigError, match=r"'data.em.lucchi_path'"):
         load_em_pair(EMDataConfig(source="real"), seed=0)

@@ -35,3 +35,28 @@ def test_backbone_manifests_name_a_timm_architecture(name):
     assert arch in manifest.description and timm.is_model(arch)  # the architecture the weights load into
     if mode == "manual":
         assert manifest.files[0].filename in manifest.instructions
+
+
+REGISTERED = {name: arch for name, (mode, arch) in BACKBONES.items() if mode == "auto"}
+
+
+@pytest.mark.parametrize("name", REGISTERED)
+def test_named_004_backbones_build_timm_s_architecture(name):
+    """Each downloadable backbone of 004 is registered with its manifest's file and builds exactly the model timm
+    builds for it: the same weights, shapes and LayerNorm epsilon (on the meta device: no memory, no init)."""
+    import timm
+    import torch
+
+    from dinoxfer_lib.models.backbones import PRETRAINED, create_backbone
+    from dinoxfer_lib.models.checkpoints import infer_architecture
+
+    meta = PRETRAINED[name]
+    assert meta.manifest == name and meta.filename == load_manifest(name).files[0].filename
+    with torch.device("meta"):
+        theirs = timm.create_model(REGISTERED[name], pretrained=False, num_classes=0, img_size=224)
+        ours = create_backbone(meta.arch, in_chans=meta.in_chans, img_size=224)
+    shapes = {k: tuple(v.shape) for k, v in theirs.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == shapes
+    eps = {m.eps for m in theirs.modules() if isinstance(m, torch.nn.LayerNorm)}
+    assert {m.eps for m in ours.modules() if isinstance(m, torch.nn.LayerNorm)} == eps
+    assert infer_architecture(theirs.state_dict(), name) == (meta.arch, 3)  # what build_backbone picks

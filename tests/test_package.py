@@ -9,7 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dinoxfer_lib"
 # Pure computation: these never read or write the run store (the pipeline does).
-PURE = ("dino", "models", "probes", "tl")
+PURE = ("adapt", "dino", "models", "probes", "seg", "tl")
 
 
 def module_name(path: Path) -> str:

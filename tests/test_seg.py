@@ -141,6 +141,21 @@ def test_seg_study_gives_004_s_table(em_pair):
         run_seg_study(encoder, {"lucchi": em_pair["lucchi"]}, config=config)
 
 
+def test_lp_ft_starts_each_lora_model_from_its_training_set_s_frozen_head(em_pair):
+    train = em_pair["vnc"].split("train")
+    config = SegConfig(head="linear", epochs=1, batch_size=8, lr=1e-9, weight_decay=0.0)
+    probed, _ = train_segmenter(tiny_encoder(), [train], config=replace(config, lr=1e-2), regime="frozen", epochs=3)
+    lora, _ = train_segmenter(tiny_encoder(), [train], config=config, regime="lora", head=probed.head)
+    for name, value in probed.head.named_parameters():  # an lr of 1e-9 leaves the copied head in place
+        torch.testing.assert_close(dict(lora.head.named_parameters())[name], value, rtol=0, atol=1e-6)
+
+    result = run_seg_study(tiny_encoder(), em_pair, config=replace(config, head_epochs=2, lr=1e-3,
+                                                                   train_sets=(("vnc",),)), n_examples=1)
+    costs = result.costs.set_index("regime")
+    assert costs.loc["lora", "head_s"] == costs.loc["frozen", "head_s"] == costs.loc["frozen", "train_s"]
+    assert result.history.groupby("regime")["epoch"].max().to_dict() == {"frozen": 2, "lora": 1}
+
+
 def test_seg_config_names_the_bad_key():
     with pytest.raises(ConfigError, match=r"'seg.train_sets'"):
         SegConfig(train_sets=(("lucchi", "em"),)).validate("seg")

@@ -58,9 +58,12 @@ def test_results_chapters_show_table_iii_beside_the_paper_and_figure_2(smoke_boo
     assert "macro F1, this run (test)" in classifier and "Synthetic data" in classifier
     predictions = (pages / "05_predictions.html").read_text()
     assert len(re.findall(r"<img", predictions)) >= 3  # two Figure 2 panels and the error gallery
-    for page in ("02_pretraining", "06_umap_harmony", "07_domain_shift"):
+    for page in ("02_pretraining", "06_umap_harmony", "07_domain_shift", "08_adaptation_em"):
         html = (pages / f"{page}.html").read_text()
         assert "Traceback" not in html and "<img" in html, page
+    adaptation = (pages / "08_adaptation_em.html").read_text()
+    assert "frozen + MLP (Table III)" in adaptation and "predict all foreground" in adaptation
+    assert "finding (paper 004)" in adaptation and "not testable here" in adaptation
     performance = (pages / "90_performance.html").read_text()
     assert "Traceback" not in performance and "Recorded on GPU machines" in performance
     assert "NVIDIA H200" in performance  # recorded GPU figures name their device

@@ -6,28 +6,30 @@
 - :mod:`.model`: :class:`AdaptedClassifier` (encoder → standardisation → the paper's MLP), saving and reloading.
 - :mod:`.train`: :func:`run_adaptation`, every regime on Table III's folds, scored as the probes are.
 - :mod:`.bench`: a LoRA step and a segmentation-head epoch against plain PyTorch loops (not imported here).
+
+The book's ``adapt/<set>`` stages are :mod:`dinoxfer_lib.pipeline.adapt`.
 """
 
-from dinoxfer_lib.adapt.config import REGIMES, AdaptConfig, LoraSettings
-from dinoxfer_lib.adapt.lora import add_lora, attention_projections, count_parameters, lora_state_dict
-from dinoxfer_lib.adapt.model import AdaptedClassifier, load_adapted, save_adapted
-from dinoxfer_lib.adapt.optim import cosine_schedule, layer_decay_groups
-from dinoxfer_lib.adapt.train import AdaptResult, embed_images, run_adaptation
+from __future__ import annotations
 
-__all__ = [
-    "REGIMES",
-    "AdaptConfig",
-    "AdaptResult",
-    "AdaptedClassifier",
-    "LoraSettings",
-    "add_lora",
-    "attention_projections",
-    "cosine_schedule",
-    "count_parameters",
-    "embed_images",
-    "layer_decay_groups",
-    "load_adapted",
-    "lora_state_dict",
-    "run_adaptation",
-    "save_adapted",
-]
+import importlib
+
+# name -> submodule; loaded on first use, so ``dinoxfer_lib.config`` can import :mod:`.config` without torch.
+_EXPORTS = {
+    "REGIMES": "config", "AdaptConfig": "config", "LoraSettings": "config",
+    "add_lora": "lora", "attention_projections": "lora", "count_parameters": "lora", "lora_state_dict": "lora",
+    "AdaptedClassifier": "model", "load_adapted": "model", "save_adapted": "model",
+    "cosine_schedule": "optim", "layer_decay_groups": "optim",
+    "AdaptResult": "train", "embed_images": "train", "run_adaptation": "train",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -56,8 +56,21 @@ def _probes(size: str, device: str | None) -> dict:
     return bench_probe_suite(**sizes[size], device=device)
 
 
+def _lora_step(size: str, device: str | None) -> dict:
+    from dinoxfer_lib.adapt.bench import SIZES, bench_lora_step
+
+    return bench_lora_step(**SIZES["lora_step"][size], device=device)
+
+
+def _seg_head_epoch(size: str, device: str | None) -> dict:
+    from dinoxfer_lib.adapt.bench import SIZES, bench_seg_head_epoch
+
+    return bench_seg_head_epoch(**SIZES["seg_head_epoch"][size], device=device)
+
+
 BENCHMARKS: dict[str, Callable[[str, str | None], dict]] = {"embedding": _embedding, "dino": _dino,
-                                                            "probes": _probes}
+                                                            "probes": _probes, "lora_step": _lora_step,
+                                                            "seg_head_epoch": _seg_head_epoch}
 
 
 def run_benchmarks(names: Iterable[str], *, size: str = "demo", device: str | None = None,

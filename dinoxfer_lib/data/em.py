@@ -25,13 +25,13 @@ Every set is an :class:`EMSet`: ``images`` (N, 1, H, W) uint8, ``masks`` (N, H, 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -40,17 +40,14 @@ from scipy.spatial import cKDTree
 
 from dinoxfer_lib.bounds import check_bounds
 from dinoxfer_lib.data.checks import read_image
+from dinoxfer_lib.data.em_config import EM_DOMAINS, VNC_TEST_SECTIONS, EMDataConfig
 from dinoxfer_lib.errors import ConfigError, DataError
-from dinoxfer_lib.errors import require_config as _require
 
-EM_DOMAINS: tuple[str, ...] = ("lucchi", "vnc")
 EM_SPLITS: tuple[str, ...] = ("train", "test")
 OBS_COLUMNS: tuple[str, ...] = ("image_id", "domain", "stack", "slice", "split")
 
 LUCCHI_VOXEL_NM = (5.0, 5.0, 5.0)  # (z, y, x), isotropic FIB-SEM
 VNC_VOXEL_NM = (50.0, 4.6, 4.6)  # section thickness 45-50 nm; the larger value, as the section step
-# The VNC README proposes training on 80 % of stack 1's 20 sections and validating on the other 20 %.
-VNC_TEST_SECTIONS = 4
 
 
 @dataclass
@@ -142,6 +139,26 @@ def tile_em(em: EMSet, size: int, *, stride: int | None = None) -> EMSet:
     obs["image_id"] = [f"{i}_y{y}_x{x}" for i, y, x in zip(obs["image_id"], obs["tile_y"], obs["tile_x"])]
     return EMSet(images.reshape(-1, 1, size, size), masks.reshape(-1, size, size), obs,
                  {**em.metadata, "tile_size": size, "tile_stride": stride})
+
+
+def save_em_set(em: EMSet, folder: str | os.PathLike) -> None:
+    """Write ``em`` into ``folder`` as plain files (``images.npy``, ``masks.npy``, ``obs.csv``, ``meta.json``)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "images.npy", np.ascontiguousarray(em.images))
+    np.save(folder / "masks.npy", np.ascontiguousarray(em.masks))
+    em.obs.to_csv(folder / "obs.csv", index=False)
+    (folder / "meta.json").write_text(json.dumps(em.metadata, indent=2))
+
+
+def load_em_set(folder: str | os.PathLike) -> EMSet:
+    """Read a folder written by :func:`save_em_set`."""
+    folder = Path(folder)
+    if not (folder / "meta.json").is_file():
+        raise DataError(f"{folder}: not an EM set folder (no meta.json)")
+    metadata = json.loads((folder / "meta.json").read_text())
+    obs = pd.read_csv(folder / "obs.csv", dtype={"image_id": str, "stack": str})
+    return EMSet(np.load(folder / "images.npy"), np.load(folder / "masks.npy"), obs, metadata)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -591,45 +608,9 @@ def _unit(v: np.ndarray) -> np.ndarray:
 # The pair as the study uses it
 
 
-@dataclass(frozen=True)
-class EMDataConfig:
-    """Where the EM pair comes from and how it is cut into the patches the models see.
-
-    The config owner registers it (e.g. under ``data.em``); :meth:`validate` names offending keys.
-    """
-
-    # "synthetic" = the stand-ins of this module; "real" = Lucchi++ and VNC read from lucchi_path and vnc_path.
-    source: Literal["synthetic", "real"] = "synthetic"
-    # Real only: the Lucchi++ zip or folder (`dinoxfer fetch lucchi_pp`) and the VNC zip or folder (`dinoxfer fetch
-    # vnc`).
-    lucchi_path: str | None = None
-    vnc_path: str | None = None
-    # Side of the square patches in pixels: real slices are tiled to it; a multiple of the backbone's patch size.
-    patch_size: int = 64
-    # Synthetic only: tissue blocks per domain, slices per block, lateral pixel size (nm) and the blocks held out
-    # for testing. The demo's 10 x 16 patches per domain take seconds.
-    n_stacks: int = 10
-    n_slices: int = 16
-    pixel_nm: float = 10.0
-    test_stacks: int = 2
-    # Real only: VNC sections held out for testing (the last ones).
-    vnc_test_sections: int = VNC_TEST_SECTIONS
-
-    def validate(self, key: str) -> None:
-        """Raise :class:`ConfigError` naming ``f"{key}.{field}"`` for the first impossible value (bounds:
-        :data:`~dinoxfer_lib.bounds.BOUNDS`)."""
-        check_bounds(self, key)
-        _require(self.test_stacks < self.n_stacks, f"{key}.test_stacks", self.test_stacks,
-                 f"between 1 and n_stacks - 1 ({self.n_stacks - 1}): one block to train on")
-        if self.source == "real":
-            for name in ("lucchi_path", "vnc_path"):
-                _require(getattr(self, name) is not None, f"{key}.{name}", getattr(self, name),
-                         "a zip file or folder (source is 'real')")
-
-
 def load_em_pair(config: EMDataConfig, *, seed: int) -> dict[str, EMSet]:
     """``{"lucchi": ..., "vnc": ...}`` as patches of ``config.patch_size``: the stand-ins, or the real pair tiled."""
-    config.validate("em")
+    config.validate("data.em")
     if config.source == "synthetic":
         options = dict(n_stacks=config.n_stacks, n_slices=config.n_slices, size=config.patch_size,
                        pixel_nm=config.pixel_nm, test_stacks=config.test_stacks, seed=seed)

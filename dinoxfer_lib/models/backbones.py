@@ -3,7 +3,8 @@
 Architectures are timm ``VisionTransformer`` instances whose parameter names match the official DINO ViT
 (``cls_token, pos_embed, patch_embed.proj.*, blocks.N.*, norm.*``), so every published DINO checkpoint loads
 without renaming; DINOv2 ViTs are registered under timm's names (``vit_small_patch14_dinov2``, ...), with their
-LayerScale (``blocks.N.ls1.gamma``) and, for ``*_reg4_*``, four register tokens. They are built with
+LayerScale (``blocks.N.ls1.gamma``) and, for ``*_reg4_*``, four register tokens; OpenCLIP's image tower is
+timm's layout of it (``vit_base_patch16_clip``: a pre-norm, eps 1e-5). They are built with
 ``dynamic_img_size=True``: an input of another size gets its position embeddings interpolated on the fly. Attention
 runs through PyTorch's ``scaled_dot_product_attention`` (timm's fused attention).
 
@@ -14,6 +15,7 @@ intensities are normalised, where the file comes from and under which licence.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from dinoxfer_lib.errors import ConfigError
@@ -39,6 +41,9 @@ class Architecture:
         How the official code resizes the position embeddings to another patch grid: bicubic with the scale factor
         ``(grid + offset) / old_grid`` (DINO and DINOv2: offset 0.1), or to the exact grid size when the offset is 0,
         with or without antialiasing (DINOv2 with registers: offset 0, antialiased).
+    pre_norm, norm_eps
+        A LayerNorm after the patch embedding, whose convolution then has no bias (CLIP's ``ln_pre``); the
+        LayerNorms' epsilon (DINO and DINOv2: 1e-6, CLIP: 1e-5).
     """
 
     patch_size: int
@@ -49,6 +54,8 @@ class Architecture:
     layerscale: float | None = None
     interpolate_offset: float = 0.1
     interpolate_antialias: bool = False
+    pre_norm: bool = False
+    norm_eps: float = 1e-6
 
 
 # Official DINO ViTs (facebookresearch/dino hubconf: dino_vits16, dino_vits8, dino_vitb16, dino_vitb8). DINO4Cells'
@@ -73,12 +80,18 @@ ARCHITECTURES: dict[str, Architecture] = {
                                                  **_REG4),
     "vit_large_patch14_reg4_dinov2": Architecture(patch_size=14, embed_dim=1024, depth=24, num_heads=16, **_DINOV2,
                                                   **_REG4),
+    # OpenCLIP's ViT-B/16 image tower as timm lays it out (vit_base_patch16_clip_224): CLIP's pre-norm, eps 1e-5.
+    "vit_base_patch16_clip": Architecture(patch_size=16, embed_dim=768, depth=12, num_heads=12, pre_norm=True,
+                                          norm_eps=1e-5),
     # CPU profiles: 64 px inputs give an 8 x 8 patch grid; DINO trains it in minutes on two cores.
     "vit_micro": Architecture(patch_size=8, embed_dim=192, depth=4, num_heads=3),
 }
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# OpenAI CLIP's input statistics, which OpenCLIP models trained on LAION keep (timm's OPENAI_CLIP_MEAN / _STD).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclass(frozen=True)
@@ -166,6 +179,38 @@ PRETRAINED: dict[str, PretrainedWeights] = {
         licence="see Zenodo record 8061392",
         description="DINO4Cells ViT-B/8, HPA fields of view, 4-channel input, 100 epochs (Doron et al. 2023)",
     ),
+    # The backbones of the EM segmentation comparison (paper 004); `dinoxfer fetch <name>` downloads each. DINOv3
+    # (data_manifests/dinov3_*.yaml) is not here: timm builds it as an Eva model with rotary position embeddings,
+    # not the VisionTransformer this loader fills.
+    **{
+        f"dinov2_vit{size}14": PretrainedWeights(
+            arch=f"vit_{name}_patch14_dinov2",
+            slots=("red", "green", "blue"),
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            per_image_zscore=False,
+            filename=f"dinov2_vit{size}14_pretrain.pth",
+            manifest=f"dinov2_vit{size}14",
+            store_stage=None,
+            url=f"https://dl.fbaipublicfiles.com/dinov2/dinov2_vit{size}14/dinov2_vit{size}14_pretrain.pth",
+            licence="Apache-2.0",
+            description=f"Official DINOv2 ViT-{size.upper()}/14, LVD-142M (Oquab et al. 2024); backbone only",
+        )
+        for size, name in (("s", "small"), ("b", "base"), ("l", "large"))
+    },
+    "openclip_vitb16_laion2b": PretrainedWeights(
+        arch="vit_base_patch16_clip",
+        slots=("red", "green", "blue"),
+        mean=CLIP_MEAN,
+        std=CLIP_STD,
+        per_image_zscore=False,
+        filename="vit_base_patch16_clip_224.laion2b.safetensors",
+        manifest="openclip_vitb16_laion2b",
+        store_stage=None,
+        url="https://huggingface.co/timm/vit_base_patch16_clip_224.laion2b",
+        licence="MIT (laion/CLIP-ViT-B-16-laion2B-s34B-b88K)",
+        description="OpenCLIP ViT-B/16 image tower, LAION-2B (Cherti et al. 2023), in timm's layout",
+    ),
     "opencell_dino": PretrainedWeights(
         arch="vit_base_patch8",
         slots=("protein", "nucleus"),
@@ -216,6 +261,7 @@ def create_backbone(
         LayerScale's initial value, overriding the architecture's (``None`` = the architecture's; 0 = none). The
         DINOv2 objective adds LayerScale to any architecture this way.
     """
+    from timm.layers import LayerNorm
     from timm.models.vision_transformer import VisionTransformer
 
     spec = architecture(arch)
@@ -237,6 +283,8 @@ def create_backbone(
         init_values=init_values or None,
         reg_tokens=spec.reg_tokens,
         no_embed_class=spec.reg_tokens > 0,
+        pre_norm=spec.pre_norm,
+        norm_layer=partial(LayerNorm, eps=spec.norm_eps),
     )
     model.dinoxfer_arch = arch  # read by reports, by the embedding provenance and by the checkpoint loader
     return model

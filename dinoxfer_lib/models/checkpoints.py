@@ -13,7 +13,8 @@ Layouts understood (PAPER_SPEC.md §3), all through :func:`load_backbone_weights
   ``blocks.<chunk>.<i>.*`` are unchunked);
 - DINO4Cells' HPA checkpoints (the DINO layout with a 4-channel patch embedding) and this book's own trainer's
   checkpoints (DINO or DINOv2 layout);
-- timm state dicts (bare, or under ``state_dict`` / ``model``) and ``.safetensors`` files.
+- timm state dicts (bare, or under ``state_dict`` / ``model``) and ``.safetensors`` files, e.g. OpenCLIP's image
+  tower as timm publishes it (``vit_base_patch16_clip``).
 
 Loading is strict for the backbone: a checkpoint weight the model has no place for, or a model weight the
 checkpoint lacks, is a one-line :class:`~dinoxfer_lib.errors.DataError` naming them. Projection heads (``head.*``,
@@ -251,18 +252,20 @@ def resize_pos_embed(
 
 
 def infer_architecture(state: Mapping[str, torch.Tensor], source: str = IN_MEMORY) -> tuple[str, int]:
-    """(registered architecture, input channels) of a backbone state dict, from its width, patch size, depth and
-    register tokens."""
+    """(registered architecture, input channels) of a backbone state dict, from its width, patch size, depth,
+    register tokens and whether it has CLIP's pre-norm (``norm_pre.*``)."""
     width, in_chans, patch, _ = state["patch_embed.proj.weight"].shape
     depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
     registers = state.get("reg_token", state.get("register_tokens"))
     n_registers = 0 if registers is None else registers.shape[1]
+    pre_norm = "norm_pre.weight" in state
     for name, spec in ARCHITECTURES.items():
-        if (spec.embed_dim, spec.patch_size, spec.depth, spec.reg_tokens) == (width, patch, depth, n_registers):
+        if (spec.embed_dim, spec.patch_size, spec.depth, spec.reg_tokens, spec.pre_norm) == (
+                width, patch, depth, n_registers, pre_norm):
             return name, in_chans
     raise DataError(
-        f"{source}: checkpoint ViT (width {width}, patch {patch}, depth {depth}, {n_registers} registers) matches "
-        f"no architecture in {', '.join(ARCHITECTURES)}"
+        f"{source}: checkpoint ViT (width {width}, patch {patch}, depth {depth}, {n_registers} registers"
+        f"{', pre-norm' if pre_norm else ''}) matches no architecture in {', '.join(ARCHITECTURES)}"
     )
 
 
@@ -434,15 +437,17 @@ def build_backbone(
     ----------
     name_or_path
         A key of :data:`~dinoxfer_lib.models.backbones.PRETRAINED` (``dino_vitb8_imagenet``,
-        ``dino4cells_hpa_fov``, ``opencell_dino``) or a checkpoint file in any layout this module reads.
+        ``dino4cells_hpa_fov``, ``dinov2_vitb14``, ``openclip_vitb16_laion2b``, ...) or a checkpoint file in any
+        layout this module reads.
     img_size
         Input side the position embeddings are laid out for (resized from the checkpoint's grid).
     in_chans
         Expected input channels; by default the checkpoint's. A mismatch is a one-line DataError.
     arch
         The architecture to build (a key of :data:`~dinoxfer_lib.models.backbones.ARCHITECTURES`); by default
-        recognised from the checkpoint (width, patch size, depth, registers). A given ``arch`` is built as named;
-        LayerScale is added when the checkpoint has LayerScale weights (the DINOv2 objective adds it to any arch).
+        recognised from the checkpoint (width, patch size, depth, registers, CLIP's pre-norm). A given ``arch`` is
+        built as named; LayerScale is added when the checkpoint has LayerScale weights (the DINOv2 objective adds
+        it to any arch).
     which, cache_dir
         Sub-model of full checkpoints; download cache.
     """

@@ -12,6 +12,7 @@ never hard-code a hyperparameter. One module per stage:
 - :mod:`.embeddings`: images through a backbone and a channel strategy (Table III sets, domain embeddings).
 - :mod:`.probes`: Table III and its companions (trained vs random, low-label curves).
 - :mod:`.shift`: the cross-domain transfer matrix.
+- :mod:`.adapt`: adapted localisation models (LoRA, full fine-tuning), the EM pair and the segmentation study.
 
 The names below are importable from this package directly; each loads its module (and torch) only when used.
 """
@@ -29,6 +30,8 @@ _EXPORTS = {
     "make_embeddings": "embeddings", "load_embeddings": "embeddings", "load_domain_embeddings": "embeddings",
     "load_probe_results": "probes", "load_trained_vs_random": "probes", "load_low_label_curves": "probes",
     "load_transfer_matrix": "shift", "shift_stages": "shift",
+    "adapted_sets": "adapt", "load_adaptation": "adapt", "load_em_data": "adapt", "load_seg_studies": "adapt",
+    "adaptation_stages": "adapt",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -62,7 +62,6 @@ def make_embeddings(
     ``mapping``. Recomputed when the images, the backbone's weights, ``embed.*`` or these arguments change.
     """
     from dinoxfer_lib.embed import extract_embeddings
-    from dinoxfer_lib.models.channels import make_encoder, single_channel_copy
 
     embed = run.config.embed
     reduce = reduce or embed.bag_reduce
@@ -81,13 +80,8 @@ def make_embeddings(
         dataset = load_imageset(dataset_artifact.path)
         if max_images is not None:
             dataset = dataset.subset(sample_indices(len(dataset), max_images=max_images, seed=run.config.seed))
-        model, slots, mean, std = backbone.model, backbone.slots, backbone.mean, backbone.std
-        if strategy == "bag_of_channels":
-            model, slots, mean, std = single_channel_copy(model), ("any",), None, None
-        encoder = make_encoder(
-            strategy, model, target_channels=dataset.channel_names, slots=slots, slot_table=slot_table,
-            mean=mean, std=std, per_image_zscore=backbone.per_image_zscore, feature=embed.feature, reduce=reduce,
-        )
+        encoder = channel_encoder(backbone, strategy, target_channels=dataset.channel_names, slot_table=slot_table,
+                                  feature=embed.feature, reduce=reduce)
         extract_embeddings(
             dataset, encoder, batch_size=embed.batch_size, img_size=embed.img_size, compile=embed.compile,
             out_path=None if folder is None else folder / EMBEDDING_FILE, shards=shards,
@@ -129,6 +123,20 @@ def _run_on_every_rank(run: Run, stage: str, compute: Callable[[Path | None], No
         compute(None)
     distributed.barrier()  # rank 0 has published the stage
     return dataclasses.replace(run.store.load(stage), reused=not computed)
+
+
+def channel_encoder(backbone: ResolvedBackbone, strategy: str, *, target_channels: tuple[str, ...],
+                    slot_table: str | None, feature: str, reduce: str):
+    """``backbone`` with channel ``strategy`` as every embedding stage uses it (and the adaptation stages start from
+    it): ``bag_of_channels`` runs the backbone's single-channel copy, without slot standardisation."""
+    from dinoxfer_lib.models.channels import make_encoder, single_channel_copy
+
+    model, slots, mean, std = backbone.model, backbone.slots, backbone.mean, backbone.std
+    if strategy == "bag_of_channels":
+        model, slots, mean, std = single_channel_copy(model), ("any",), None, None
+    return make_encoder(strategy, model, target_channels=target_channels, slots=slots, slot_table=slot_table,
+                        mean=mean, std=std, per_image_zscore=backbone.per_image_zscore, feature=feature,
+                        reduce=reduce)
 
 
 def table_iii_embeddings(run: Run, names: tuple[str, ...] | None = None, *,

@@ -17,8 +17,11 @@ from dinoxfer_lib.pl.palettes import batch_colors, class_colors
 from dinoxfer_lib.tl.harmony import UMAP_HARMONY_KEY, UMAP_KEY
 from dinoxfer_lib.tl.mixing import SCORE_DIRECTIONS, primary_labels
 
-DOMAIN_COLORS: dict[str, str] = {"opencell": "#1b9e77", "hpa": "#d95f02", "natural": "#7570b3"}
-DOMAIN_LABELS: dict[str, str] = {"opencell": "OpenCell", "hpa": "HPA", "natural": "natural images"}
+# The EM pair of chapter 08 (Lucchi++, VNC) continues the same Dark2 palette.
+DOMAIN_COLORS: dict[str, str] = {"opencell": "#1b9e77", "hpa": "#d95f02", "natural": "#7570b3", "lucchi": "#e7298a",
+                                 "vnc": "#66a61e"}
+DOMAIN_LABELS: dict[str, str] = {"opencell": "OpenCell", "hpa": "HPA", "natural": "natural images",
+                                 "lucchi": "Lucchi++ (FIB-SEM)", "vnc": "VNC (ssTEM)"}
 OTHER_COLOR = "#d9d9d9"
 _POINT = dict(s=3, linewidths=0, rasterized=True)
 

@@ -1,35 +1,34 @@
 """Mitochondria segmentation on EM with light heads on ViT patch tokens (paper 004; issue 18, item 3).
 
-- :mod:`.config`: :class:`SegConfig` (head, regimes, training sets, joint sampling, recipe).
+- :mod:`.config`: :class:`SegConfig` (head, regimes, training sets, joint sampling, recipe, backbones).
 - :mod:`.heads`: :func:`patch_tokens` (inputs prepared as the channel encoder does) and the linear / conv heads.
 - :mod:`.losses`: Dice + BCE, foreground IoU.
 - :mod:`.train`: :func:`train_segmenter`, :func:`run_seg_study` (004's table) and the joint-domain sampler.
+
+The book's ``seg/<backbone>`` stages are :mod:`dinoxfer_lib.pipeline.adapt`.
 """
 
-from dinoxfer_lib.seg.config import HEADS, JOINT_SAMPLING, SEG_REGIMES, SegConfig
-from dinoxfer_lib.seg.heads import ConvSegHead, LinearSegHead, make_seg_head, patch_tokens
-from dinoxfer_lib.seg.losses import dice_bce_loss, foreground_iou, iou_counts
-from dinoxfer_lib.seg.train import (
-    SegResult, Segmenter, compute_tokens, joint_draws, predict_masks, run_seg_study, train_segmenter,
-)
+from __future__ import annotations
 
-__all__ = [
-    "HEADS",
-    "JOINT_SAMPLING",
-    "SEG_REGIMES",
-    "ConvSegHead",
-    "LinearSegHead",
-    "SegConfig",
-    "SegResult",
-    "Segmenter",
-    "compute_tokens",
-    "dice_bce_loss",
-    "foreground_iou",
-    "iou_counts",
-    "joint_draws",
-    "make_seg_head",
-    "patch_tokens",
-    "predict_masks",
-    "run_seg_study",
-    "train_segmenter",
-]
+import importlib
+
+# name -> submodule; loaded on first use, so ``dinoxfer_lib.config`` can import :mod:`.config` without torch.
+_EXPORTS = {
+    "HEADS": "config", "JOINT_SAMPLING": "config", "SEG_REGIMES": "config", "SegConfig": "config",
+    "ConvSegHead": "heads", "LinearSegHead": "heads", "make_seg_head": "heads", "patch_tokens": "heads",
+    "dice_bce_loss": "losses", "foreground_iou": "losses", "iou_counts": "losses",
+    "SegResult": "train", "Segmenter": "train", "compute_tokens": "train", "example_rows": "train",
+    "joint_draws": "train",
+    "predict_masks": "train", "run_seg_study": "train", "train_segmenter": "train",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

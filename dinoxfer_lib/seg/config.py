@@ -1,7 +1,7 @@
 """Settings of the EM mitochondria segmentation study (paper 004; issue 18, item 3).
 
-The config owner registers :class:`SegConfig` under the ``seg:`` key of a profile; :meth:`SegConfig.validate`
-names offending keys as ``seg.<field>``.
+Registered as the ``seg:`` section of a profile; :meth:`SegConfig.validate` names offending keys as
+``seg.<field>``. The EM pair itself is ``data.em`` (:class:`~dinoxfer_lib.data.em_config.EMDataConfig`).
 """
 
 from __future__ import annotations
@@ -10,18 +10,27 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from dinoxfer_lib.adapt.config import LoraSettings
-from dinoxfer_lib.data.em import EM_DOMAINS
 from dinoxfer_lib.bounds import check_bounds
+from dinoxfer_lib.data.em_config import EM_DOMAINS
 from dinoxfer_lib.errors import require_config as _require
 
 HEADS: tuple[str, ...] = ("linear", "conv")
 SEG_REGIMES: tuple[str, ...] = ("frozen", "lora")
 JOINT_SAMPLING: tuple[str, ...] = ("balanced", "proportional")
+# ``seg.backbones`` entry prefix naming a run-store stage that holds a backbone this book trained.
+STORE_PREFIX = "store:"
 
 
 @dataclass(frozen=True)
 class SegConfig:
     """A light head on a ViT's patch tokens, trained with Dice + BCE, on one EM domain or on both."""
+
+    # The backbones compared, one study each (004 compares DINOv2, DINOv3 and OpenCLIP). Each entry is one line:
+    # a pretraining domain (natural, hpa, opencell: the backbone the book resolves for it, embed.<domain>_weights),
+    # registered weights (dinov2_vitb14, openclip_vitb16_laion2b, ...; `dinoxfer fetch` them), "store:<stage>"
+    # (a backbone this book trained, e.g. store:dino/hpa) or a checkpoint path. The EM patch (data.em.patch_size)
+    # must be a multiple of every backbone's patch size.
+    backbones: tuple[str, ...] = ("natural", "hpa", "opencell")
 
     # "linear": BatchNorm + a 1x1 convolution per patch token, upsampled to pixels (DINOv2's linear head);
     # "conv": a small decoder (3x3 convolutions, two 2x upsamplings) that can sharpen boundaries finer than a patch.
@@ -40,6 +49,11 @@ class SegConfig:
     # Epochs; an epoch draws as many patches as the training set(s) hold. Cosine schedule to 0 over all steps.
     # If the training loss still falls steeply at the end, raise it.
     epochs: int = 20
+    # Head-only epochs on the cached tokens before the regimes train (linear probing, then fine-tuning: LP-FT).
+    # 0 = every model starts from a fresh head. With N > 0 the frozen model of a training set is that head (N
+    # epochs, no backbone pass: cheap) and its LoRA model starts from a copy of it, training `epochs` more; raise N
+    # when the frozen models' training loss still falls at the end.
+    head_epochs: int = 0
     # Patches per optimiser step.
     batch_size: int = 16
     # AdamW lr of the head and the adapters, and its weight decay.
@@ -58,6 +72,9 @@ class SegConfig:
         """Raise :class:`ConfigError` naming ``f"{key}.{field}"`` for the first impossible value (bounds:
         :data:`~dinoxfer_lib.bounds.BOUNDS`)."""
         check_bounds(self, key)
+        _require(len(self.backbones) >= 1 and len(set(self.backbones)) == len(self.backbones)
+                 and all(isinstance(b, str) and b for b in self.backbones), f"{key}.backbones", self.backbones,
+                 "distinct domain names, registered weights, store:<stage> entries or checkpoint paths")
         _require(self.head in HEADS, f"{key}.head", self.head, f"one of {', '.join(HEADS)}")
         _require(len(self.regimes) >= 1 and set(self.regimes) <= set(SEG_REGIMES)
                  and len(set(self.regimes)) == len(self.regimes), f"{key}.regimes", self.regimes,

@@ -4,6 +4,7 @@ For every training set of ``config.train_sets`` (``lucchi``, ``vnc``, or both jo
 (``frozen``: the backbone's patch tokens are computed once and only the head trains; ``lora``: adapters on the
 attention projections train with the head, the backbone runs in every step), one model is trained with Dice + BCE
 on the training patches and scored by foreground IoU on every domain's test patches: in-domain and cross-domain.
+With ``config.head_epochs`` > 0 the frozen model is trained first and the LoRA model starts from its head (LP-FT).
 :meth:`SegResult.table` is 004's table: rows training set x regime, one IoU column per test domain.
 
 Joint training draws its batches from both domains as ``config.joint_sampling`` says (:func:`joint_draws`); an
@@ -18,6 +19,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -63,24 +65,56 @@ class SegResult:
     history
         ``train_set, regime, epoch, loss`` (mean training loss per epoch).
     costs
-        ``train_set, regime, trainable_params, total_params, train_s, token_cache_s, device``; ``token_cache_s``
-        is the one-time computation of every patch's tokens, shared by all frozen models (0 for LoRA).
+        ``train_set, regime, trainable_params, total_params, train_s, head_s, token_cache_s, device``;
+        ``head_s`` is the head-only training a LoRA model started from (``config.head_epochs``; for the frozen
+        model it is its own ``train_s``), ``token_cache_s`` the one-time computation of every patch's tokens,
+        shared by all head-only models (0 for LoRA).
     examples
-        ``(train_set, regime, test_domain)`` → predicted masks ``(k, H, W)`` of that domain's first k test
-        patches (their images and true masks are ``data[domain].split("test")``'s first k), for overlays.
+        ``(train_set, regime, test_domain)`` → predicted masks ``(k, H, W)`` of k test patches of that domain
+        spread evenly over its test split, for overlays.
+    example_rows
+        Test domain → the ``(k,)`` rows of ``data[domain].split("test")`` the examples are (:func:`example_rows`).
     """
 
     scores: pd.DataFrame
     history: pd.DataFrame
     costs: pd.DataFrame
     examples: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)
+    example_rows: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def save(self, folder: str | Path) -> None:
+        """Write plain files: ``scores.csv``, ``history.csv``, ``costs.csv`` and ``examples.npz`` (keys
+        ``train_set|regime|test_domain``, and ``rows|<domain>`` for the example rows)."""
+        folder = Path(folder)
+        self.scores.to_csv(folder / "scores.csv", index=False)
+        self.history.to_csv(folder / "history.csv", index=False)
+        self.costs.to_csv(folder / "costs.csv", index=False)
+        np.savez_compressed(folder / "examples.npz", **{"|".join(key): masks for key, masks in self.examples.items()},
+                            **{f"rows|{domain}": rows for domain, rows in self.example_rows.items()})
+
+    @classmethod
+    def load(cls, folder: str | Path) -> SegResult:
+        """Read what :meth:`save` wrote."""
+        folder = Path(folder)
+        with np.load(folder / "examples.npz") as stored:
+            arrays = {tuple(key.split("|")): stored[key] for key in stored.files}
+        return cls(scores=pd.read_csv(folder / "scores.csv"), history=pd.read_csv(folder / "history.csv"),
+                   costs=pd.read_csv(folder / "costs.csv"),
+                   examples={key: masks for key, masks in arrays.items() if key[0] != "rows"},
+                   example_rows={key[1]: rows for key, rows in arrays.items() if key[0] == "rows"})
 
     def table(self) -> pd.DataFrame:
         """004's table: one row per (training set, regime), the IoU on each test domain as columns."""
         order = list(dict.fromkeys(self.scores["test_domain"]))
         table = self.scores.pivot_table(index=["train_set", "regime"], columns="test_domain", values="iou",
-                                        sort=False)
+                                        sort=False, dropna=False)  # an undefined IoU (no foreground) stays NaN
         return table[order]
+
+
+def example_rows(n_test: int, n_examples: int) -> np.ndarray:
+    """Rows of the test patches kept as examples: ``n_examples`` spread evenly over the ``n_test`` (consecutive
+    slices of a volume are near copies, so the first few would show one place)."""
+    return np.unique(np.linspace(0, n_test - 1, min(n_examples, n_test)).round().astype(int))
 
 
 def joint_draws(sizes: Sequence[int], n: int, *, sampling: str, generator: torch.Generator) -> np.ndarray:
@@ -117,6 +151,8 @@ def train_segmenter(
     device: str | torch.device | None = None,
     seed: int = 0,
     tokens: Sequence[torch.Tensor] | None = None,
+    epochs: int | None = None,
+    head: nn.Module | None = None,
 ) -> tuple[Segmenter, np.ndarray]:
     """Train one head (and, for ``lora``, adapters on a copy of the backbone) on the patches of ``train_sets``.
 
@@ -133,6 +169,10 @@ def train_segmenter(
         Where to train; the seed fixes the head, adapters and draws (torch's global random state is untouched).
     tokens
         ``frozen`` only: each set's precomputed :func:`compute_tokens` (computed here when not given).
+    epochs
+        Default ``config.epochs``.
+    head
+        A trained head to start from (its weights are copied; LP-FT), else a fresh one.
 
     Returns
     -------
@@ -156,19 +196,23 @@ def train_segmenter(
         else:
             encoder = copy.deepcopy(encoder)
             add_lora(encoder.backbone, config.lora, seed=seed)
+        start = head
         head = make_seg_head(config.head, encoder.backbone.embed_dim, width=config.decoder_width)
+        if start is not None:
+            head.load_state_dict(start.state_dict())
         model = Segmenter(encoder, head, regime=regime).to(device)
         adapters = [p for p in encoder.backbone.parameters() if p.requires_grad] if regime == "lora" else []
         optimizer = torch.optim.AdamW([*head.parameters(), *adapters], lr=config.lr,
                                       weight_decay=config.weight_decay)
         n = len(images)
         steps = math.ceil(n / config.batch_size)
-        scheduler = cosine_schedule(optimizer, config.epochs * steps)
+        epochs = config.epochs if epochs is None else epochs
+        scheduler = cosine_schedule(optimizer, epochs * steps)
         generator = torch.Generator().manual_seed(seed % 2**63)
         size = tuple(images.shape[2:])
         (head if regime == "frozen" else model).train()  # a frozen encoder stays in eval mode
-        losses = np.empty(config.epochs)
-        for epoch in range(config.epochs):
+        losses = np.empty(epochs)
+        for epoch in range(epochs):
             drawn = joint_draws([len(em) for em in train_sets], n, sampling=config.joint_sampling,
                                 generator=generator)
             total = 0.0
@@ -235,7 +279,7 @@ def run_seg_study(
     device, seed
         Where to train; the run seed, with the training set and regime, fixes each model.
     n_examples
-        Predicted masks kept per (model, test domain) for overlays.
+        Predicted masks kept per (model, test domain) for overlays (:func:`example_rows`).
     """
     config.validate("seg")
     missing = sorted({d for s in config.train_sets for d in s} - set(data))
@@ -251,7 +295,7 @@ def run_seg_study(
     _check_patches(encoder, list(data.values()))
     cached: dict[tuple[str, str], torch.Tensor] = {}
     started = time.perf_counter()
-    if "frozen" in config.regimes:  # tokens of every patch, once for all frozen models
+    if "frozen" in config.regimes or config.head_epochs:  # tokens of every patch, once for all head-only models
         for split, sets in (("train", train), ("test", test)):
             for d, em in sets.items():
                 cached[(split, d)] = compute_tokens(encoder, em.images, batch_size=config.batch_size, device=device)
@@ -260,17 +304,30 @@ def run_seg_study(
     rows, history, costs, examples = [], [], [], {}
     for domains in config.train_sets:
         name = "+".join(domains)
+        probed = None  # (head-only model, its loss per epoch, seconds) when heads are trained first (LP-FT)
+        if config.head_epochs:
+            started = time.perf_counter()
+            model, loss = train_segmenter(encoder, [train[d] for d in domains], config=config, regime="frozen",
+                                          device=device, seed=model_key(seed, name, "head"),
+                                          tokens=[cached[("train", d)] for d in domains], epochs=config.head_epochs)
+            synchronize(device)
+            probed = (model, loss, time.perf_counter() - started)
         for regime in config.regimes:
             started = time.perf_counter()
-            tokens = [cached[("train", d)] for d in domains] if regime == "frozen" else None
-            model, loss = train_segmenter(encoder, [train[d] for d in domains], config=config, regime=regime,
-                                          device=device, seed=model_key(seed, name, regime), tokens=tokens)
-            synchronize(device)
+            if regime == "frozen" and probed is not None:  # the frozen model is the trained head itself
+                model, loss, train_s = probed
+            else:
+                tokens = [cached[("train", d)] for d in domains] if regime == "frozen" else None
+                model, loss = train_segmenter(encoder, [train[d] for d in domains], config=config, regime=regime,
+                                              device=device, seed=model_key(seed, name, regime), tokens=tokens,
+                                              head=probed[0].head if probed is not None else None)
+                synchronize(device)
+                train_s = time.perf_counter() - started
             trainable = sum(p.numel() for p in model.head.parameters()) + (
                 count_parameters(model.encoder.backbone)[0] if regime == "lora" else 0)
-            train_s = time.perf_counter() - started
             costs.append({"train_set": name, "regime": regime, "trainable_params": trainable,
                           "total_params": count_parameters(model)[1], "train_s": round(train_s, 2),
+                          "head_s": round(probed[2], 2) if probed is not None else 0.0,
                           "token_cache_s": round(token_cache_s, 2) if regime == "frozen" else 0.0,
                           "device": device.type})
             history.append(pd.DataFrame({"train_set": name, "regime": regime, "epoch": np.arange(1, len(loss) + 1),
@@ -280,10 +337,12 @@ def run_seg_study(
                                           tokens=cached.get(("test", d)) if regime == "frozen" else None)
                 rows.append({"train_set": name, "regime": regime, "test_domain": d, "in_domain": d in domains,
                              "iou": foreground_iou(predicted, em.masks), "n_test": len(em)})
-                examples[(name, regime, d)] = predicted[:n_examples]
+                examples[(name, regime, d)] = predicted[example_rows(len(em), n_examples)]  # (k, H, W)
             del model
+        del probed
     return SegResult(scores=pd.DataFrame(rows, columns=list(SCORE_COLUMNS)),
-                     history=pd.concat(history, ignore_index=True), costs=pd.DataFrame(costs), examples=examples)
+                     history=pd.concat(history, ignore_index=True), costs=pd.DataFrame(costs), examples=examples,
+                     example_rows={d: example_rows(len(em), n_examples) for d, em in test.items()})
 
 
 def _check_patches(encoder: ChannelEncoder, sets: Sequence[EMSet]) -> None:
