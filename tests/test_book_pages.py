@@ -29,7 +29,8 @@ def test_numbers_print_with_three_significant_digits_and_integers_as_integers():
     assert common.format_number(1234.5) == "1,234" and common.format_number(25_000) == "25,000"
     assert common.format_number(2026) == "2026"  # a year or a seed is no quantity to group
     assert common.format_number(0.00012345) == "1.23e-04"
-    assert common.format_number(float("nan")) == "—" and common.format_number(True) == "✓"
+    assert common.format_number(float("nan")) == "—" and common.format_number(pd.NA) == "—"
+    assert common.format_number(True) == "✓"
 
 
 def test_a_table_prints_mean_and_std_together_without_a_counting_index():

@@ -155,7 +155,7 @@ def summarise(frame: pd.DataFrame, rows: Sequence, *, what: str) -> pd.DataFrame
 def format_number(value: float, *, decimals: int | None = None) -> str:
     """One number as the book prints it: ``decimals`` places if given, else three significant digits; integral
     values of 10,000 or more with thousands separators; NaN as "—"."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):  # NaN, None, pd.NA, NaT
         return MISSING
     if isinstance(value, (bool, np.bool_)):
         return "✓" if value else "✗"
