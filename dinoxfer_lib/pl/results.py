@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from dinoxfer_lib.pl.images import composite
-from dinoxfer_lib.pl.style import FULL_WIDTH, fit_width
+from dinoxfer_lib.pl.style import FULL_WIDTH
 
 APPROACH_COLOURS = {
     "channel mapping": "#2b8cbe",

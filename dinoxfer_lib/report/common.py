@@ -20,7 +20,7 @@ import io
 import math
 import numbers
 from dataclasses import dataclass
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -273,22 +273,19 @@ def tidy_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(shown)
 
 
-def table_html(frame: pd.DataFrame, *, max_rows: int = MAX_ROWS, caption: str | None = None) -> str:
+def table_html(frame: pd.DataFrame, *, max_rows: int = MAX_ROWS) -> str:
     """``frame`` as the book prints it (HTML): tidied, in a box that scrolls sideways if it must, and when longer
     than ``max_rows`` its summary (:func:`summarise`, else its first rows) above the full table in a toggle."""
     full = _html(tidy_table(frame))
-    head = f"<p><em>{html.escape(caption)}</em></p>" if caption else ""
     if len(frame) <= max_rows:
-        return head + full
+        return full
     marked = frame.attrs.get(SUMMARY_ATTR) or {}
     if marked.get("rows"):
         summary, what = frame.loc[[r for r in marked["rows"] if r in frame.index]], marked["what"]
     else:
         summary, what = frame.iloc[:SUMMARY_ROWS], f"the first {SUMMARY_ROWS} rows"
-    summary.attrs = {}
     lead = f"<p>Showing {html.escape(what)} ({len(summary)} of {len(frame)} rows).</p>"
-    return head + lead + (_html(tidy_table(summary)) if len(summary) else "") + toggle_html(
-        f"All {len(frame)} rows", full)
+    return lead + (_html(tidy_table(summary)) if len(summary) else "") + toggle_html(f"All {len(frame)} rows", full)
 
 
 def _html(tidy: pd.DataFrame) -> str:
@@ -303,66 +300,36 @@ def toggle_html(summary: str, body_html: str) -> str:
 
 
 @dataclass(frozen=True)
-class Table:
-    """A DataFrame as the book prints it (:func:`table_html`), for a cell to return: ``Table(frame)``."""
-
-    frame: pd.DataFrame
-    caption: str | None = None
-
-    def _repr_html_(self) -> str:
-        return table_html(self.frame, caption=self.caption)
-
-
-@dataclass(frozen=True)
 class Toggle:
-    """Any cell output (a figure, a table, Markdown) behind a closed toggle titled ``summary``: the rest of a long
-    output, one click away. Figures are inlined as PNG, so the page needs no other file."""
+    """A figure or a table behind a closed toggle titled ``summary``, for a cell to show: the rest of a long output,
+    one click away. A figure is inlined as PNG, so the page needs no other file."""
 
     summary: str
-    content: object
+    content: object  # a matplotlib Figure, a DataFrame, or anything with an HTML representation
 
     def _repr_html_(self) -> str:
-        return toggle_html(self.summary, _as_html(self.content))
+        from matplotlib.figure import Figure
 
-
-def _as_html(content) -> str:
-    """The HTML of one output: a matplotlib figure as an inline PNG, a DataFrame as :func:`table_html`, a list in
-    order, anything else by its own HTML (or Markdown, or text) representation."""
-    from matplotlib.figure import Figure
-
-    if isinstance(content, (list, tuple)):
-        return "".join(_as_html(item) for item in content)
-    if isinstance(content, Figure):
-        buffer = io.BytesIO()
-        content.savefig(buffer, format="png", bbox_inches="tight")
-        data = base64.b64encode(buffer.getvalue()).decode()
-        return f'<img src="data:image/png;base64,{data}" alt="figure" style="max-width: 100%">'
-    if isinstance(content, pd.DataFrame):
-        return table_html(content)
-    if hasattr(content, "_repr_html_"):
-        return content._repr_html_()
-    if hasattr(content, "_repr_markdown_"):
-        return _markdown_html(content._repr_markdown_())
-    return f"<p>{html.escape(str(content))}</p>"
-
-
-def _markdown_html(text: str) -> str:
-    """Markdown inside a toggle, rendered by the browser as plain paragraphs (no MyST there)."""
-    return "".join(f"<p>{html.escape(part)}</p>" for part in text.split("\n\n") if part.strip())
+        if isinstance(self.content, Figure):
+            buffer = io.BytesIO()
+            self.content.savefig(buffer, format="png", bbox_inches="tight")
+            data = base64.b64encode(buffer.getvalue()).decode()
+            body = f'<img src="data:image/png;base64,{data}" alt="{html.escape(self.summary)}" style="max-width: 100%">'
+        elif isinstance(self.content, pd.DataFrame):
+            body = table_html(self.content)
+        else:
+            body = self.content._repr_html_()
+        return toggle_html(self.summary, body)
 
 
 def use_book_style() -> None:
-    """Draw every figure in the book's style (:func:`dinoxfer_lib.pl.style.use_book_style`) and print every
-    DataFrame a cell shows as :func:`table_html` does. Called in each chapter's setup cell; outside IPython only
-    the figure style is set."""
+    """Draw every figure in the book's style (:func:`dinoxfer_lib.pl.style.use_book_style`) and, in IPython, print
+    every DataFrame a cell shows as :func:`table_html` does. Called in each chapter's setup cell."""
+    from IPython import get_ipython
+
     from dinoxfer_lib.pl.style import use_book_style as use_figure_style
 
     use_figure_style()
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
     shell = get_ipython()
     if shell is not None:
-        html_formatter: Callable = shell.display_formatter.formatters["text/html"]
-        html_formatter.for_type(pd.DataFrame, lambda frame: table_html(frame))
+        shell.display_formatter.formatters["text/html"].for_type(pd.DataFrame, table_html)
