@@ -332,8 +332,8 @@ def train_dino(
     rows_here = slice(rank * local_batch, (rank + 1) * local_batch)
     max_side = 2 * global_size
     total_steps = (config.epochs - start_epoch) * steps_per_epoch
-    bar = progress_bar(total=total_steps, desc=f"{'DINOv2' if dinov2 else 'DINO'} {arch}", unit="step",
-                       enabled=progress and rank == 0, summary=True)
+    what = f"{'DINOv2' if dinov2 else 'DINO'} {arch} on {n_images:,} images ({', '.join(channel_names)})"
+    bar = progress_bar(total=total_steps, desc=what, unit="step", enabled=progress and rank == 0, summary=True)
     patch_grid = (global_size // architecture(arch).patch_size,) * 2
     draw_masks = dinov2 and config.ibot_loss_weight > 0
     images_seen, warned, warm_from = 0, set(), None

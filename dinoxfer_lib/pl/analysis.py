@@ -176,14 +176,17 @@ def plot_pca_by_domain(pcas: Mapping[str, tuple[pd.DataFrame, np.ndarray]]) -> F
 
 
 def _compact(value: float) -> str:
-    """A distance in a heatmap cell: two significant digits below 10, whole numbers above."""
-    return f"{value:.2g}" if abs(value) < 10 else f"{value:.0f}"
+    """A distance in a heatmap cell: two significant digits below 10 (no exponent), whole numbers above."""
+    if abs(value) >= 10:
+        return f"{value:.0f}"
+    return f"{value:.{max(1, 1 - int(np.floor(np.log10(abs(value)))))}f}" if value else "0"
 
 
 def plot_frechet(frechet: pd.DataFrame) -> Figure:
     """Fréchet distance heatmap per backbone on a log colour scale (microscopy pairs sit orders of magnitude
-    below the natural images): each cell its mean over the resamples and, below it, the 2.5-97.5 % range; the
-    diagonal is the within-domain floor. One colour bar for all panels."""
+    below the natural images): each cell its mean over the resamples (the intervals are in
+    :func:`~dinoxfer_lib.report.shift.frechet_table`, beside it in the book); the diagonal is the within-domain
+    floor. One colour bar for all panels."""
     from matplotlib.colors import LogNorm
     from matplotlib.ticker import FuncFormatter, LogLocator
 
@@ -202,21 +205,21 @@ def plot_frechet(frechet: pd.DataFrame) -> Figure:
         for _, r in rows.iterrows():
             i, j = domains.index(r["domain_a"]), domains.index(r["domain_b"])
             grid[i, j] = grid[j, i] = r["distance"]
-            text[i, j] = text[j, i] = f"{_compact(r['distance'])}\n[{_compact(r['low'])}, {_compact(r['high'])}]"
+            text[i, j] = text[j, i] = _compact(r["distance"])
         image = ax.imshow(np.clip(grid, norm.vmin, None), cmap=cmap, norm=norm)
         for (i, j), label in np.ndenumerate(text):
             if label:
                 shade = image.cmap(norm(max(grid[i, j], norm.vmin)))
                 dark = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] < 0.5
-                ax.text(j, i, label, ha="center", va="center", fontsize=SMALL_FONT_SIZE - 1,
-                        color="white" if dark else "black")
+                ax.text(j, i, label, ha="center", va="center", color="white" if dark else "black")
         ticks = [_SHORT_DOMAIN_LABELS.get(d, d) for d in domains]
         ax.set_xticks(range(len(domains)), ticks)
         ax.set_yticks(range(len(domains)), ticks if ax is axes[0] else [])
         ax.grid(False)
         ax.set_title(f"{DOMAIN_LABELS.get(backbone, backbone)} backbone")
     bar = fig.colorbar(image, ax=list(axes), shrink=0.8, label="Fréchet distance (log scale)")
-    bar.ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    decades = np.log10(norm.vmax / norm.vmin)
+    bar.ax.yaxis.set_major_locator(LogLocator(subs=(1.0,) if decades > 2 else (1.0, 2.0, 5.0)))
     bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     bar.ax.yaxis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
     return fig
