@@ -114,7 +114,7 @@ def plot_umap_by_class(adata, *, key: str = UMAP_HARMONY_KEY, n_cols: int = 6) -
         on = grade > 0
         strength = 0.35 + 0.65 * grade[on] / max(int(grade.max()), 1)  # grade 3 = full colour
         ax.scatter(*xy[on].T, c=[(*to_rgb(palette[name]), a) for a in strength], **_POINT)
-        ax.set_title(f"{name} ({int(on.sum())})", fontsize=SMALL_FONT_SIZE)
+        ax.set_title(f"{name} ({int(on.sum())})", fontsize=SMALL_FONT_SIZE - 1)
         ax.set_xticks([]), ax.set_yticks([])
         ax.set_box_aspect(1)
     for ax in axes[len(classes):]:
