@@ -39,13 +39,13 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from dinoxfer_lib.data.dataset import ImageSet
 from dinoxfer_lib.devices import raw_tensor, raw_to_float, resolve_device
 from dinoxfer_lib.dino import distributed
 from dinoxfer_lib.errors import ConfigError, DataError
 from dinoxfer_lib.models.channels import ChannelEncoder, check_channels
+from dinoxfer_lib.progress import progress_bar
 from dinoxfer_lib.provenance import device_description
 
 if TYPE_CHECKING:
@@ -217,7 +217,7 @@ def _embed_rows(images: np.ndarray, encoder: ChannelEncoder, X, *, device: torch
     side_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
     uint16 = images.dtype == np.uint16
     started = time.perf_counter()
-    bar = tqdm(total=len(images), desc=f"embedding {desc}", unit="img", disable=None, leave=False)
+    bar = progress_bar(total=len(images), desc=f"embedding {desc}", unit="img")
     with torch.inference_mode(), bar:
         waiting = None  # the previous batch: its rows are copied to the host while this one computes
         for start, raw in _prefetched_batches(images, batch_size, pin=device.type == "cuda"):

@@ -8,6 +8,10 @@ the error; the executed notebook is kept beside the last good one as ``NN_name.f
 
 A notebook whose source, parameters, library code and every stage it used are unchanged since its last
 successful run is not executed again: its executed copy is reused (``--force`` re-executes everything).
+
+The executed notebooks are what the book renders, so their kernels run with progress bars off (``TQDM_DISABLE=1``,
+see :mod:`dinoxfer_lib.progress`), and the parameters cell papermill injects (it prints this machine's
+``runs_root``) is tagged ``remove-cell``: the book leaves it out, the notebook keeps it.
 """
 
 from __future__ import annotations
@@ -18,18 +22,22 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dinoxfer_lib.config import PROFILE_DIR, absolute_paths, config_hash, load_config, parse_yaml, profile_path
 from dinoxfer_lib.errors import ConfigError, NotebookError, clip, shown
+from dinoxfer_lib.progress import DISABLE_VARIABLE
 from dinoxfer_lib.store import EVENTS, ArtifactStore
 
 LIBRARY_ROOT = Path(__file__).resolve().parent
 
 NOTEBOOK_PATTERN = re.compile(r"^\d\d_[a-z0-9_]+\.py$")
+# Jupyter Book's cell tag that leaves a cell (input and output) out of the rendered page.
+REMOVE_CELL_TAG = "remove-cell"
 
 
 @dataclass(frozen=True)
@@ -195,15 +203,16 @@ def _execute(path: Path, out_dir: Path, parameters: dict[str, Any], *, events: P
     events_offset = events.stat().st_size if events.exists() else 0
     started = time.perf_counter()
     try:
-        papermill.execute_notebook(
-            str(source),
-            str(executing),
-            parameters=parameters,
-            kernel_name="python3",
-            language="python",
-            cwd=str(path.parent),
-            progress_bar=False,
-        )
+        with _environment({DISABLE_VARIABLE: "1"}):  # the kernel inherits it: no bar reaches the notebook
+            papermill.execute_notebook(
+                str(source),
+                str(executing),
+                parameters=parameters,
+                kernel_name="python3",
+                language="python",
+                cwd=str(path.parent),
+                progress_bar=False,
+            )
     except PapermillExecutionError as exc:
         failed = out_dir / f"{path.stem}.failed.ipynb"
         os.replace(executing, failed)
@@ -225,9 +234,37 @@ def _execute(path: Path, out_dir: Path, parameters: dict[str, Any], *, events: P
         ) from None
     finally:
         source.unlink(missing_ok=True)
+    _hide_injected_parameters(executing)
     os.replace(executing, final)
     reused, computed, reasons = _stage_events(events, events_offset)
     return NotebookRun(path.stem, final, time.perf_counter() - started, reused, computed, reasons=reasons)
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """``values`` set in this process's environment (and so in the kernels it starts) for the block, then restored."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _hide_injected_parameters(notebook_path: Path) -> None:
+    """Tag papermill's injected-parameters cell ``remove-cell`` in an executed notebook, in place."""
+    import nbformat
+
+    notebook = nbformat.read(notebook_path, as_version=4)
+    for cell in notebook.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and REMOVE_CELL_TAG not in tags:
+            cell.metadata["tags"] = [*tags, REMOVE_CELL_TAG]
+    nbformat.write(notebook, notebook_path)
 
 
 def _last_started_cell(notebook_path: Path) -> str:

@@ -9,6 +9,11 @@
 # %% [markdown]
 # # Datasets
 #
+# **What you will see**
+# - Table I computed from the images this run loaded, beside the paper's.
+# - What each class looks like, how labels co-occur, and how plates differ in brightness.
+# - The hold-out and the 5 folds every later chapter uses, by image and grouped by protein.
+#
 # **Question.** What do the three domains of the study look like — how many images, channels, classes, labels per
 # image, proteins and plates — and how is the target domain split for pretraining and cross-validation?
 # This chapter reproduces the paper's *Materials and Methods: Datasets* section and its Table I, computed from the
@@ -26,13 +31,13 @@
 # None: this is the first chapter. On `smoke` and `demo` it generates their images in about a minute on a CPU; with
 # real data it reads them once (later runs reuse them until a file changes). No GPU needed.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "demo"
 overrides = {}
 runs_root = "../runs"
 force = False
 
-# %%
+# %% tags=["remove-input"]
 # %matplotlib inline
 from IPython.display import Markdown, display
 
@@ -41,6 +46,7 @@ from dinoxfer_lib.data import splits, summary
 from dinoxfer_lib.pl import datasets as pl_datasets
 from dinoxfer_lib.report import common, datasets as report_datasets
 
+common.use_book_style()
 run = pipeline.open_run(profile, overrides, runs_root=runs_root, force=force)
 datasets = pipeline.load_datasets(run)
 display(Markdown(common.data_banner(datasets, profile=run.config.profile)))
@@ -69,16 +75,13 @@ common.provenance_table(run.store, [f"datasets/{name}" for name in datasets])
 # ## What the classes look like
 
 # %%
-display(Markdown(report_datasets.montage_note(datasets["opencell"])))
-pl_datasets.plot_class_montage(datasets["opencell"], per_class=4, seed=run.config.seed)
+display(*report_datasets.class_montage(datasets["opencell"], per_class=4, seed=run.config.seed))
 
 # %%
-display(Markdown(report_datasets.montage_note(datasets["hpa"])))
-pl_datasets.plot_class_montage(datasets["hpa"], per_class=3, seed=run.config.seed)
+display(*report_datasets.class_montage(datasets["hpa"], per_class=3, seed=run.config.seed))
 
 # %%
-display(Markdown(report_datasets.montage_note(datasets["natural"])))
-pl_datasets.plot_class_montage(datasets["natural"], per_class=4, seed=run.config.seed)
+display(*report_datasets.class_montage(datasets["natural"], per_class=4, seed=run.config.seed))
 
 # %% [markdown]
 # ## Labels: frequency, grades and co-occurrence
@@ -127,6 +130,12 @@ splits.describe_splits(
 pl_datasets.plot_split(
     splits.split_summary(split_by_image, datasets["opencell"].labels, datasets["opencell"].class_names)
 )
+
+# %% [markdown]
+# ## What this means
+
+# %%
+display(Markdown(report_datasets.what_this_means(datasets, split_by_image)))
 
 # %% [markdown]
 # ## Summary

@@ -9,6 +9,11 @@
 # %% [markdown]
 # # DINO pretraining
 #
+# **What you will see**
+# - The DINO recipe of this profile beside the paper's, and one backbone trained per domain.
+# - Training curves with the collapse check, attention maps and patch-feature PCA.
+# - Whether the trained OpenCell backbone beats the same network with random weights.
+#
 # **Question.** Can self-distillation without labels (DINO) give a backbone features that localise proteins? The paper
 # uses two published DINO ViT-B/8 backbones (ImageNet-1k; HPA fields of view, DINO4Cells) and trains a third from
 # scratch on OpenCell's 90 % split. This chapter trains this profile's backbone on each domain with the same
@@ -28,13 +33,13 @@
 # (`torchrun`, see *Running on real data and a GPU*). Later chapters read the backbones from the store
 # (`runs/<profile>/dino/<domain>/teacher_backbone.safetensors`).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "demo"
 overrides = {}
 runs_root = "../runs"
 force = False
 
-# %%
+# %% tags=["remove-input"]
 # %matplotlib inline
 from IPython.display import Markdown, display
 
@@ -43,6 +48,7 @@ from dinoxfer_lib.dino import inspect
 from dinoxfer_lib.pl import dino as pl_dino
 from dinoxfer_lib.report import classifier, common, pretraining
 
+common.use_book_style()
 run = pipeline.open_run(profile, overrides, runs_root=runs_root, force=force)
 datasets = pipeline.load_datasets(run)
 display(Markdown(common.data_banner(datasets, profile=run.config.profile)))
@@ -77,9 +83,8 @@ pretraining.dino_summary_table(dino_runs)
 # detector flagged.
 
 # %%
-for domain, dino_run in dino_runs.items():
-    display(Markdown(f"**{domain}**"))
-    display(pl_dino.plot_training_curves(dino_run.history, out_dim=run.config.dino.out_dim))
+pl_dino.plot_training_curves({domain: dino_run.history for domain, dino_run in dino_runs.items()},
+                             out_dim=run.config.dino.out_dim)
 
 # %% [markdown]
 # ## Where does the trained backbone look?
@@ -119,6 +124,12 @@ display(Markdown(pretraining.trained_vs_random_note(comparison)))
 
 # %%
 common.provenance_table(run.store, [dino_run.artifact.name for dino_run in dino_runs.values()])
+
+# %% [markdown]
+# ## What this means
+
+# %%
+display(Markdown(pretraining.what_this_means(dino_runs, comparison, out_dim=run.config.dino.out_dim)))
 
 # %% [markdown]
 # ## Summary

@@ -9,6 +9,11 @@
 # %% [markdown]
 # # Embeddings
 #
+# **What you will see**
+# - Where each backbone's weights come from, and what each channel strategy feeds it.
+# - The Table III embedding sets: widths, images and throughput.
+# - Whether nearest neighbours share localisation before any probe is trained.
+#
 # **Question.** How does a backbone pretrained on one channel set (RGB photographs, 4-channel HPA fields of view)
 # embed 2-channel OpenCell images, and do the embeddings carry localisation before any classifier sees a label?
 # This chapter reproduces the paper's *Embedding Methods* section: channel mapping and channel replication for the
@@ -25,13 +30,13 @@
 # (`runs/<profile>/dino/<domain>/`, trained here first if that chapter has not run) or published checkpoints named in
 # the profile — the table below says which. CPU: about a minute on `demo`; GPU for `paper`.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "demo"
 overrides = {}
 runs_root = "../runs"
 force = False
 
-# %%
+# %% tags=["remove-input"]
 # %matplotlib inline
 from IPython.display import Markdown, display
 
@@ -40,6 +45,7 @@ from dinoxfer_lib.pl import embeddings as pl_embeddings
 from dinoxfer_lib.report import common, embeddings as report_embeddings
 from dinoxfer_lib.tl import neighbours
 
+common.use_book_style()
 run = pipeline.open_run(profile, overrides, runs_root=runs_root, force=force)
 opencell = pipeline.load_datasets(run, ("opencell",))["opencell"]
 display(Markdown(common.data_banner({"opencell": opencell}, profile=run.config.profile)))
@@ -96,6 +102,12 @@ pl_embeddings.plot_neighbour_agreement(agreement)
 
 # %%
 display(Markdown(report_embeddings.agreement_note(agreement)))
+
+# %% [markdown]
+# ## What this means
+
+# %%
+display(Markdown(report_embeddings.what_this_means(embeddings, agreement)))
 
 # %% [markdown]
 # ## Summary

@@ -9,6 +9,11 @@
 # %% [markdown]
 # # Classifier and results
 #
+# **What you will see**
+# - Table III and Figure 1: this run's macro F1 for each embedding set, beside the paper's.
+# - Per-class F1, the train–test gap, other probes and tuned thresholds on the same folds.
+# - Low-label curves, and how much of the score survives a split grouped by protein.
+#
 # **Question.** Which pretraining transfers best to OpenCell localisation? The paper trains the same small MLP on
 # each embedding set with 5-fold cross-validation and compares macro F1 on a held-out test split (its Table III and
 # Figure 1). This chapter reproduces that protocol exactly, then asks what a careful reader would ask next: do simpler
@@ -27,13 +32,13 @@
 # *Embeddings* (the Table III sets, read from the store). All fold models of all sets train together as one batched
 # model; the results are stored under `runs/<profile>/probes/` and reused until an input or `probe.*` changes.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "demo"
 overrides = {}
 runs_root = "../runs"
 force = False
 
-# %%
+# %% tags=["remove-input"]
 # %matplotlib inline
 from IPython.display import Markdown, display
 
@@ -41,6 +46,7 @@ from dinoxfer_lib import pipeline
 from dinoxfer_lib.pl import results as pl_results
 from dinoxfer_lib.report import classifier, common
 
+common.use_book_style()
 run = pipeline.open_run(profile, overrides, runs_root=runs_root, force=force)
 opencell = pipeline.load_datasets(run, ("opencell",))["opencell"]
 display(Markdown(common.data_banner({"opencell": opencell}, profile=run.config.profile)))
@@ -131,6 +137,9 @@ comparison.pivot(index="set", columns="probe", values="mean").loc[table["set"]].
 classifier.threshold_comparison(by_image).round(4) if run.config.probe.tune_thresholds else Markdown(
     "Threshold tuning is off in this profile (`probe.tune_thresholds: false`).")
 
+# %%
+display(Markdown(classifier.threshold_note(by_image))) if run.config.probe.tune_thresholds else None
+
 # %% [markdown]
 # ## How many labels does each embedding need?
 #
@@ -168,6 +177,12 @@ display(Markdown(classifier.split_note(split_frame)))
 # %%
 common.provenance_table(run.store, ["probes/opencell_by_image", "probes/opencell_grouped",
                                     "probes/opencell_low_label"])
+
+# %% [markdown]
+# ## What this means
+
+# %%
+display(Markdown(classifier.what_this_means(table, split_frame, synthetic=opencell.synthetic)))
 
 # %% [markdown]
 # ## Summary

@@ -9,6 +9,11 @@
 # %% [markdown]
 # # Predictions
 #
+# **What you will see**
+# - Which fold model Figure 2 shows, chosen on validation F1.
+# - Two test images with their true and predicted compartments (Figure 2).
+# - The model's most confident mistakes.
+#
 # **Question.** What does a probe actually predict for one image? The paper's Figure 2 shows two test images — the
 # composite (protein red, nucleus green) and each channel alone — with the compartments the best fold of the HPA +
 # channel mapping model predicts beside the true ones. This chapter rebuilds that figure from this run's models and
@@ -22,13 +27,13 @@
 # ## Prerequisites
 # *Classifier and results* (the stored probe results; nothing is retrained here).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "demo"
 overrides = {}
 runs_root = "../runs"
 force = False
 
-# %%
+# %% tags=["remove-input"]
 # %matplotlib inline
 from IPython.display import Markdown, display
 
@@ -36,6 +41,7 @@ from dinoxfer_lib import pipeline
 from dinoxfer_lib.pl import results as pl_results
 from dinoxfer_lib.report import common, predictions
 
+common.use_book_style()
 run = pipeline.open_run(profile, overrides, runs_root=runs_root, force=force)
 opencell = pipeline.load_datasets(run, ("opencell",))["opencell"]
 display(Markdown(common.data_banner({"opencell": opencell}, profile=run.config.profile)))
@@ -81,6 +87,13 @@ pl_results.plot_error_gallery(opencell.images, opencell.channel_names, errors)
 
 # %%
 predictions.errors_with_ids(errors, opencell)
+
+# %% [markdown]
+# ## What this means
+
+# %%
+display(Markdown(predictions.what_this_means(probes, opencell.labels, set_name=shown_set, fold=fold,
+                                              threshold=threshold)))
 
 # %% [markdown]
 # ## Summary

@@ -9,6 +9,11 @@
 # %% [markdown]
 # # UMAP and Harmony
 #
+# **What you will see**
+# - UMAPs of every Table III set by plate and by localisation, before and after Harmony.
+# - Batch-mixing and label scores, and the probe on the corrected embeddings.
+# - The same for HPA images with plate and cell line as covariates.
+#
 # **Question.** Do the embeddings group images by localisation or by the plate they were imaged on, and does
 # removing the plate effect with Harmony keep what the probe needs? Cell-DINO (Moutakanni et al. 2025) harmonises
 # its HPA embeddings with cell line as the covariate and shows UMAPs coloured by localisation; this chapter does
@@ -30,13 +35,13 @@
 # is in *Deviations and choices* (Representation analysis). UMAP is only a picture: every claim below rests on the
 # scores, computed in PCA space.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "demo"
 overrides = {}
 runs_root = "../runs"
 force = False
 
-# %%
+# %% tags=["remove-input"]
 # %matplotlib inline
 from IPython.display import Markdown, display
 
@@ -45,6 +50,7 @@ from dinoxfer_lib.pl import analysis as pl_analysis, explorer
 from dinoxfer_lib.report import common, harmony as report_harmony
 from dinoxfer_lib.tl import harmony, mixing
 
+common.use_book_style()
 run = pipeline.open_run(profile, overrides, runs_root=runs_root, force=force)
 settings = run.config.analysis
 datasets = pipeline.load_datasets(run, ("opencell", "hpa"))
@@ -148,6 +154,12 @@ display(*report_harmony.cell_line_section(hpa_embeddings, settings, seed=run.con
 
 # %%
 display(Markdown(report_harmony.reading_note(datasets, pipeline.load_backbones(run))))
+
+# %% [markdown]
+# ## What this means
+
+# %%
+display(Markdown(report_harmony.what_this_means(scores, probe_change)))
 
 # %% [markdown]
 # ## Summary

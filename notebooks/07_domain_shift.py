@@ -9,6 +9,11 @@
 # %% [markdown]
 # # Domain shift
 #
+# **What you will see**
+# - Every domain through every backbone: PCA, Fréchet distances with their floor, a domain probe.
+# - The transfer matrix: each backbone probed on each labelled domain.
+# - Fréchet distance to OpenCell against Table III's macro F1.
+#
 # **Question.** How far apart are the OpenCell, HPA and natural images in each backbone's feature space,
 # and does that distance relate to how well a backbone transfers? The EM foundation-model study (PAPER_SPEC.md §7)
 # diagnoses domain shift with a PCA coloured by domain, the Fréchet distance between embedding distributions and a
@@ -33,13 +38,13 @@
 # and choices*, Representation analysis). Each domain is a seeded sample of at most
 # `analysis.max_images_per_domain` images.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "demo"
 overrides = {}
 runs_root = "../runs"
 force = False
 
-# %%
+# %% tags=["remove-input"]
 # %matplotlib inline
 from IPython.display import Markdown, display
 
@@ -48,6 +53,7 @@ from dinoxfer_lib.pl import analysis as pl_analysis
 from dinoxfer_lib.report import common, embeddings as report_embeddings, shift as report_shift
 from dinoxfer_lib.tl import shift
 
+common.use_book_style()
 run = pipeline.open_run(profile, overrides, runs_root=runs_root, force=force)
 settings = run.config.analysis
 datasets = pipeline.load_datasets(run)
@@ -74,6 +80,9 @@ display(Markdown(report_embeddings.backbone_note(pipeline.load_backbones(run))))
 pcas = {backbone: shift.pooled_pca(per, seed=run.config.seed) for backbone, per in matrices.items()}
 pl_analysis.plot_pca_by_domain(pcas)
 
+# %%
+display(Markdown(report_shift.pca_note(pcas)))
+
 # %% [markdown]
 # ## Fréchet distances
 #
@@ -84,7 +93,7 @@ pl_analysis.plot_pca_by_domain(pcas)
 # %%
 frechet, probes = shift.shift_tables(matrices, resamples=settings.resamples, folds=settings.domain_probe_folds,
                                      seed=run.config.seed)
-frechet.round(3)
+report_shift.frechet_table(frechet)
 
 # %%
 pl_analysis.plot_frechet(frechet)
@@ -147,6 +156,12 @@ display(Markdown(report_shift.analysis_time_note(frechet)))
 
 # %%
 display(Markdown(report_shift.reading_note(datasets, pipeline.load_backbones(run))))
+
+# %% [markdown]
+# ## What this means
+
+# %%
+display(Markdown(report_shift.what_this_means(frechet, relation, transfer_table)))
 
 # %% [markdown]
 # ## Summary

@@ -9,6 +9,11 @@
 # %% [markdown]
 # # Adaptation and EM
 #
+# **What you will see**
+# - Frozen features against LoRA and full fine-tuning of the backbone, scored on Table III's folds and test images.
+# - Paper 004's EM study: a light segmentation head on frozen features against LoRA, one dataset or both.
+# - Chapter 07's representation diagnostics on the two EM domains, and 004's findings beside this run's numbers.
+#
 # **Question.** Does adapting the backbone itself, with low-rank adapters (LoRA) or full fine-tuning, localise
 # proteins better than the paper's MLP on frozen features? And does the electron-microscopy study of paper 004
 # (Lucchi++ and VNC, a frozen backbone with a light segmentation head against LoRA) hold here: good segmentation
@@ -32,13 +37,13 @@
 # forward and backward, so the CPU profiles train for few steps (the tables say how many). The `paper` profile
 # fine-tunes ViT-B/8 on real OpenCell images and segments real Lucchi++ and VNC patches: a GPU.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "demo"
 overrides = {}
 runs_root = "../runs"
 force = False
 
-# %%
+# %% tags=["remove-input"]
 # %matplotlib inline
 from IPython.display import Markdown, display
 
@@ -47,6 +52,7 @@ from dinoxfer_lib.pl import adaptation as pl_adaptation, analysis as pl_analysis
 from dinoxfer_lib.report import adaptation as report_adaptation, common
 from dinoxfer_lib.tl import shift
 
+common.use_book_style()
 run = pipeline.open_run(profile, overrides, runs_root=runs_root, force=force)
 opencell = pipeline.load_datasets(run, ("opencell",))["opencell"]
 em = pipeline.load_em_data(run)
@@ -239,17 +245,17 @@ common.provenance_table(run.store, pipeline.adaptation_stages(run))
 
 # %% [markdown]
 # ## Reading the results honestly
-#
-# On the CPU profiles LoRA and full fine-tuning take a few dozen steps through the backbone
-# (`adapt.images_per_epoch`: less than one epoch) from the trained frozen head, so they can only nudge it: a
-# regime that matches the frozen row says the budget was too small to tell, not that adaptation does not help.
-# Two folds give a paired interval, but a wide one (a t interval with one degree of freedom). The demo's
-# backbones are small ViTs trained for minutes (or random), the EM pair is synthetic, and a few hundred patches
-# train the segmentation heads: the tables show that each part runs and is scored as 004 scores it, not what LoRA
-# or joint training does to real EM data with foundation-model backbones. Where a finding holds on the
-# stand-ins, note that they were built to differ the way the real pair differs, so a representation mismatch is
-# expected by construction; the segmentation findings are not built in.
-#
+
+# %%
+display(Markdown(report_adaptation.reading_note(em, run.config.adapt)))
+
+# %% [markdown]
+# ## What this means
+
+# %%
+display(Markdown(report_adaptation.what_this_means(differences, findings)))
+
+# %% [markdown]
 # ## Summary
 # - The adapted regimes are scored on Table III's folds and test images, and compared with its MLP fold by fold.
 # - 004's segmentation table is reproduced in shape: training set × regime × test domain, foreground IoU, against

@@ -9,6 +9,11 @@
 # %% [markdown]
 # # Performance
 #
+# **What you will see**
+# - This run's benchmarks against plain reference implementations, as ratios.
+# - Figures recorded on a GPU: batch sizes for DINO, what limits embedding throughput.
+# - The design's speed targets, each beside the figure it is judged on.
+#
 # **Question.** Are the hot paths of the book fast, measured the only way that survives a shared or noisy machine:
 # as a ratio against a plain reference implementation timed in the same run, on the same data?
 #
@@ -23,21 +28,22 @@
 # None. The problem size follows the profile (`bench.size`: small for `smoke`, CPU-sized for `demo`, ViT-B/8 at
 # 224 px for `paper`). `dinoxfer bench --size demo` runs the same benchmarks from the command line.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "demo"
 overrides = {}
 runs_root = "../runs"
 force = False
 
-# %%
+# %% tags=["remove-input"]
 # %matplotlib inline
 from IPython.display import Markdown, display
 
 from dinoxfer_lib import pipeline
 from dinoxfer_lib.bench import BENCHMARKS, records, run_benchmarks, summary_table
 from dinoxfer_lib.provenance import device_description
-from dinoxfer_lib.report import performance
+from dinoxfer_lib.report import common, performance
 
+common.use_book_style()
 run = pipeline.open_run(profile, overrides, runs_root=runs_root, force=force)
 display(Markdown(f"Device of this run: **{device_description()}**; problem size: `{run.config.bench.size}`."))
 
@@ -151,6 +157,12 @@ display(Markdown(performance.embedding_reading(emb_gpu, emb_run)))
 
 # %%
 performance.target_table(measured, gpu_runs)
+
+# %% [markdown]
+# ## What this means
+
+# %%
+display(Markdown(performance.what_this_means(measured, gpu_runs)))
 
 # %% [markdown]
 # ## Summary

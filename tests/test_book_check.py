@@ -22,12 +22,15 @@ PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"><style>
 body {{ margin: 0; }} article.bd-article {{ width: 600px; margin-left: 100px; }}
 </style></head><body><main><article class="bd-article">
 <p>A chapter.</p><img src="ok.png" alt="a figure">
-<div style="overflow-x: auto"><table style="width: 1200px"><tr><td>a wide table in its own scroll box</td></tr>
-</table></div>
+<div style="overflow-x: auto"><table style="width: 500px"><tr><td>a table that fits its box</td></tr></table></div>
+<details><summary>more</summary><pre style="overflow-x: auto; white-space: pre-wrap">a long line that wraps
+</pre></details>
 {body}
 </article></main></body></html>"""
 BAD_BODY = f"""
 <div style="width: 900px">a figure wider than the column</div>
+<div style="overflow-x: auto"><table style="width: 1200px"><tr><td>a wide table in its own scroll box</td></tr>
+</table></div>
 <img src="missing.png"><img src="https://example.org/remote.png">
 <script>console.error("plot failed");</script>
 <div class="cell_output"><div class="output stderr"><pre>UserWarning: something</pre></div></div>
@@ -72,23 +75,13 @@ def test_checker_finds_every_kind_of_problem_and_passes_a_clean_page(tiny_book):
     details = "\n".join(f"{f.check}: {f.detail}" for f in bad.findings)
     assert "missing.png" in details and "example.org/remote.png" in details and "plot failed" in details
     assert "explorer 1: the tooltip of oc_0000 shows no image" in details
-    assert "too wide: <div> 300 px past the column" in details  # the table that scrolls in its own box is fine
+    assert "too wide: <div> 300 px past the column" in details
+    assert "cut off: <table> 600 px hidden to the right" in details  # it scrolls in its own box: still cut off
     assert bad.height > 2000 and good.height < 2000
     for report in (bad, good):
         assert report.screenshot.is_file() and report.screenshot.read_bytes()[:4] == b"\x89PNG"
     assert good.screenshot.parent == tiny_book.parent / "screenshots"
     assert "2 page(s); failed checks: " + ", ".join(CHECKS) in format_report(list(reports.values()))
-
-
-# What the smoke book still fails (issue 15 items 1-2 and a Jupyter Book quirk); the lead fixes the book and
-# removes the entry. The report of the run is in the xfail reason's test output (pytest -rx shows it).
-KNOWN_FAILURES = {
-    "console error": "every page: sphinx-thebe's inline script is included twice "
-                     "(Identifier 'THEBE_JS_URL' has already been declared)",
-    "stderr output": "02_pretraining: DINO's tqdm progress bars render as stderr blocks (issue 15 item 1)",
-    "machine path": "every chapter: the parameters cell shows runs_root (issue 15 item 1)",
-    "progress bar": "02_pretraining: the same tqdm bars (issue 15 item 1)",
-}
 
 
 @pytest.fixture(scope="module")
@@ -101,11 +94,7 @@ def smoke_book_reports(smoke_book, smoke_runs):
 
 @needs_browser
 @pytest.mark.slow
-@pytest.mark.parametrize("check", [
-    pytest.param(check, marks=pytest.mark.xfail(reason=KNOWN_FAILURES[check], strict=False))
-    if check in KNOWN_FAILURES else check
-    for check in CHECKS
-])
+@pytest.mark.parametrize("check", CHECKS)
 def test_smoke_book_pages_pass_in_a_browser(smoke_book_reports, check):
     failing = [r for r in smoke_book_reports if r.failed(check)]
     assert not failing, format_report(failing)

@@ -1,5 +1,6 @@
 """The runner executes jupytext notebooks with papermill, injects parameters, and stops clearly on a failure."""
 
+import os
 
 import nbformat
 import pytest
@@ -18,18 +19,22 @@ def write_notebook(folder, name, body):
 
 def test_parameters_are_injected_and_output_kept(tmp_path):
     nb_dir = tmp_path / "nbs"
-    write_notebook(nb_dir, "01_echo.py", "# %%\nprint(profile, overrides['seed'], force)\n")
+    write_notebook(nb_dir, "01_echo.py", "# %%\nimport os\nprint(profile, overrides['seed'], force, "
+                                         "os.environ.get('TQDM_DISABLE'))\n")
     stale = tmp_path / "runs" / "smoke" / ".scratch" / "a-0123abcd"  # what a killed run leaves
     stale.mkdir(parents=True)
-    said = []
+    said, outside = [], os.environ.get("TQDM_DISABLE")
     results = run_notebooks(
         profile="smoke", notebook_dir=nb_dir, runs_root=tmp_path / "runs", overrides={"seed": 4}, log=said.append
     )
+    assert os.environ.get("TQDM_DISABLE") == outside  # only the kernels' environment had it
     assert not stale.exists() and any(line.startswith(f"removed {stale}") for line in said)
     assert [r.name for r in results] == ["01_echo"]
     executed = nbformat.read(results[0].output, as_version=4)
     outputs = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "smoke 4 False" in outputs
+    assert "smoke 4 False 1" in outputs  # progress bars off in the kernel: none reaches the book
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected[0].metadata["tags"] == ["injected-parameters", "remove-cell"]  # runs_root stays off the page
     assert results[0].output == tmp_path / "runs" / "smoke" / "notebooks" / "01_echo.ipynb"
 
 

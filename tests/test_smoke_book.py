@@ -47,7 +47,9 @@ def test_book_builds_with_tables_and_rendered_figures(smoke_book):
     images = re.findall(r'<img[^>]+src="([^"]+)"', html)
     assert len(images) >= 5
     for src in images:
-        assert (page.parent / src).resolve().is_file(), src
+        if src.startswith("data:image/png;base64,"):  # inlined: the rest of a montage, in a toggle
+            continue
+        assert (page.parent / src).resolve().is_file(), src[:80]
     assert "Traceback" not in html
 
 

@@ -8,6 +8,8 @@ A page fails on (the names in :data:`CHECKS`):
 - ``too wide``: an element reaching past the right edge of the content column (Jupyter Book 1.x:
   ``article.bd-article``) that does not scroll inside a box of its own (``overflow-x: auto``/``scroll``), or a page
   that scrolls sideways;
+- ``cut off``: a table or code block wider than the box that shows it, so its right-hand part is hidden until the
+  reader scrolls sideways (tables inside closed toggles are opened for this check);
 - ``stderr output``: a cell output block of stderr or a traceback;
 - ``too tall``: a page taller than :data:`MAX_PAGE_HEIGHT_PX`;
 - ``machine path``: a path of the building machine (its run store, repository, home folder) in the text;
@@ -33,8 +35,9 @@ from dinoxfer_lib.checks.explorer import hover_point
 from dinoxfer_lib.errors import DinoxferError, StoreError
 from dinoxfer_lib.pl.explorer import IFRAME_CLASS
 
-CHECKS: tuple[str, ...] = ("missing image", "console error", "external request", "too wide", "stderr output",
-                           "too tall", "machine path", "progress bar", "kernel log", "explorer tooltip")
+CHECKS: tuple[str, ...] = ("missing image", "console error", "external request", "too wide", "cut off",
+                           "stderr output", "too tall", "machine path", "progress bar", "kernel log",
+                           "explorer tooltip")
 # A page taller than this is a wall of output, not a chapter: about 20 screens of a laptop.
 MAX_PAGE_HEIGHT_PX = 20_000
 # The reader's window: a laptop with the book's side bar open.
@@ -79,6 +82,31 @@ _WIDE_ELEMENTS_JS = """
   };
   const page = document.documentElement;
   return {elements: wide.map(describe), pageOverflow: page.scrollWidth - page.clientWidth};
+}
+"""
+
+# Run in the page: every table and code block of the content column whose box (the nearest ancestor, or itself, that
+# scrolls or clips sideways) holds more than it shows; closed toggles are opened first and closed again after.
+_CUT_OFF_JS = """
+([selector, tolerance]) => {
+  const column = document.querySelector(selector) || document.querySelector("main") || document.body;
+  const closed = [...column.querySelectorAll("details:not([open])")];
+  closed.forEach((d) => { d.open = true; });
+  const clips = (el) => ["auto", "scroll", "hidden", "clip"].includes(getComputedStyle(el).overflowX);
+  const cut = [];
+  for (const el of column.querySelectorAll("table, pre")) {
+    let box = el;
+    while (box && box !== column && !clips(box)) box = box.parentElement;
+    if (!box || box === column || cut.some((c) => c.box === box)) continue;
+    const hidden = box.scrollWidth - box.clientWidth;
+    if (hidden > tolerance) {
+      const text = (el.innerText || "").trim().replace(/\\s+/g, " ").slice(0, 60);
+      const quoted = text ? ` ("${text}")` : "";
+      cut.push({box, detail: `<${el.tagName.toLowerCase()}> ${hidden} px hidden to the right${quoted}`});
+    }
+  }
+  closed.forEach((d) => { d.open = false; });
+  return cut.map((c) => c.detail);
 }
 """
 
@@ -244,6 +272,8 @@ def _check_page(context, url: str, name: str, *, forbidden: Sequence[str], max_h
     findings += [Finding("too wide", detail) for detail in wide["elements"]]
     if wide["pageOverflow"] > WIDTH_TOLERANCE_PX:
         findings.append(Finding("too wide", f"the page scrolls sideways by {wide['pageOverflow']} px"))
+    findings += [Finding("cut off", detail) for detail in page.evaluate(_CUT_OFF_JS, [CONTENT_COLUMN,
+                                                                                      WIDTH_TOLERANCE_PX])]
 
     for block in page.locator(STDERR_OUTPUTS).all():
         first_line = next((line for line in block.inner_text().splitlines() if line.strip()), "(empty)")

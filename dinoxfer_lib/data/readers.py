@@ -24,12 +24,12 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from dinoxfer_lib.data.checks import MAX_PIXELS, common_pixel_type, read_header, read_image, to_pixel_type
 from dinoxfer_lib.data.classes import HPA_CHANNELS, HPA_CLASSES, HPA_KAGGLE_COLOURS, OPENCELL_CHANNELS, OPENCELL_CLASSES
 from dinoxfer_lib.data.dataset import ImageSet, ImageWriter
 from dinoxfer_lib.errors import ConfigError, DataError
+from dinoxfer_lib.progress import progress_bar
 
 # Physical pixel size of the OpenCell fields of view (paper, Table I: 0.102 µm).
 OPENCELL_PIXEL_SIZE_UM = 0.102
@@ -504,7 +504,7 @@ def _read_images(
     dtype = common_pixel_type(dtypes)
     size = sizes[0] if image_size is None else (image_size, image_size)
     with ImageWriter((len(entries), len(channel_names), *size), dtype, images_file) as writer:
-        for entry in tqdm(entries, desc=f"reading {desc}", disable=None, leave=False):
+        for entry in progress_bar(entries, desc=f"reading {desc}"):
             image = _load(entry, channel_names, dtype=dtype, max_pixels=max_pixels)
             writer.append(image if image_size is None else _resize(image, image_size))
         images = writer.finish()
@@ -518,7 +518,7 @@ def _check_headers(
     """The first pass: every listed file's header, before any pixel is decoded. Returns each image's ``(H, W)`` and
     the pixel types found."""
     sizes, dtypes = [], set()
-    for entry in tqdm(entries, desc=f"checking {desc} headers", disable=None, leave=False):
+    for entry in progress_bar(entries, desc=f"checking {desc} headers"):
         for path in entry.files:
             if not path.is_file():
                 raise DataError(f"{entry.where}: listed file {path} not found")

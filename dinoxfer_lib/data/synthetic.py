@@ -37,7 +37,6 @@ from types import ModuleType
 import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter
-from tqdm import tqdm
 
 from dinoxfer_lib.config import Config, DomainConfig
 from dinoxfer_lib.data.classes import (
@@ -59,6 +58,7 @@ from dinoxfer_lib.data.patterns import (
     render_er,
     smooth_noise,
 )
+from dinoxfer_lib.progress import progress_bar
 
 DEFAULT_SIZE = 64
 
@@ -463,7 +463,7 @@ def make_opencell_like(config: DomainConfig, *, seed: int) -> ImageSet:
     table = {c: (c, {}) for c in OPENCELL_CLASSES}
     images = np.empty((config.n_images, 2, size, size), np.uint16)
     n_cells = np.empty(config.n_images, int)
-    for i in tqdm(range(config.n_images), desc="OpenCell-like images", disable=None, leave=False):
+    for i in progress_bar(range(config.n_images), desc="OpenCell-like images"):
         field = make_field(rng, size, OPENCELL_STYLE, scale=scale)
         g = group[i]
         protein = _protein_signal(field, rng, label_sets[g], table, styles[g], floor=AUTOFLUORESCENCE,
@@ -582,7 +582,7 @@ def make_hpa_like(config: DomainConfig, *, seed: int) -> ImageSet:
                     rng.integers(0, config.n_cell_lines, n_fields))
     images = np.empty((n_fields * HPA_TILES**2, 4, size, size), np.uint16)
     n_cells = np.empty(len(images), int)
-    for f in tqdm(range(n_fields), desc="HPA-like fields", disable=None, leave=False):
+    for f in progress_bar(range(n_fields), desc="HPA-like fields"):
         field = make_field(rng, HPA_TILES * size, lines[line[f]], scale=scale)
         g = group[f]
         floor = _antibody_floor(field, rng, floors[g])
@@ -678,7 +678,7 @@ def make_natural(config: DomainConfig, *, seed: int) -> ImageSet:
     source = rng.permutation(source[: config.n_images])
     images = np.empty((config.n_images, 3, size, size), np.uint8)
     crops = []
-    for i, k in enumerate(tqdm(source, desc="natural crops", disable=None, leave=False)):
+    for i, k in enumerate(progress_bar(source, desc="natural crops")):
         images[i], crop = _random_crop(rng, photos[k], size)
         crops.append(crop)
     labels = np.eye(len(names), dtype=bool)[source]

@@ -38,7 +38,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from dinoxfer_lib.devices import raw_tensor, raw_to_float, synchronize
 from dinoxfer_lib.dino import distributed
@@ -56,6 +55,7 @@ from dinoxfer_lib.divergence import stop_on_divergence
 from dinoxfer_lib.errors import ConfigError, DataError
 from dinoxfer_lib.models.backbones import architecture, create_backbone
 from dinoxfer_lib.models.checkpoints import load_backbone_weights, save_backbone, weights_path
+from dinoxfer_lib.progress import progress_bar
 
 HISTORY_FILE = "history.csv"
 SUMMARY_FILE = "summary.json"
@@ -248,7 +248,7 @@ def train_dino(
     stop_after_epochs
         Raise :class:`TrainingInterrupted` after this many epochs of this call (tests: simulate a killed run).
     progress
-        Show a tqdm bar over the steps.
+        Show a progress bar over the steps (:mod:`dinoxfer_lib.progress`: in a book build, one summary line).
 
     Returns
     -------
@@ -332,8 +332,8 @@ def train_dino(
     rows_here = slice(rank * local_batch, (rank + 1) * local_batch)
     max_side = 2 * global_size
     total_steps = (config.epochs - start_epoch) * steps_per_epoch
-    bar = tqdm(total=total_steps, desc=f"{'DINOv2' if dinov2 else 'DINO'} {arch}", unit="step",
-               disable=not progress or rank != 0, leave=False)
+    what = f"{'DINOv2' if dinov2 else 'DINO'} {arch} on {n_images:,} images ({', '.join(channel_names)})"
+    bar = progress_bar(total=total_steps, desc=what, unit="step", enabled=progress and rank == 0, summary=True)
     patch_grid = (global_size // architecture(arch).patch_size,) * 2
     draw_masks = dinov2 and config.ibot_loss_weight > 0
     images_seen, warned, warm_from = 0, set(), None

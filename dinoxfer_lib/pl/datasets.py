@@ -21,8 +21,12 @@ from dinoxfer_lib.data.dataset import ImageSet
 from dinoxfer_lib.errors import DataError
 from dinoxfer_lib.pl.images import composite, default_mapping
 from dinoxfer_lib.pl.palettes import batch_colors
+from dinoxfer_lib.pl.style import FULL_WIDTH, SCREEN_HEIGHT, fit_width
 
 CELL_INCHES = 1.1  # side of one montage image: 17-28 rows stay on a page and remain readable
+_MONTAGE_TITLE, _MONTAGE_GAP = 0.5, 0.05  # inches: the 2-line title, between cells
+# Class rows of a montage that fit one laptop screen (the rest of a domain's classes go in a second montage).
+MONTAGE_ROWS_PER_SCREEN = int((SCREEN_HEIGHT - _MONTAGE_TITLE) // (CELL_INCHES + _MONTAGE_GAP))
 GRADE_COLOURS: dict[int, str] = {3: "#08519c", 2: "#6baed6", 1: "#c6dbef"}  # darker = more prominent
 MEAN_IMAGE_PERCENTILES = (1.0, 99.0)  # contrast of plate mean images: they are smooth, a mild clip suffices
 
@@ -49,7 +53,7 @@ def _pick_class_images(
 
 def _montage_grid(n_rows: int, n_cols: int) -> tuple[Figure, np.ndarray]:
     """Square cells of ``CELL_INCHES``, margins fixed in inches: the grid never shrinks into whitespace."""
-    label, title, gap, edge = 2.2, 0.5, 0.05, 0.05  # inches: row labels, 2-line title, between cells, edges
+    label, title, gap, edge = 2.2, _MONTAGE_TITLE, _MONTAGE_GAP, 0.05  # inches: row labels, title, gaps, edges
     width = label + n_cols * CELL_INCHES + (n_cols - 1) * gap + edge
     height = title + n_rows * CELL_INCHES + (n_rows - 1) * gap + edge
     fig = Figure(figsize=(width, height))
@@ -167,7 +171,7 @@ def plot_cooccurrence(cooc_frame: pd.DataFrame, *, ax: Axes | None = None) -> Fi
         From :func:`dinoxfer_lib.data.summary.label_cooccurrence` (counts or normalised).
     """
     k = len(cooc_frame)
-    fig, ax = _figure_and_axes(ax, figsize=(0.42 * k + 2.5, 0.38 * k + 1.5))
+    fig, ax = _figure_and_axes(ax, figsize=fit_width(0.42 * k + 2.5, 0.38 * k + 1.5))
     values = cooc_frame.to_numpy(dtype=float)
     off_diagonal = values[~np.eye(k, dtype=bool)]
     finite = off_diagonal[np.isfinite(off_diagonal)]
@@ -210,9 +214,10 @@ def plot_batch_effects(dataset: ImageSet, *, images_per_row: int = 8) -> Figure:
     colours = batch_colors(means)
     n_rows = math.ceil(len(means) / images_per_row)
     n_cols = min(len(means), images_per_row)
-    width = max(3.2 * dataset.n_channels, 1.3 * n_cols, 6.0)
-    fig = Figure(figsize=(width, 5.2 + 1.4 * n_rows), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[5.2, 1.4 * n_rows])
+    width = min(max(3.2 * dataset.n_channels, 1.3 * n_cols, 6.0), FULL_WIDTH)
+    image_row = min(1.4, width / n_cols + 0.3)
+    fig = Figure(figsize=(width, 5.2 + image_row * n_rows), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[5.2, image_row * n_rows])
 
     box_axes = top.subplots(2, dataset.n_channels, squeeze=False)
     for column, channel in enumerate(dataset.channel_names):
@@ -232,9 +237,10 @@ def plot_batch_effects(dataset: ImageSet, *, images_per_row: int = 8) -> Figure:
                     ax=ax,
                     fliersize=2,
                 )
-            ax.set_title(f"{channel}: per-image {statistic}", fontsize=9)
+            if statistic == "background":
+                ax.set_title(channel)
             ax.set_xlabel("plate" if statistic == "mean" else "")
-            ax.set_ylabel("intensity")
+            ax.set_ylabel(f"per-image {statistic}\n(intensity)" if column == 0 else "")
             ax.tick_params(axis="x", labelrotation=90 if len(means) > 6 else 0, labelsize=7)
 
     image_axes = bottom.subplots(n_rows, n_cols, squeeze=False).ravel()
@@ -272,7 +278,7 @@ def plot_split(split_summary_frame: pd.DataFrame) -> Figure:
     positions = np.arange(len(wide))
     offsets = np.linspace(-0.3, 0.3, len(subsets)) if len(subsets) > 1 else np.zeros(1)
 
-    fig = Figure(figsize=(9.5, 0.3 * len(wide) + 1.5), layout="constrained")
+    fig = Figure(figsize=(FULL_WIDTH, 0.3 * len(wide) + 1.5), layout="constrained")
     ax_prev, ax_diff = fig.subplots(1, 2, sharey=True)
     ax_prev.barh(positions, wide["all"], color="0.85", label="all")
     ax_diff.axvline(0, color="0.6", linewidth=0.8)

@@ -3,44 +3,55 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from dinoxfer_lib.pl.images import composite
+from dinoxfer_lib.pl.style import FULL_WIDTH
 
 
-def plot_training_curves(history: pd.DataFrame, *, out_dim: int | None = None) -> Figure:
+def plot_training_curves(history: pd.DataFrame | Mapping[str, pd.DataFrame], *, out_dim: int | None = None) -> Figure:
     """Loss, teacher entropy (against log K when ``out_dim`` is given), KL between the two global views' teacher
-    outputs, and the lr / weight-decay / teacher-momentum schedules, per step; collapsed steps shaded."""
-    fig = Figure(figsize=(11, 6), layout="constrained")
+    outputs, and the lr / weight-decay / teacher-momentum schedules, per step; collapsed steps shaded.
+
+    ``history`` is one run's per-step history, or several runs' by name (e.g. the domain each backbone trained on):
+    then each is one coloured line in every panel, and the schedules are those of the first.
+    """
+    runs = dict(history) if isinstance(history, Mapping) else {"": history}
+    fig = Figure(figsize=(FULL_WIDTH, 4.8), layout="constrained")
     axes = fig.subplots(2, 2, sharex=True).ravel()
-    step = history["step"]
-    axes[0].plot(step, history["loss"], lw=1)
+    for name, rows in runs.items():
+        step = rows["step"]
+        line = axes[0].plot(step, rows["loss"], lw=1, label=name or None)[0]
+        axes[1].plot(step, rows["teacher_entropy"], lw=1, color=line.get_color())
+        axes[2].plot(step, rows["kl_globals"], lw=1, color=line.get_color())
+        collapsed = rows["collapse"].fillna("").astype(str) != "" if "collapse" in rows else None
+        if collapsed is not None and collapsed.any():
+            for ax in axes[:3]:
+                ax.fill_between(step, 0, 1, where=collapsed, transform=ax.get_xaxis_transform(),
+                                color=line.get_color(), alpha=0.12, lw=0)
+    first = next(iter(runs.values()))
     axes[0].set_ylabel("DINO loss")
-    axes[1].plot(step, history["teacher_entropy"], lw=1, label="teacher entropy")
     if out_dim is not None:
         axes[1].axhline(math.log(out_dim), color="grey", ls="--", lw=1, label="log K (uniform)")
-    axes[1].set_ylabel("entropy (nats)")
-    axes[1].legend(fontsize=8)
-    axes[2].plot(step, history["kl_globals"], lw=1)
+        axes[1].legend()
+    axes[1].set_ylabel("teacher entropy (nats)")
     axes[2].set_ylabel("KL(teacher view 1 ‖ view 2)")
-    axes[3].plot(step, history["lr"] / max(history["lr"].max(), 1e-12), lw=1, label="lr / peak")
-    axes[3].plot(step, history["weight_decay"] / max(history["weight_decay"].max(), 1e-12), lw=1,
-                 label="weight decay / max")
-    axes[3].plot(step, history["teacher_momentum"], lw=1, label="teacher momentum")
-    axes[3].set_ylabel("schedules")
-    axes[3].legend(fontsize=8)
-    collapsed = history["collapse"].fillna("").astype(str) != "" if "collapse" in history else None
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        if collapsed is not None and collapsed.any():
-            ax.fill_between(step, 0, 1, where=collapsed, transform=ax.get_xaxis_transform(), color="red", alpha=0.1,
-                            label="collapse flagged")
+    step = first["step"]
+    axes[3].plot(step, first["lr"] / max(first["lr"].max(), 1e-12), lw=1, color="black", label="lr / peak")
+    axes[3].plot(step, first["weight_decay"] / max(first["weight_decay"].max(), 1e-12), lw=1, color="0.4",
+                 ls="--", label="weight decay / max")
+    axes[3].plot(step, first["teacher_momentum"], lw=1, color="0.6", ls=":", label="teacher momentum")
+    axes[3].set_ylabel("schedules" + (f" ({next(iter(runs))})" if len(runs) > 1 else ""))
+    axes[3].legend()
     for ax in axes[2:]:
         ax.set_xlabel("step")
+    if len(runs) > 1 or next(iter(runs)):
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=len(runs),
+                   title="trained on (shaded: steps flagged as collapsed)")
     return fig
 
 
@@ -57,7 +68,8 @@ def plot_attention_maps(images: np.ndarray, attention: np.ndarray, *, channel_na
         Names of the ``C`` channels (for the composite's colours).
     """
     b, heads = attention.shape[:2]
-    fig = Figure(figsize=(1.8 * (heads + 2), 1.9 * b), layout="constrained")
+    side = min(1.8, FULL_WIDTH / (heads + 2))  # ViT-B's 12 heads still fit the column
+    fig = Figure(figsize=(side * (heads + 2), (side + 0.1) * b + 0.2), layout="constrained")
     axes = fig.subplots(b, heads + 2, squeeze=False)
     extent = (0, images.shape[-1], images.shape[-2], 0)
     for i in range(b):
@@ -68,14 +80,15 @@ def plot_attention_maps(images: np.ndarray, attention: np.ndarray, *, channel_na
         for ax in axes[i]:
             ax.set_xticks([]), ax.set_yticks([])
     for j, title in enumerate(["image"] + [f"head {h}" for h in range(heads)] + ["mean"]):
-        axes[0, j].set_title(title, fontsize=9)
+        axes[0, j].set_title(title)
     return fig
 
 
 def plot_patch_pca(images: np.ndarray, pca_rgb: np.ndarray, *, channel_names: Sequence[str]) -> Figure:
     """Each image (composite) above its patch features' first three principal components as RGB (Cell-DINO)."""
     b = len(images)
-    fig = Figure(figsize=(1.9 * b, 4.0), layout="constrained")
+    side = min(1.9, FULL_WIDTH / b)
+    fig = Figure(figsize=(side * b, 2 * side + 0.2), layout="constrained")
     axes = fig.subplots(2, b, squeeze=False)
     extent = (0, images.shape[-1], images.shape[-2], 0)
     for i in range(b):
@@ -83,6 +96,6 @@ def plot_patch_pca(images: np.ndarray, pca_rgb: np.ndarray, *, channel_names: Se
         axes[1, i].imshow(pca_rgb[i][..., :3], extent=extent, interpolation="nearest")
         for ax in axes[:, i]:
             ax.set_xticks([]), ax.set_yticks([])
-    axes[0, 0].set_ylabel("image", fontsize=9)
-    axes[1, 0].set_ylabel("patch PCA → RGB", fontsize=9)
+    axes[0, 0].set_ylabel("image")
+    axes[1, 0].set_ylabel("patch PCA → RGB")
     return fig

@@ -7,6 +7,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from dinoxfer_lib.pl.images import composite
+from dinoxfer_lib.pl.style import FULL_WIDTH
 
 
 def plot_channel_strategies(image: np.ndarray, channel_names: tuple[str, ...]) -> Figure:
@@ -29,7 +30,8 @@ def plot_channel_strategies(image: np.ndarray, channel_names: tuple[str, ...]) -
         ("bag of channels (1-ch encoder)", stretched, [f"pass: {n}" for n in channel_names]),
     ]
     n_cols = max(len(panels) for _, panels, _ in rows)
-    fig = Figure(figsize=(1.9 * n_cols + 1.6, 2.0 * len(rows)), layout="constrained")
+    side = min(1.9, (FULL_WIDTH - 0.4) / n_cols)
+    fig = Figure(figsize=(side * n_cols + 0.4, (side + 0.35) * len(rows)), layout="constrained")
     axes = fig.subplots(len(rows), n_cols, squeeze=False)
     for r, (title, panels, captions) in enumerate(rows):
         for c in range(n_cols):
@@ -40,8 +42,8 @@ def plot_channel_strategies(image: np.ndarray, channel_names: tuple[str, ...]) -
                 continue
             panel = panels[c]
             ax.imshow(panel if panel.ndim == 3 else panel, cmap=None if panel.ndim == 3 else "gray", vmin=0, vmax=1)
-            ax.set_title(captions[c], fontsize=8)
-        axes[r, 0].set_ylabel(title, fontsize=9)
+            ax.set_title(captions[c], fontsize=7)
+        axes[r, 0].set_ylabel(title.replace(" → ", "\n→ "), fontsize=8)
     return fig
 
 

@@ -3,14 +3,17 @@ comparison, low-annotation curves, and Figure 2 (an image with its true and pred
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from dinoxfer_lib.pl.images import composite
+from dinoxfer_lib.pl.style import FULL_WIDTH
 
 APPROACH_COLOURS = {
     "channel mapping": "#2b8cbe",
@@ -41,7 +44,7 @@ def plot_f1_by_configuration(summary: pd.DataFrame, *, ax=None) -> Figure:
         if "paper_mean" in rows and rows["paper_mean"].notna().any():
             ax.errorbar(x, rows["paper_mean"], yerr=rows["paper_std"], fmt="D", mfc="white", mec="black",
                         ecolor="black", ms=6, capsize=2, label="paper" if j == 0 else None)
-    ax.set_xticks(range(len(groups)), groups)
+    ax.set_xticks(range(len(groups)), [textwrap.fill(str(group), 24) for group in groups])  # long weights labels
     ax.set_ylabel("test macro F1 (mean ± std over folds)")
     ax.set_ylim(0, 1)
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=5, fontsize=8, frameon=False)
@@ -50,10 +53,10 @@ def plot_f1_by_configuration(summary: pd.DataFrame, *, ax=None) -> Figure:
 
 def plot_per_class_f1(per_class: pd.DataFrame) -> Figure:
     """Heatmap of mean test F1, configurations × classes: which compartments each embedding gets right."""
-    fig = Figure(figsize=(0.45 * per_class.shape[1] + 3, 0.45 * per_class.shape[0] + 2), layout="constrained")
+    fig = Figure(figsize=(FULL_WIDTH, 0.35 * per_class.shape[0] + 2.2), layout="constrained")
     ax = fig.subplots()
     sns.heatmap(per_class, vmin=0, vmax=1, cmap="viridis", annot=per_class.shape[1] <= 20, fmt=".2f",
-                annot_kws={"fontsize": 7}, cbar_kws={"label": "test F1"}, ax=ax)
+                annot_kws={"fontsize": 6}, cbar_kws={"label": "test F1", "shrink": 0.8}, ax=ax)
     ax.set_xlabel("")
     ax.set_ylabel("")
     return fig
@@ -79,7 +82,7 @@ def plot_train_test_gap(summary: pd.DataFrame, *, ax=None) -> Figure:
 def plot_probe_comparison(frame: pd.DataFrame) -> Figure:
     """Test macro F1 of each probe (MLP, linear, k-NN) per embedding set, ±1 std over folds;
     ``frame`` is :func:`dinoxfer_lib.report.classifier.probe_comparison`."""
-    fig = Figure(figsize=(8, 0.6 * frame["set"].nunique() + 1.8), layout="constrained")
+    fig = Figure(figsize=(FULL_WIDTH, 0.6 * frame["set"].nunique() + 1.8), layout="constrained")
     ax = fig.subplots()
     sets, probes = list(dict.fromkeys(frame["set"])), list(dict.fromkeys(frame["probe"]))
     height = 0.8 / len(probes)
@@ -99,19 +102,23 @@ def plot_probe_comparison(frame: pd.DataFrame) -> Figure:
 def plot_low_label_curves(frame: pd.DataFrame) -> Figure:
     """Macro F1 against the fraction of training labels used (log axis), one line per embedding set, ±1 std over
     seeds and folds; ``frame`` is :func:`dinoxfer_lib.probes.low_label_curve` output with a ``set`` column."""
-    fig = Figure(figsize=(7, 4.2), layout="constrained")
+    fig = Figure(figsize=(FULL_WIDTH, 3.8), layout="constrained")
     ax = fig.subplots()
     sns.lineplot(frame, x="fraction", y="test_macro_f1", hue="set", marker="o", errorbar="sd", ax=ax)
     ax.set_xscale("log")
+    fractions = sorted(frame["fraction"].unique())
+    ax.set_xticks(fractions, [f"{f:.0%}" if f >= 0.01 else f"{f:.1%}" for f in fractions])
+    ax.minorticks_off()
     ax.set_xlabel("fraction of training labels")
     ax.set_ylabel("test macro F1")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     return fig
 
 
 def plot_prediction(image: np.ndarray, channel_names: Sequence[str], table: pd.DataFrame, *, title: str) -> Figure:
     """Figure 2 panel: composite (protein red, nucleus green), each channel alone, and the compartment table
     (``table``: class, true, predicted, probability) for one test image."""
-    fig = Figure(figsize=(11, 3.0), layout="constrained")
+    fig = Figure(figsize=(FULL_WIDTH, FULL_WIDTH / (2.6 + len(channel_names)) + 0.4), layout="constrained")
     axes = fig.subplots(1, 2 + len(channel_names), width_ratios=[1] * (1 + len(channel_names)) + [1.6])
     axes[0].imshow(composite(image, channel_names))
     axes[0].set_title("composite", fontsize=9)
@@ -153,7 +160,7 @@ def plot_probe_training(history: pd.DataFrame, *, probe: str = "mlp") -> Figure:
     """Training loss and validation macro F1 against epoch, one line per set (mean over folds): has the probe
     converged in the profile's epochs?"""
     rows = history[history["probe"] == probe]
-    fig = Figure(figsize=(10, 3.4), layout="constrained")
+    fig = Figure(figsize=(FULL_WIDTH, 3.2), layout="constrained")
     loss_ax, f1_ax = fig.subplots(1, 2)
     sns.lineplot(rows, x="epoch", y="loss", hue="set", errorbar=None, ax=loss_ax, legend=False)
     loss_ax.set_ylabel("training loss (BCE)")
@@ -161,6 +168,8 @@ def plot_probe_training(history: pd.DataFrame, *, probe: str = "mlp") -> Figure:
     sns.lineplot(monitored, x="epoch", y="val_macro_f1", hue="set", errorbar="sd", marker="o", ax=f1_ax)
     f1_ax.set_ylabel("validation macro F1")
     f1_ax.legend(fontsize=7)
+    for ax in (loss_ax, f1_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     return fig
 
 
@@ -170,12 +179,13 @@ def plot_error_gallery(images: np.ndarray, channel_names: Sequence[str], errors:
     n = len(errors)
     cols = min(4, max(n, 1))
     rows = int(np.ceil(n / cols)) or 1
-    fig = Figure(figsize=(3.0 * cols, 3.3 * rows), layout="constrained")
+    side = min(3.0, FULL_WIDTH / cols)
+    fig = Figure(figsize=(side * cols, (side + 0.4) * rows), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     for ax, (_, error) in zip(axes, errors.iterrows()):
         ax.imshow(composite(np.asarray(images[error["image"]]), channel_names))
-        ax.set_title(f"{error['class']}: {error['error']}\np = {error['probability']:.2f}; true: "
-                     f"{error['true labels'] or 'none'}", fontsize=7)
+        true = textwrap.fill(f"true: {error['true labels'] or 'none'}", 30)
+        ax.set_title(f"{error['class']}: {error['error']}, p = {error['probability']:.2f}\n{true}", fontsize=7)
     for ax in axes:
         ax.set_xticks([]), ax.set_yticks([])
     for ax in axes[n:]:

@@ -423,3 +423,35 @@ def _finding(text: str, rule: str, holds: pd.Series, measured: str) -> dict:
 
 def _untestable(text: str, why: str) -> dict:
     return {"finding (paper 004)": text, "rule": "—", "this run": why, "verdict": "not testable here"}
+
+
+def reading_note(em: Mapping, adapt) -> str:
+    """How to read this chapter honestly, for the data and the budget (``adapt``, the profile's section) this run
+    had: a profile that caps ``images_per_epoch`` gives the adapted backbones only a few steps."""
+    lines = []
+    if adapt.images_per_epoch is not None:
+        lines.append("On this run's CPU budget LoRA and full fine-tuning take a few dozen steps through the backbone "
+                     "(`adapt.images_per_epoch`) from the trained frozen head, so they can only nudge it: a regime "
+                     "that matches the frozen row says the budget was too small to tell, not that adaptation does not "
+                     "help. Few folds give a paired interval, but a wide one.")
+    if any(patches.synthetic for patches in em.values()):
+        lines.append("The EM pair here is the synthetic stand-in: the tables show that each part runs and is scored "
+                     "as 004 scores it, not what LoRA or joint training does to real EM data. The stand-ins were "
+                     "built to differ the way the real pair differs, so a representation mismatch is expected by "
+                     "construction; the segmentation findings are not built in.")
+    else:
+        lines.append("The EM pair is the real Lucchi++ and VNC data: the findings below are measured on them.")
+    return " ".join(lines)
+
+
+def what_this_means(differences: pd.DataFrame, findings: pd.DataFrame) -> str:
+    """The chapter's answer in two sentences: what adapting the backbone changed, and how much of 004 held here."""
+    resolved = differences[differences["resolved"]]
+    text = (f"Adapting the backbone changed test macro F1 by {differences['difference'].min():+.3f} to "
+            f"{differences['difference'].max():+.3f} against Table III's MLP on frozen features; "
+            f"{len(resolved)} of {len(differences)} differences are resolved by their paired interval.")
+    counts = findings["verdict"].value_counts()
+    text += " Of paper 004's findings, " + ", ".join(
+        f"{counts.get(verdict, 0)} {verdict}" for verdict in ("reproduced", "partly", "not reproduced",
+                                                             "not testable here")) + " in this run."
+    return text

@@ -17,7 +17,7 @@ import pandas as pd
 from dinoxfer_lib.data.dataset import ImageSet
 from dinoxfer_lib.data.summary import label_cooccurrence, label_frequency
 from dinoxfer_lib.errors import DataError
-from dinoxfer_lib.report.common import Skipped, describe_data
+from dinoxfer_lib.report.common import Skipped, Toggle, describe_data
 
 def summarize_domains(datasets: Sequence[ImageSet]) -> pd.DataFrame:
     """Our analogue of the paper's Table I: one column per dataset, computed from its images and labels.
@@ -151,11 +151,31 @@ def montage_note(dataset: ImageSet) -> str:
     """What the class montage of ``dataset`` shows: how its channels are drawn, and on the synthetic stand-ins
     which look-alikes were planted."""
     display = _DISPLAY.get(dataset.domain, f"channels {', '.join(dataset.channel_names)}")
-    text = (f"{describe_data(dataset).capitalize()}, drawn with {display}; each row shows images whose most "
+    described = describe_data(dataset)
+    text = (f"{described[:1].upper()}{described[1:]}, drawn with {display}; each row shows images whose most "
             "prominent label is that class.")
     if dataset.synthetic and dataset.domain in _SYNTHETIC_MONTAGE_NOTES:
         text += " " + _SYNTHETIC_MONTAGE_NOTES[dataset.domain]
     return text
+
+
+def class_montage(dataset: ImageSet, *, per_class: int, seed: int) -> list:
+    """The class montage of ``dataset`` as the chapter shows it: what it shows (:func:`montage_note`), the classes
+    that fit one screen, and the other classes in a toggle, so a domain with 28 classes does not fill four screens.
+    """
+    from IPython.display import Markdown
+
+    from dinoxfer_lib.pl.datasets import MONTAGE_ROWS_PER_SCREEN, plot_class_montage
+
+    classes = [name for k, name in enumerate(dataset.class_names) if (dataset.grades[:, k] > 0).any()]
+    first, rest = classes[:MONTAGE_ROWS_PER_SCREEN], classes[MONTAGE_ROWS_PER_SCREEN:]
+    shown = [Markdown(montage_note(dataset)), plot_class_montage(dataset, per_class=per_class, classes=first,
+                                                                 seed=seed)]
+    if rest:
+        name = {"opencell": "OpenCell", "hpa": "HPA", "natural": "natural-image"}.get(dataset.domain, dataset.domain)
+        shown.append(Toggle(f"The other {len(rest)} {name} classes",
+                            plot_class_montage(dataset, per_class=per_class, classes=rest, seed=seed)))
+    return shown
 
 
 def split_note(split_config) -> str:
@@ -193,3 +213,38 @@ def summary_points(datasets: Mapping[str, ImageSet]) -> str:
         "- The hold-out and the folds are stored in `runs/<profile>/splits/` with their provenance and reused by every "
         "later chapter.",
     ])
+
+
+def what_this_means(datasets: Mapping[str, ImageSet], split) -> str:
+    """The chapter's conclusion, from this run's data: how many test images the rarest class leaves, and how many
+    plates and proteins there are for later chapters to correct for and keep apart.
+
+    ``split`` is the OpenCell split by image (:func:`~dinoxfer_lib.pipeline.load_split`).
+    """
+    opencell = datasets["opencell"]
+    counts = pd.Series(opencell.labels.sum(axis=0), index=opencell.class_names)
+    present = counts[counts > 0]
+    in_test = pd.Series(opencell.labels[split.test].sum(axis=0), index=opencell.class_names)[present.index]
+    rarest = present.idxmin()
+    plates = _count_distinct(opencell.obs["batch"])
+    proteins = _count_distinct(opencell.obs["group"])
+    lines = [
+        f"- **Rare classes set the noise floor.** Of the {len(split.test):,} OpenCell test images, "
+        f"**{int(in_test[rarest])}** carry the rarest class ({rarest}; {int(present[rarest])} images in all), and "
+        f"{int((in_test < 10).sum())} of the {len(present)} classes present have fewer than 10 test images. Macro F1 "
+        "weighs each class equally, so a few images of a rare class move it visibly: later chapters report the "
+        "spread over fold models beside every F1, and a difference smaller than that spread is noise.",
+        f"- **Proteins repeat.** {len(opencell):,} images show {proteins:,} proteins "
+        f"({len(opencell) / max(proteins, 1):.1f} images per protein), so a split by image puts images of one "
+        "protein on both sides; the grouped split above is the check on what that is worth.",
+    ]
+    if plates >= 2:
+        lines.append(f"- **Plates differ.** The {plates} plates differ in background and brightness (the plate-effect "
+                     "figure): a probe could learn the plate instead of the biology, which is what the UMAP and "
+                     "Harmony chapter measures.")
+    else:
+        lines.append("- **No plates recorded.** These images name fewer than two plates, so there is no plate effect "
+                     "for the UMAP and Harmony chapter to correct.")
+    if opencell.synthetic:
+        lines.append("- These are the synthetic stand-ins: the counts describe this run's generator, not OpenCell.")
+    return "\n".join(lines)

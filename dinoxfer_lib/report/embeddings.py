@@ -10,7 +10,8 @@ from dinoxfer_lib.embedding_sets import EMBEDDING_SETS
 
 
 def embedding_table(embeddings: Mapping) -> pd.DataFrame:
-    """One row per embedding set: backbone source, strategy, feature, dimension and measured throughput."""
+    """One row per embedding set: strategy, the backbone it ran through (where its weights came from), feature,
+    dimension and measured throughput."""
     labels = {s.name: s for s in EMBEDDING_SETS}
     rows = []
     for name, adata in embeddings.items():
@@ -19,9 +20,8 @@ def embedding_table(embeddings: Mapping) -> pd.DataFrame:
         rows.append(
             {
                 "set": name,
-                "weights": spec.weights_label if spec else "",
                 "approach": spec.approach_label if spec else meta.get("strategy"),
-                "backbone source": meta.get("backbone", {}).get("source"),
+                "backbone": meta.get("backbone", {}).get("source"),
                 "feature": meta.get("feature"),
                 "images": adata.n_obs,
                 "dimension": adata.n_vars,
@@ -50,9 +50,10 @@ def backbone_table(backbones: Mapping, *, arch: str) -> pd.DataFrame:
 
 def backbone_note(backbones: Mapping) -> str:
     """A warning when any backbone is a random initialisation (no DINO run and no published weights yet)."""
-    random = [d for d, b in backbones.items() if b.source.startswith("random init")]
+    random = [d for d, b in backbones.items() if b.random]
     if not random:
-        return ":::{note}\nAll backbones carry trained weights (sources above).\n:::"
+        sources = "; ".join(f"{d}: {b.source}" for d, b in backbones.items())
+        return f":::{{note}}\nAll backbones carry trained weights ({sources}).\n:::"
     return (
         ":::{warning}\n**Untrained backbones.** No DINO run exists yet for "
         f"{', '.join(random)} in this profile's store, so those backbones are seeded random initialisations. "
@@ -86,3 +87,30 @@ def strategy_example(dataset) -> int:
 
     frequent = int(np.argmax(dataset.labels.sum(axis=0)))
     return int(np.argmax(dataset.grades[:, frequent]))
+
+
+def what_this_means(embeddings: Mapping, agreement: pd.DataFrame) -> str:
+    """The chapter's conclusion, from this run: the sets' widths, and whether their nearest neighbours share labels
+    more often than chance before any probe is trained (``agreement`` from
+    :func:`~dinoxfer_lib.tl.neighbours.agreement_table`)."""
+    widths = sorted({adata.n_vars for adata in embeddings.values()})
+    share = agreement["agreement"].astype(float)
+    chance = float(agreement["chance"].astype(float).mean())
+    best = share.idxmax()
+    lines = [f"- **{len(embeddings)} embedding sets** of {next(iter(embeddings.values())).n_obs:,} images each, "
+             f"{', '.join(map(str, widths))} features wide: the inputs of every probe in the next chapter."]
+    if share.max() > 1.5 * chance:
+        lines.append(f"- **Localisation is there before any label.** Up to {share.max():.2f} of an image's nearest "
+                     f"neighbours share a label with it (**{best}**), against {chance:.2f} for random pairs: the "
+                     "probe has structure to find.")
+    else:
+        lines.append(f"- **Little label structure without a probe.** At most {share.max():.2f} of an image's nearest "
+                     f"neighbours share a label (**{best}**), close to the {chance:.2f} of random pairs: expect low "
+                     "probe scores in the next chapter.")
+    if "agreement_other_proteins" in agreement:
+        other = agreement["agreement_other_proteins"].astype(float)
+        drop = float((share - other).mean())
+        lines.append(f"- **Protein identity.** Leaving out same-protein neighbours lowers the share by {drop:.2f} on "
+                     "average: that much of the neighbourhood is the protein itself, which a split by image lets a "
+                     "probe exploit and the grouped split does not.")
+    return "\n".join(lines)

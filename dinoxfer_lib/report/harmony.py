@@ -127,3 +127,31 @@ def reading_note(datasets: Mapping, backbones: Mapping) -> str:
                      "a random ViT preserves.")
     lines.append("The scores, not the pictures, say which case this run is in.")
     return " ".join(lines)
+
+
+def what_this_means(scores: pd.DataFrame, probe_change: pd.DataFrame) -> str:
+    """The chapter's conclusion, from this run's scores: whether Harmony mixed the plates, whether the labels kept
+    their neighbourhoods, and whether the probe noticed (``scores`` from
+    :func:`~dinoxfer_lib.tl.mixing.mixing_table`, ``probe_change`` from
+    :func:`~dinoxfer_lib.tl.harmony.probe_before_after`)."""
+    wide = scores.pivot(index="set", columns="space")
+    before, after = wide[("ilisi_scaled", "before Harmony")], wide[("ilisi_scaled", "after Harmony")]
+    if before.isna().all():
+        return ("- **Nothing to correct.** These images record no plate, so Harmony left the embeddings as they were "
+                "and the probe's scores are those of the previous chapter.")
+    mixing = float((after - before).mean())
+    labels = float((wide[("knn_label_accuracy", "after Harmony")] - wide[("knn_label_accuracy", "before Harmony")])
+                   .mean())
+    change, spread = probe_change["change"], probe_change["test_f1_std (before Harmony)"]
+    lines = [f"- **Plates.** Scaled iLISI {before.mean():.2f} → {after.mean():.2f} on average ({mixing:+.2f}): "
+             + ("Harmony mixed the plates." if mixing > 0.05 else
+                "the plates were mixed about as well before, so there was little plate effect left to remove."),
+             f"- **Labels.** k-NN label accuracy changed by {labels:+.3f} on average: "
+             + ("the localisation neighbourhoods survived the correction." if labels > -0.02 else
+                "the correction blurred localisation neighbourhoods, a sign it removed biology with the plates.")]
+    real = (change.abs() > 2 * spread).any()
+    lines.append(f"- **The probe.** Its macro F1 changed by {change.min():+.3f} to {change.max():+.3f}; "
+                 + ("for some sets more than twice the fold spread: see the table above for which."
+                    if real else "within twice the fold spread for every set, so Harmony neither helps nor hurts "
+                    "the paper's probe here."))
+    return "\n".join(lines)

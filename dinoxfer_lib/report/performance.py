@@ -149,3 +149,21 @@ def embedding_reading(result: dict, run: GpuRecord) -> str:
             text += f" ({preprocess:.1f} ms against the encoder's {encoder_ms:.0f} ms per batch of 256; one profile)"
         text += "."
     return text
+
+
+def what_this_means(measured: list[dict], runs: list[GpuRecord]) -> str:
+    """The chapter's conclusion: which benchmarks beat their reference in this run, and how many GPU targets the
+    figures they are judged on meet (:func:`target_table`)."""
+    faster = [r["benchmark"] for r in measured if r.get("ratio") is not None and r["ratio"] > 1]
+    slower = [r["benchmark"] for r in measured if r.get("ratio") is not None and r["ratio"] <= 1]
+    device = measured[0]["device"] if measured else "this machine"
+    lines = [f"- **This run ({device}).** " + (f"{', '.join(faster)} beat their reference" if faster else
+                                               "No benchmark beat its reference")
+             + (f"; {', '.join(slower)} did not" if slower else "") + ", measured side by side on the same data."]
+    targets = target_table(measured, runs).xs("GPU", level="where")
+    judged = targets[targets["met"] != "—"]
+    met = int((judged["met"] == "✓").sum())
+    lines.append(f"- **GPU targets.** {met} of the {len(judged)} targets with a figure to judge are met"
+                 + (f"; {len(targets) - len(judged)} have none yet" if len(judged) < len(targets) else "")
+                 + ". The targets table above names the machine and date of each figure.")
+    return "\n".join(lines)

@@ -103,3 +103,29 @@ def image_title(dataset: ImageSet, image: int) -> str:
 def errors_with_ids(errors: pd.DataFrame, dataset: ImageSet) -> pd.DataFrame:
     """:func:`confident_errors` with each image's id beside its row number."""
     return errors.assign(image_id=dataset.obs["image_id"].to_numpy()[errors["image"]] if len(errors) else [])
+
+
+def what_this_means(result: ProbeResult, labels: np.ndarray, *, set_name: str, fold: int,
+                    threshold: float = 0.5, probe: str = "mlp") -> str:
+    """The chapter's conclusion, from the shown fold model's test predictions: how many images it gets exactly
+    right, whether it errs by missing labels or by adding them, and how sure it is when wrong."""
+    probs = result.probs(set_name, probe)[fold]  # (n_test, K)
+    truth = labels[result.test_index]
+    predicted = probs >= threshold
+    exact = (predicted == truth).all(axis=1)
+    missed, added = int((truth & ~predicted).sum()), int((~truth & predicted).sum())
+    none = int((~predicted.any(axis=1)).sum())
+    lines = [f"- **Exact matches.** The model shown gets {int(exact.sum())} of {len(exact)} test images exactly right "
+             f"({exact.mean():.0%}); {none} images get no label at all.",
+             f"- **How it errs.** It misses {missed} true label{'s' * (missed != 1)} and adds {added} false "
+             f"one{'s' * (added != 1)}: "
+             + ("it errs mostly by leaving labels out, as a probe does whose probabilities stay below the threshold "
+                "(the tuned thresholds in *Classifier and results* address that)." if missed > added else
+                "it errs mostly by adding labels, predicting look-alike or co-occurring compartments.")]
+    wrong = predicted != truth
+    if wrong.any():
+        margin = np.abs(probs - threshold)[wrong]
+        lines.append(f"- **Confidence when wrong.** Its wrong decisions sit a median {np.median(margin):.2f} and at "
+                     f"most {margin.max():.2f} from the threshold; {int((margin > 0.4).sum())} are confident (more "
+                     "than 0.4 away). A probe that errs only near the threshold is unsure rather than misled.")
+    return "\n".join(lines)

@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from dinoxfer_lib.errors import DataError, MissingField
+from dinoxfer_lib.progress import progress_bar
 from dinoxfer_lib.tl.config import AnalysisConfig
 from dinoxfer_lib.tl.reduce import pca, umap_layout
 
@@ -111,7 +111,7 @@ def correct_embeddings(embeddings: Mapping, config: AnalysisConfig, *, seed: int
     """
     config.validate("analysis")
     out = {}
-    for name, adata in tqdm(embeddings.items(), desc="PCA, Harmony, UMAP", unit="set", disable=None, leave=False):
+    for name, adata in progress_bar(embeddings.items(), desc="PCA, Harmony, UMAP", unit="set"):
         adata = adata.copy()
         seconds = {}
         started = time.perf_counter()

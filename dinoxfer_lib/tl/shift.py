@@ -30,9 +30,9 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
-from tqdm import tqdm
 
 from dinoxfer_lib.errors import DataError
+from dinoxfer_lib.progress import progress_bar
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -182,8 +182,7 @@ def shift_tables(
     """
     started = time.perf_counter()
     frechet, probes = [], []
-    for backbone, per_domain in tqdm(embeddings.items(), desc="domain shift", unit="backbone", disable=None,
-                                     leave=False):
+    for backbone, per_domain in progress_bar(embeddings.items(), desc="domain shift", unit="backbone"):
         frechet.append(frechet_table(per_domain, resamples=resamples, seed=seed).assign(backbone=backbone))
         probes.append(domain_probe_table(per_domain, folds=folds, seed=seed).assign(backbone=backbone))
     frechet_all, probe_all = pd.concat(frechet, ignore_index=True), pd.concat(probes, ignore_index=True)
