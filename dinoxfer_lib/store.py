@@ -85,6 +85,9 @@ class ArtifactStore:
     def __init__(self, root: str | os.PathLike, profile: str) -> None:
         self.root = Path(root).resolve() / profile
         self.profile = profile
+        # Stages this store object recomputed under ``force``: forced once per run, then reused like any other
+        # (a stage several later stages depend on would otherwise be recomputed for each of them).
+        self._forced: set[str] = set()
 
     def path(self, stage: str) -> Path:
         return self.root / stage
@@ -126,6 +129,7 @@ class ArtifactStore:
         ``{"table_sha256": "annotations.csv changed"}``).
         """
         final = self.path(stage)
+        force = force and stage not in self._forced
         cfg_hash = config_hash(config)
         input_hashes = {a.name: a.hash for a in inputs}
         existing = self._read_provenance(final)
@@ -183,6 +187,8 @@ class ArtifactStore:
             _publish(scratch, final)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+        if force:
+            self._forced.add(stage)
         self._log(stage, "computed", cfg_hash, reason=reason)
         return Artifact(stage, final, provenance, reused=False, reason=reason)
 

@@ -216,3 +216,14 @@ def test_stale_scratch_is_removed_at_start_but_not_a_live_run_s(tmp_path, capsys
     assert removed == [scratch / "a-00000000.retired", killed] and live.is_dir()
     store.run_stage("embeddings/b", writer("x", []), config={})  # its next computation removes it
     assert not live.exists() and "removed" in capsys.readouterr().out
+
+
+def test_force_recomputes_a_stage_once_per_run(tmp_path):
+    """Chapter 02 asks for dino/opencell twice (its own runs, then trained vs random): --force trains it once."""
+    store, calls = ArtifactStore(tmp_path, "p"), []
+    write = lambda folder: calls.append(folder) or (folder / "out.txt").write_text("x")  # noqa: E731
+    store.run_stage("a", write, config={})
+    assert not store.run_stage("a", write, config={}, force=True).reused
+    assert store.run_stage("a", write, config={}, force=True).reused
+    assert len(calls) == 2
+    assert not ArtifactStore(tmp_path, "p").run_stage("a", write, config={}, force=True).reused  # a new run forces again
