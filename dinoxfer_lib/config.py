@@ -20,7 +20,7 @@ from typing import Any, Literal, Mapping
 import yaml
 
 from dinoxfer_lib.errors import ConfigError, require_config as _require
-from dinoxfer_lib.dino.config import DinoConfig
+from dinoxfer_lib.dino.config import DINOv2BackbonesConfig, DinoConfig
 from dinoxfer_lib.probes.config import ProbeConfig
 from dinoxfer_lib.tl.config import AnalysisConfig
 
@@ -161,6 +161,7 @@ class Config:
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     dino: DinoConfig = field(default_factory=DinoConfig)
+    dinov2: DINOv2BackbonesConfig = field(default_factory=DINOv2BackbonesConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
 
@@ -171,6 +172,7 @@ class Config:
         self.embed.validate("embed")
         self.probe.validate("probe")
         self.dino.validate("dino")
+        self.dinov2.validate("dinov2")
         self.analysis.validate("analysis")
 
     def to_dict(self) -> dict[str, Any]:

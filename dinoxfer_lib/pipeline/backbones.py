@@ -1,9 +1,11 @@
-"""The backbone pretrained on each domain, as ``embed.<domain>_weights`` asks for it.
+"""The backbone pretrained on each domain, as ``embed.<domain>_weights`` asks for it, and the DINOv2 backbones.
 
 ``store`` = this run's own DINO stage ``dino/<domain>``; a registered name (``dino_vitb8_imagenet``,
-``dino4cells_hpa_fov``) = published weights from the download cache; anything else = a checkpoint path. A
-:class:`ResolvedBackbone` carries the model with what its input slots mean, how its inputs are normalised, and
-where its weights came from, so every stage that embeds with it records that in its provenance.
+``dino4cells_hpa_fov``) = published weights from the download cache; anything else = a checkpoint path. The DINOv2
+backbones (``cell_dino``, ``cell_dino_plus``, ``dino_boc``; ``dinov2.backbones``) always come from this run's stage
+``dino/<name>``. A :class:`ResolvedBackbone` carries the model with what its input slots mean, how its inputs are
+normalised, and where its weights came from, so every stage that embeds with it records that in its provenance.
+Until a backbone's stage exists it is a seeded random initialisation, labelled as such.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from torch import nn
 from dinoxfer_lib.config import Config
 from dinoxfer_lib.data.classes import HPA_CHANNELS, NATURAL_CHANNELS, OPENCELL_CHANNELS
 from dinoxfer_lib.dino.checkpoint import BACKBONE_FILE
-from dinoxfer_lib.errors import StoreError
+from dinoxfer_lib.dino.config import DINOV2_BACKBONES
+from dinoxfer_lib.errors import ConfigError, StoreError
 from dinoxfer_lib.models.backbones import IMAGENET_MEAN, IMAGENET_STD, PRETRAINED, create_backbone
 from dinoxfer_lib.models.checkpoints import build_backbone
 from dinoxfer_lib.pipeline.run import DOMAINS, Run
@@ -25,6 +28,10 @@ from dinoxfer_lib.store import ArtifactStore
 
 # What each input channel of a backbone trained here on the domain's images means.
 DOMAIN_CHANNELS = {"opencell": OPENCELL_CHANNELS, "hpa": HPA_CHANNELS, "natural": NATURAL_CHANNELS}
+# ... and of every backbone this run can train: Cell-DINO(+) read the HPA-like channels, DINO BoC one channel of any
+# kind.
+BACKBONE_CHANNELS = {**DOMAIN_CHANNELS, "cell_dino": HPA_CHANNELS, "cell_dino_plus": HPA_CHANNELS,
+                     "dino_boc": ("channel",)}
 
 
 @dataclass(frozen=True)
@@ -35,7 +42,7 @@ class ResolvedBackbone:
     input of every stage that embeds with them, so retraining recomputes those stages.
     """
 
-    domain: str
+    domain: str  # the pretraining domain, or the DINOv2 backbone's name
     model: nn.Module
     slots: tuple[str, ...]
     mean: tuple[float, ...] | None
@@ -63,15 +70,16 @@ def _photo_norm(domain: str) -> tuple[tuple[float, ...] | None, tuple[float, ...
 def random_backbone(config: Config, domain: str, *, channels: tuple[str, ...]) -> ResolvedBackbone:
     """The profile's architecture with seeded random weights: the stand-in before DINO has run, and the baseline a
     DINO-trained backbone must beat."""
-    seed = config.seed + ("natural", "hpa", "opencell").index(domain)
+    seed = config.seed + ("natural", "hpa", "opencell", *DINOV2_BACKBONES).index(domain)
     torch.manual_seed(seed)
     model = create_backbone(config.embed.arch, in_chans=len(channels), img_size=config.embed.img_size).eval()
     return ResolvedBackbone(domain, model, channels, *_photo_norm(domain), f"random init (seed {seed})", None)
 
 
 def resolve_backbone(config: Config, store: ArtifactStore, domain: str, *, channels: tuple[str, ...]) -> ResolvedBackbone:
-    """The backbone pretrained on ``domain`` as the profile asks for it (see ``embed.<domain>_weights``)."""
-    weights = getattr(config.embed, f"{domain}_weights")
+    """The backbone pretrained on ``domain`` as the profile asks for it (see ``embed.<domain>_weights``), or the
+    DINOv2 backbone of that name as this run trained it."""
+    weights = "store" if domain in DINOV2_BACKBONES else getattr(config.embed, f"{domain}_weights")
     if weights == "store":
         stage = f"dino/{domain}"
         try:
@@ -91,5 +99,9 @@ def resolve_backbone(config: Config, store: ArtifactStore, domain: str, *, chann
 
 
 def load_backbones(run: Run, domains: tuple[str, ...] = DOMAINS) -> dict[str, ResolvedBackbone]:
-    """The backbone pretrained on each of ``domains``, as ``embed.<domain>_weights`` asks (store, published, path)."""
-    return {d: resolve_backbone(run.config, run.store, d, channels=DOMAIN_CHANNELS[d]) for d in domains}
+    """The backbone pretrained on each of ``domains``, as ``embed.<domain>_weights`` asks (store, published, path);
+    a DINOv2 backbone's name (``cell_dino``, ...) gives this run's."""
+    unknown = [d for d in domains if d not in BACKBONE_CHANNELS]
+    if unknown:
+        raise ConfigError(f"unknown backbone {unknown[0]!r}: expected one of {', '.join(BACKBONE_CHANNELS)}")
+    return {d: resolve_backbone(run.config, run.store, d, channels=BACKBONE_CHANNELS[d]) for d in domains}

@@ -1,6 +1,7 @@
-"""Stages ``embeddings/<set>`` (Table III: the OpenCell images through each backbone and channel strategy) and
+"""Stages ``embeddings/<set>`` (Table III: the OpenCell images through each backbone and channel strategy),
+``hpa_embeddings/<set>`` (the HPA-like images through the cell-line task's sets) and
 ``domain_embeddings/<backbone>/<domain>`` (every domain's images through every backbone, for the domain-shift
-chapter). Both are one stage kind, :func:`make_embeddings`: images of one domain, a backbone, a channel strategy.
+chapter). All are one stage kind, :func:`make_embeddings`: images of one domain, a backbone, a channel strategy.
 
 Why the domain embeddings use the bag of channels, averaged, is in *Deviations and choices* (Embeddings).
 """
@@ -14,8 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from dinoxfer_lib.data.dataset import load_imageset
-from dinoxfer_lib.embedding_sets import EMBEDDING_SETS
-from dinoxfer_lib.errors import ConfigError
+from dinoxfer_lib.embedding_sets import CELL_LINE_SETS, EmbeddingSet, embedding_sets
 from dinoxfer_lib.pipeline.backbones import ResolvedBackbone, load_backbones
 from dinoxfer_lib.pipeline.data import make_dataset
 from dinoxfer_lib.pipeline.run import DOMAINS, Run
@@ -45,9 +45,10 @@ def make_embeddings(
     """Stage ``stage``: the images of ``domain`` (all, or a seeded sample of ``max_images``) through ``backbone``
     with channel ``strategy``, as an AnnData ``embeddings.h5ad`` (see :func:`~dinoxfer_lib.embed.extract_embeddings`).
 
-    ``bag_of_channels`` runs each channel alone through the backbone's single-channel copy (patch filters summed over
-    its input slots) and combines the channels by ``reduce`` (default ``embed.bag_reduce``); ``slot_table`` is for
-    ``mapping``. Recomputed when the images, the backbone's weights, ``embed.*`` or these arguments change.
+    ``bag_of_channels`` runs each channel alone through the backbone (a single-channel encoder as DINO BoC trains one,
+    else its single-channel copy: patch filters summed over its input slots) and combines the channels by ``reduce``
+    (default ``embed.bag_reduce``); ``slot_table`` is for ``mapping``. Recomputed when the images, the backbone's
+    weights, ``embed.*`` or these arguments change.
     """
     from dinoxfer_lib.embed import extract_embeddings
     from dinoxfer_lib.models.channels import make_encoder, single_channel_copy
@@ -62,7 +63,7 @@ def make_embeddings(
         if max_images is not None:
             dataset = dataset.subset(sample_indices(len(dataset), max_images=max_images, seed=run.config.seed))
         model, slots, mean, std = backbone.model, backbone.slots, backbone.mean, backbone.std
-        if strategy == "bag_of_channels":
+        if strategy == "bag_of_channels" and model.patch_embed.proj.in_channels > 1:
             model, slots, mean, std = single_channel_copy(model), ("any",), None, None
         encoder = make_encoder(
             strategy, model, target_channels=dataset.channel_names, slots=slots, slot_table=slot_table,
@@ -89,14 +90,27 @@ def make_embeddings(
 def table_iii_embeddings(run: Run, names: tuple[str, ...] | None = None, *,
                          backbones: Mapping[str, ResolvedBackbone] | None = None,
                          stage_suffix: str = "") -> dict[str, Artifact]:
-    """Stage ``embeddings/<set><stage_suffix>`` of each Table III set (all of them, or ``names``), with the
-    profile's backbones unless ``backbones`` (pretraining domain -> backbone) replaces them."""
-    sets = [s for s in EMBEDDING_SETS if names is None or s.name in names]
+    """Stage ``embeddings/<set><stage_suffix>`` of each Table III set of the run (all of them, or ``names``), with
+    the profile's backbones unless ``backbones`` (backbone name -> backbone) replaces them."""
+    sets = embedding_sets(run.config.dinov2.backbones, names)
+    return _set_embeddings(run, sets, domain="opencell", stage=lambda name: f"embeddings/{name}{stage_suffix}",
+                           backbones=backbones)
+
+
+def cell_line_embeddings(run: Run) -> dict[str, Artifact]:
+    """Stage ``hpa_embeddings/<set>`` of each set of the cell-line task the run has (:data:`CELL_LINE_SETS`): the
+    HPA-like images embedded the way the set embeds OpenCell's."""
+    sets = embedding_sets(run.config.dinov2.backbones, CELL_LINE_SETS)
+    return _set_embeddings(run, sets, domain="hpa", stage=lambda name: f"hpa_embeddings/{name}")
+
+
+def _set_embeddings(run: Run, sets: tuple[EmbeddingSet, ...], *, domain: str, stage,
+                    backbones: Mapping[str, ResolvedBackbone] | None = None) -> dict[str, Artifact]:
     backbones = backbones or load_backbones(run, tuple(dict.fromkeys(s.pretraining for s in sets)))
     return {
         spec.name: make_embeddings(
-            run, f"embeddings/{spec.name}{stage_suffix}", domain="opencell", backbone=backbones[spec.pretraining],
-            strategy=spec.strategy, slot_table=spec.slot_table, description={"set": spec.name},
+            run, stage(spec.name), domain=domain, backbone=backbones[spec.pretraining], strategy=spec.strategy,
+            slot_table=spec.slot_table, description={"set": spec.name},
         )
         for spec in sets
     }
@@ -109,10 +123,9 @@ def load_embeddings(run: Run, names: tuple[str, ...] | None = None) -> dict:
 
 def domain_embeddings(run: Run, backbone_domain: str, domains: tuple[str, ...] = DOMAINS) -> dict[str, Artifact]:
     """Stage ``domain_embeddings/<backbone_domain>/<domain>`` of each of ``domains``: a seeded sample of at most
-    ``analysis.max_images_per_domain`` images through the backbone pretrained on ``backbone_domain``, bag of
-    channels averaged (the same input path for every domain, whatever its channels)."""
-    if backbone_domain not in DOMAINS:
-        raise ConfigError(f"unknown backbone {backbone_domain!r}: expected one of {', '.join(DOMAINS)}")
+    ``analysis.max_images_per_domain`` images through the backbone pretrained on ``backbone_domain`` (or the DINOv2
+    backbone of that name), bag of channels averaged (the same input path for every domain, whatever its
+    channels)."""
     backbone = load_backbones(run, (backbone_domain,))[backbone_domain]
     return {
         domain: make_embeddings(
