@@ -63,8 +63,8 @@ display(Markdown(report_embeddings.backbone_note(backbones)))
 # OpenCell images have two channels (protein, nucleus). *Channel mapping* places each in the input slot with the
 # same meaning and leaves the others black: one forward pass. *Channel replication* copies each channel alone into
 # every slot, embeds it separately and concatenates the embeddings (2 × the width). *Bag of channels* passes each
-# channel through a single-channel encoder (here: the HPA backbone with its patch-embedding filters summed over
-# input channels) and concatenates. Every channel is first scaled to [0, 1] between its own 1st and 99.8th
+# channel through a single-channel encoder (DINO BoC, trained on single channels of every domain in *DINO
+# pretraining*) and concatenates. Every channel is first scaled to [0, 1] between its own 1st and 99.8th
 # percentile in each image; backbones trained on photographs then get ImageNet's mean and standard deviation.
 
 # %%
@@ -74,7 +74,9 @@ pl_embeddings.plot_channel_strategies(opencell.images[example], opencell.channel
 # %% [markdown]
 # ## The embedding sets
 #
-# One set per row of the paper's Table III, plus bag of channels. Throughput is measured by this run on its device.
+# One set per row of the paper's Table III, plus one per DINOv2 backbone the profile trains (`dinov2.backbones`):
+# Cell-DINO and Cell-DINO+ read the OpenCell channels by channel mapping into their HPA slots, DINO BoC encodes each
+# channel alone. Throughput is measured by this run on its device.
 
 # %%
 embeddings = pipeline.load_embeddings(run)

@@ -66,7 +66,8 @@ table = classifier.table_iii(by_image)
 # ## Table III
 #
 # Test macro F1, mean ± std over the five fold models (sample std, ddof = 1), with the paper's value beside it. The
-# bag-of-channels row is this book's extension; the paper has no value for it.
+# rows after the paper's five are this book's DINOv2 backbones (Cell-DINO, Cell-DINO+, DINO BoC; see *DINO
+# pretraining*); the paper has no value for them.
 
 # %%
 classifier.format_table_iii(table)
