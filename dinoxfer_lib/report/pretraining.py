@@ -137,12 +137,16 @@ def objectives_note(differences: pd.DataFrame, *, synthetic: bool) -> str:
     for _, row in differences.iterrows():
         resolved = row["low"] > 0 or row["high"] < 0
         verdict = ("higher" if row["difference"] > 0 else "lower") if resolved else "not resolved from 0"
-        lines.append(f"{row['task']}, {row['choice']}: {row['difference']:+.3f} macro F1 ({level} t-interval over "
-                     f"{row['folds']} folds {row['low']:+.3f} to {row['high']:+.3f}; {verdict}).")
+        lines.append(f"{row['task']}, {row['choice']}: {_signed(row['difference'])} macro F1 ({level} t-interval "
+                     f"over {row['folds']} folds {_signed(row['low'])} to {_signed(row['high'])}; {verdict}).")
     if synthetic:
         lines.append("On the synthetic stand-ins and a few hundred CPU steps these differences say how the objectives "
                      "behave at this budget, not which is better on real microscopy.")
     return " ".join(lines)
+
+
+def _signed(value: float) -> str:
+    return f"{round(value, 3) + 0.0:+.3f}"  # + 0.0 turns a rounded -0.0 into 0.0
 
 
 NO_CELL_LINES = ("The HPA images of this profile name no cell line (the HPA Kaggle images do not): the cell-line task "
