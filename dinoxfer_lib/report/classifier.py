@@ -23,7 +23,7 @@ def table_iii(result: ProbeResult, *, probe: str = "mlp", threshold: str | None 
     """Table III: one row per embedding set, our test macro F1 (mean ± std over fold models) beside the paper's.
 
     Columns: ``weights``, ``approach`` (the paper's labels), ``set``, ``test_f1_mean``, ``test_f1_std``,
-    ``paper_mean``, ``paper_std`` (NaN where the paper has no row: the bag-of-channels extension),
+    ``paper_mean``, ``paper_std`` (NaN where the paper has no row: the DINOv2 rows Cell-DINO, Cell-DINO+, DINO BoC),
     ``val_f1_mean``, ``train_f1_mean``, ``folds``.
     """
     table = result.table(threshold=threshold)
