@@ -170,13 +170,13 @@ pl_dino.plot_objective_curves({name: r.history for name, r in {**dino_runs, **di
 # %% [markdown]
 # ### Where do they look?
 #
-# Last-block CLS attention, averaged over heads, of the backbones that read the HPA-like images, on the same four
-# images; DINO BoC sees the protein channel alone.
+# Last-block CLS attention, averaged over heads, of the backbones this run trained on the HPA-like images, on the
+# same four images; DINO BoC sees the protein channel alone.
 
 # %%
 hpa = datasets["hpa"]
 hpa_backbones = pipeline.load_backbones(run, ("hpa", *run.config.dinov2.backbones))
-attention = inspect.mean_attention({name: b.model for name, b in hpa_backbones.items()}, hpa.images[:4],
+attention = inspect.mean_attention(pretraining.attention_backbones(hpa_backbones, hpa.channel_names), hpa.images[:4],
                                    img_size=run.config.embed.img_size, channel_names=hpa.channel_names)
 pl_dino.plot_attention_comparison(hpa.images[:4], attention, channel_names=hpa.channel_names)
 

@@ -94,3 +94,28 @@ def test_cell_line_table_labels_and_orders_the_sets():
     table = pretraining.cell_line_table(result)
     assert list(table.index) == ["imagenet_replication", "dino_boc"]  # Table III order
     assert table.loc["imagenet_replication"].tolist() == ["ImageNet-1k", "channel replication", "0.700 ± 0.141"]
+
+
+def test_attention_compares_the_backbones_that_read_the_images_as_they_come():
+    import torch
+
+    from dinoxfer_lib.dino.inspect import cls_attention, mean_attention, prepare_images
+    from dinoxfer_lib.models.backbones import create_backbone
+    from dinoxfer_lib.pipeline.backbones import ResolvedBackbone
+
+    channels = ("protein", "microtubules", "nucleus", "er")
+    torch.manual_seed(0)
+    joint, single = (create_backbone("vit_micro", in_chans=c, img_size=16) for c in (4, 1))
+    backbones = {
+        "cell_dino": ResolvedBackbone("cell_dino", joint, channels, None, None, "dino/cell_dino (this run)", "x"),
+        "dino_boc": ResolvedBackbone("dino_boc", single, ("channel",), None, None, "dino/dino_boc (this run)", "y"),
+        "dino4cells": ResolvedBackbone("hpa", joint, ("nucleus", "protein", "microtubules", "er"), None, None,
+                                       "dino4cells_hpa_fov", "z", per_image_zscore=True),
+    }
+    models = pretraining.attention_backbones(backbones, channels)
+    assert list(models) == ["cell_dino", "dino_boc"]  # DINO4Cells reads another slot order, z-scored
+    raw = np.random.default_rng(0).integers(0, 4000, (2, 4, 16, 16)).astype(np.uint16)
+    maps = mean_attention(models, raw, img_size=16, channel_names=channels)
+    assert maps["cell_dino"].shape == maps["dino_boc"].shape == (2, 2, 2)
+    protein_alone = prepare_images(raw, img_size=16)[:, :1]
+    np.testing.assert_allclose(maps["dino_boc"], cls_attention(single, protein_alone).mean(axis=1))
