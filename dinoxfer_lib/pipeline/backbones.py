@@ -28,10 +28,11 @@ from dinoxfer_lib.store import ArtifactStore
 
 # What each input channel of a backbone trained here on the domain's images means.
 DOMAIN_CHANNELS = {"opencell": OPENCELL_CHANNELS, "hpa": HPA_CHANNELS, "natural": NATURAL_CHANNELS}
-# ... and of every backbone this run can train: Cell-DINO(+) read the HPA-like channels, DINO BoC one channel of any
-# kind.
+# The single input of a bag-of-channels encoder: a channel, whatever it means.
+BAG_CHANNEL = ("channel",)
+# What each input channel means of every backbone this run can train: Cell-DINO(+) read the HPA-like channels.
 BACKBONE_CHANNELS = {**DOMAIN_CHANNELS, "cell_dino": HPA_CHANNELS, "cell_dino_plus": HPA_CHANNELS,
-                     "dino_boc": ("channel",)}
+                     "dino_boc": BAG_CHANNEL}
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ from dinoxfer_lib.dino.config import DINOV2_BACKBONES, DinoConfig
 from dinoxfer_lib.dino.train import HISTORY_FILE, SUMMARY_FILE, train_dino
 from dinoxfer_lib.errors import ConfigError
 from dinoxfer_lib.files import file_sha256
+from dinoxfer_lib.pipeline.backbones import BAG_CHANNEL
 from dinoxfer_lib.pipeline.data import make_dataset, make_split, load_split
 from dinoxfer_lib.pipeline.embeddings import sample_indices
 from dinoxfer_lib.pipeline.run import DOMAINS, Run, open_run
@@ -60,8 +61,6 @@ from dinoxfer_lib.store import Artifact
 TRAINING_DATA_FILE = "training_data.json"
 STAGE_FILES = (BACKBONE_FILE, CHECKPOINT_FILE, HISTORY_FILE, SUMMARY_FILE)
 RESUME_DIR = ".dino_resume"
-# The single channel a bag-of-channels encoder reads, whatever it means.
-BAG_CHANNEL = ("channel",)
 
 
 @dataclass(frozen=True)

@@ -82,8 +82,10 @@ def attention_backbones(backbones: Mapping, channel_names) -> dict:
     """The models of ``backbones`` (name -> ResolvedBackbone) that read ``channel_names`` as they come, in [0, 1]
     (this run's, and DINO BoC's single channel), for :func:`~dinoxfer_lib.dino.inspect.mean_attention`; published
     weights with another slot order or their own standardisation are left out."""
+    single = [name for name, b in backbones.items() if b.model.patch_embed.proj.in_channels == 1]
     return {name: b.model for name, b in backbones.items()
-            if tuple(b.slots) in (tuple(channel_names), ("channel",)) and b.mean is None and not b.per_image_zscore}
+            if (name in single or tuple(b.slots) == tuple(channel_names)) and b.mean is None
+            and not b.per_image_zscore}
 
 
 def trained_vs_random_note(table: pd.DataFrame) -> str:
