@@ -134,8 +134,9 @@ classifier.threshold_comparison(by_image).round(4) if run.config.probe.tune_thre
 # %% [markdown]
 # ## How many labels does each embedding need?
 #
-# Cell-DINO's low-annotation curves: the MLP probe trained on stratified 1 %–100 % subsets of each training fold
-# (several draws per fraction), scored on the full test split. A subset never has fewer than 10 images.
+# Cell-DINO's low-annotation curves: the MLP probe on each of the paper's five sets, trained on stratified
+# 1 %–100 % subsets of each training fold (several draws per fraction), scored on the full test split. A subset
+# never has fewer than 10 images.
 
 # %%
 curves = pipeline.load_low_label_curves(run)
@@ -149,7 +150,7 @@ classifier.low_label_summary(curves).pivot(index="fraction", columns="set", valu
 #
 # The paper splits by image. A protein is imaged several times, so the same protein can sit in training and test,
 # and a probe can score by recognising it. Here every protein stays on one side of every split (test and folds);
-# the whole Table III is retrained on that split.
+# the paper's five Table III sets are retrained on that split.
 
 # %%
 grouped = pipeline.load_probe_results(run, grouped=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dinoxfer_lib import paper
 from dinoxfer_lib.data import splits
 from dinoxfer_lib.data.classes import OPENCELL_CHANNELS
 from dinoxfer_lib.data.dataset import ImageSet, load_imageset
@@ -28,12 +29,15 @@ from dinoxfer_lib.store import Artifact
 
 # probe.* settings that only the low-label stage depends on.
 _LOW_LABEL_KEYS = ("low_label_fractions", "low_label_seeds", "low_label_folds")
+# The paper's Table III sets: what the grouped split and the low-label curves retrain (the DINOv2 rows are compared in
+# chapter 02, on the split by image and the cell-line task).
+PAPER_SETS = tuple(paper.TABLE_III)
 
 
 def load_probe_results(run: Run, *, grouped: bool = False) -> ProbeResult:
     """Table III and its companions: the paper's MLP and (split by image) the comparison probes on every set.
 
-    By image, as the paper, or grouped by protein (the MLP only, to compare with Table III).
+    By image, as the paper, or grouped by protein (the MLP on the paper's five sets, to compare with Table III).
     """
     from dinoxfer_lib.probes import run_probe_comparison
 
@@ -47,7 +51,8 @@ def load_probe_results(run: Run, *, grouped: bool = False) -> ProbeResult:
         ).save(folder)
 
     artifact = _probe_stage(run, f"probes/opencell_{'grouped' if grouped else 'by_image'}",
-                            table_iii_embeddings(run), grouped=grouped, config=_probe_recipe(probe), fit=fit)
+                            table_iii_embeddings(run, PAPER_SETS if grouped else None), grouped=grouped,
+                            config=_probe_recipe(probe), fit=fit)
     return ProbeResult.load(artifact.path)
 
 
@@ -78,7 +83,8 @@ def load_trained_vs_random(run: Run) -> ProbeResult:
 
 
 def load_low_label_curves(run: Run) -> pd.DataFrame:
-    """Cell-DINO's low-annotation curves: test macro F1 of the MLP probe on stratified fractions of the labels."""
+    """Cell-DINO's low-annotation curves: test macro F1 of the MLP probe on stratified fractions of the labels, for
+    the paper's five sets."""
     from dinoxfer_lib.probes import low_label_curve
 
     probe = run.config.probe
@@ -92,7 +98,7 @@ def load_low_label_curves(run: Run) -> pd.DataFrame:
         ]
         pd.concat(curves, ignore_index=True).to_csv(folder / "low_label.csv", index=False)
 
-    artifact = _probe_stage(run, "probes/opencell_low_label", table_iii_embeddings(run), grouped=False,
+    artifact = _probe_stage(run, "probes/opencell_low_label", table_iii_embeddings(run, PAPER_SETS), grouped=False,
                             config={**_probe_recipe(probe), **{k: getattr(probe, k) for k in _LOW_LABEL_KEYS}},
                             fit=fit)
     return pd.read_csv(artifact.path / "low_label.csv")
