@@ -12,7 +12,8 @@
 # **Question.** How does a backbone pretrained on one channel set (RGB photographs, 4-channel HPA fields of view)
 # embed 2-channel OpenCell images, and do the embeddings carry localisation before any classifier sees a label?
 # This chapter reproduces the paper's *Embedding Methods* section: channel mapping and channel replication for the
-# two foreign backbones, the native OpenCell backbone, and — an extension from DINO BoC — a bag-of-channels encoder.
+# two foreign backbones, the native OpenCell backbone, and — the book's extension — the DINOv2 backbones Cell-DINO,
+# Cell-DINO+ and DINO BoC, a single-channel encoder that embeds each channel alone (bag of channels).
 #
 # ## Overview
 # 1. The backbones of the profile and where their weights come from.
@@ -48,10 +49,11 @@ display(Markdown(common.data_banner({"opencell": opencell}, profile=run.config.p
 # ## Backbones
 #
 # The paper uses the official DINO ViT-B/8 trained on ImageNet-1k, the DINO4Cells ViT-B/8 trained on HPA fields of
-# view (4 input channels), and a ViT-B/8 it trains on OpenCell. Each row says where this run's backbone came from.
+# view (4 input channels), and a ViT-B/8 it trains on OpenCell; the book adds the DINOv2 backbones of *DINO
+# pretraining* (`dinov2.backbones`). Each row says where this run's backbone came from.
 
 # %%
-backbones = pipeline.load_backbones(run)
+backbones = pipeline.load_backbones(run, (*pipeline.DOMAINS, *run.config.dinov2.backbones))
 report_embeddings.backbone_table(backbones, arch=run.config.embed.arch)
 
 # %%
@@ -112,4 +114,5 @@ display(Markdown(report_embeddings.agreement_note(agreement)))
 # ## References
 # - Caron et al. (2021). Emerging properties in self-supervised vision transformers (DINO). *ICCV*.
 # - Doron et al. (2023). Unbiased single-cell morphology with self-supervised vision transformers (DINO4Cells).
-# - Pham et al. (2024). Scaling channel-invariant self-supervised learning for microscopy images (DINO BoC).
+# - Scaling channel-invariant self-supervised learning for microscopy images (DINO BoC; anonymous, under review).
+# - Moutakanni et al. (2025). Cell-DINO: self-supervised image-based embeddings for cell fluorescent microscopy.
