@@ -186,7 +186,9 @@ pl_dino.plot_attention_comparison(hpa.images[:4], attention, channel_names=hpa.c
 # Cell-DINO evaluates its HPA backbones on two tasks: protein localisation and the cell line an image comes from. The
 # same probes as Table III (the paper's MLP, linear, k-NN; this profile's recipe) predict each HPA-like image's cell
 # line from the embedding of each backbone, on a fresh stratified split of the HPA-like images with the split
-# settings of Table III. Test macro F1 over the cell lines, mean ± std over the fold models.
+# settings of Table III. Test macro F1 over the cell lines, mean ± std over the fold models. The probes are Table
+# III's multilabel ones, so an image none of whose lines reaches probability 0.5 gets no line: where the MLP falls
+# far below the linear and k-NN probes on one set, that is the probe's decision rule, not the embedding.
 
 # %%
 cell_lines = pipeline.load_cell_line_results(run) if pipeline.has_cell_lines(run) else None

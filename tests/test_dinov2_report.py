@@ -90,10 +90,10 @@ def test_budget_table_and_note_say_what_each_run_cost():
 
 
 def test_cell_line_table_labels_and_orders_the_sets():
-    result = probe_result({"dino_boc": [0.4, 0.5], "imagenet_replication": [0.6, 0.8]})
+    result = probe_result({"dino_boc": [0.4, 0.5], "imagenet_mapping": [0.6, 0.8]})
     table = pretraining.cell_line_table(result)
-    assert list(table.index) == ["imagenet_replication", "dino_boc"]  # Table III order
-    assert table.loc["imagenet_replication"].tolist() == ["ImageNet-1k", "channel replication", "0.700 ± 0.141"]
+    assert list(table.index) == ["imagenet_mapping", "dino_boc"]  # Table III order
+    assert table.loc["imagenet_mapping"].tolist() == ["ImageNet-1k", "channel mapping", "0.700 ± 0.141"]
 
 
 def test_attention_compares_the_backbones_that_read_the_images_as_they_come():

@@ -109,8 +109,8 @@ def test_cell_line_task_probes_the_hpa_lines_with_the_same_probes(trained):
     hpa = pipeline.load_datasets(run, ("hpa",))["hpa"]
     assert result.class_names == tuple(sorted(hpa.obs["cell_line"].unique()))
     table = result.table()
-    assert set(table["set"]) == {"imagenet_replication", "hpa_mapping", "cell_dino_mapping",
-                                 "cell_dino_plus_mapping", "dino_boc"}
+    assert set(table["set"]) == {"imagenet_mapping", "hpa_mapping", "cell_dino_mapping", "cell_dino_plus_mapping",
+                                 "dino_boc"}
     assert set(table["probe"]) == {"mlp", "linear", "knn1", "knn3"}
     split = pd.read_csv(run.store.load("probes/hpa_cell_line").path / "split.csv")
     assert len(split) == 32 and set(split["subset"]) == {"test", "dev"}
