@@ -63,6 +63,10 @@ BOUNDS: dict[str, dict[str, str]] = {
         "ibot_teacher_temp": "> 0; null = teacher_temp", "koleo_loss_weight": ">= 0; 0 = off",
         "sinkhorn_iterations": ">= 1", "layerscale_init": ">= 0; 0 = no LayerScale", "checkpoint_every": ">= 1",
     },
+    "DINOv2BackbonesConfig": {
+        "plus_layerscale_init": ">= 0; 0 = no LayerScale, for DINO weights", "max_images": ">= 2; null = all images",
+        "boc_images_per_source": ">= 1; null = all images",
+    },
     "AnalysisConfig": {
         "n_pcs": ">= 2", "umap_n_neighbors": ">= 2", "umap_min_dist": "[0, 1]", "umap_n_epochs": ">= 10",
         "harmony_theta": ">= 0", "harmony_max_iter": ">= 1", "lisi_perplexity": ">= 2", "knn_k": ">= 1",
@@ -145,10 +149,16 @@ def numeric_fields(cls: type) -> dict[str, bool]:
     return out
 
 
+def table_rows(cls: type) -> dict[str, str]:
+    """The rows of config dataclass ``cls``: its own, else those of the nearest base class that has rows (a subclass
+    that only changes defaults, such as ``DINOv2Config``, checks as ``DinoConfig``)."""
+    return next((BOUNDS[base.__name__] for base in cls.__mro__ if base.__name__ in BOUNDS), {})
+
+
 @functools.cache
 def _section_bounds(cls: type) -> dict[str, tuple[Bound, bool]]:
     """``cls``'s rows of the table, parsed, with whether each field holds integers (a table error fails here)."""
-    table, numeric = BOUNDS.get(cls.__name__, {}), numeric_fields(cls)
+    table, numeric = table_rows(cls), numeric_fields(cls)
     if set(table) - set(numeric):
         raise ValueError(f"bounds table: {cls.__name__} has no numeric field {sorted(set(table) - set(numeric))[0]!r}")
     return {name: (Bound.parse(spec), numeric[name]) for name, spec in table.items()}

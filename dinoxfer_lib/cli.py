@@ -101,7 +101,7 @@ def _cmd_fetch(args: argparse.Namespace) -> None:
 def _cmd_bench(args: argparse.Namespace) -> None:
     import json
 
-    from dinoxfer_lib.bench import BENCHMARKS, run_benchmarks
+    from dinoxfer_lib.bench import BENCHMARKS, ratio_lines, run_benchmarks
     from dinoxfer_lib.devices import resolve_device
     from dinoxfer_lib.embed import compile_mode
     from dinoxfer_lib.errors import ConfigError
@@ -121,7 +121,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     names = args.only or list(BENCHMARKS)
     results = run_benchmarks(names, size=args.size, device=args.device, compile_mode=args.compile)
     for result in results:
-        print(f"{result['benchmark']}: {result['ratio']:.2f}x the reference ({json.dumps(result, default=str)})")
+        print("\n".join(ratio_lines(result)))
     if args.out:
         args.out.write_text(json.dumps(results, indent=2, default=str))
         print(f"results written to {args.out}")

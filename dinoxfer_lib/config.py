@@ -27,7 +27,7 @@ from dinoxfer_lib.bounds import check_bounds
 from dinoxfer_lib.errors import ConfigError, clip, require_config as _require, shown
 from dinoxfer_lib.adapt.config import AdaptConfig
 from dinoxfer_lib.data.em_config import EMDataConfig
-from dinoxfer_lib.dino.config import DinoConfig
+from dinoxfer_lib.dino.config import DINOv2BackbonesConfig, DinoConfig
 from dinoxfer_lib.probes.config import ProbeConfig
 from dinoxfer_lib.seg.config import SegConfig
 from dinoxfer_lib.tl.config import AnalysisConfig
@@ -181,6 +181,7 @@ class Config:
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     dino: DinoConfig = field(default_factory=DinoConfig)
+    dinov2: DINOv2BackbonesConfig = field(default_factory=DINOv2BackbonesConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     seg: SegConfig = field(default_factory=SegConfig)
@@ -193,6 +194,7 @@ class Config:
         self.embed.validate("embed")
         self.probe.validate("probe")
         self.dino.validate("dino")
+        self.dinov2.validate("dinov2")
         self.analysis.validate("analysis")
         self.adapt.validate("adapt")
         self.seg.validate("seg")

@@ -19,13 +19,18 @@
 # scratch on OpenCell's 90 % split. This chapter trains this profile's backbone on each domain with the same
 # recipe — multi-crop, teacher centring and sharpening, an EMA teacher, AdamW with warm-up and cosine schedules, the
 # DINO4Cells microscopy augmentations — and checks what the training did: its curves, where the attention goes, and
-# whether the trained OpenCell backbone beats the same network with random weights.
+# whether the trained OpenCell backbone beats the same network with random weights. It then trains the backbones of
+# two later papers with DINOv2 — Cell-DINO and Cell-DINO+ (Moutakanni et al. 2025) and DINO BoC (a single-channel
+# encoder; *Scaling channel-invariant self-supervised learning for microscopy images*) — and compares the objectives.
 #
 # ## Overview
 # 1. The recipe of this profile, beside the paper's.
 # 2. Training (or reusing) the three backbones; training curves and the collapse check.
 # 3. Attention maps and patch-feature PCA on example cells.
 # 4. Trained vs random weights on held-out macro F1.
+# 5. DINOv2: Cell-DINO, Cell-DINO+ and DINO BoC, their recipe and budget, curves and attention.
+# 6. Cell-DINO's second task, the cell line of HPA-like images, and the objectives compared with paired per-fold
+#    differences.
 #
 # ## Prerequisites
 # *Datasets*. The OpenCell backbone trains only on the non-test images of the split by image, so the
@@ -120,10 +125,103 @@ comparison[["set", "test_f1_mean", "test_f1_std", "val_f1_mean", "train_f1_mean"
 display(Markdown(pretraining.trained_vs_random_note(comparison)))
 
 # %% [markdown]
+# ## DINOv2: Cell-DINO, Cell-DINO+ and DINO BoC
+#
+# DINOv2 keeps DINO's self-distillation on the CLS token and adds three things: an iBOT loss (the student sees some
+# of its global crops with patches masked out and predicts the teacher's patch tokens there), the KoLeo regulariser
+# (it spreads a batch's CLS features apart) and LayerScale on every residual branch. The book trains three backbones
+# with it (`dinov2.backbones`):
+#
+# - **Cell-DINO** (paper 002): DINOv2 from scratch on the HPA-like images, all four channels at once;
+# - **Cell-DINO+**: the same, started from the natural-image backbone (`dinov2.plus_init`); its RGB patch filters
+#   are adapted to four channels, and it has no LayerScale, because DINO weights have none;
+# - **DINO BoC** (paper 003): one single-channel encoder trained on single channels drawn in equal numbers from
+#   every domain (`dinov2.boc_sources`), each channel scaled on its own. A sample is one channel instead of an image,
+#   so as 003 prescribes it takes the sources' mean channel count times more steps than a joint-channel model on the
+#   same images; at embedding time each channel of any image goes through it alone and the features are
+#   concatenated.
+#
+# The recipe below is this profile's; "DINOv2 default" is DINOv2's published configuration (with Cell-DINO's
+# microscopy augmentations), "DINO / paper" the DINO defaults the paper's backbones build on.
+
+# %%
+pretraining.dinov2_recipe_table(run.config.dinov2.recipe)
+
+# %% [markdown]
+# ### Training budgets
+#
+# On `demo` the DINOv2 recipe is the DINO recipe above with the objective switched, and each DINOv2 backbone takes
+# Cell-DINO's number of steps (DINO BoC on fewer source images, `dinov2.boc_images_per_source`): the comparisons
+# below are at equal CPU budget, and the table shows what each run cost.
+
+# %%
+dinov2_runs = pipeline.load_dinov2_runs(run)
+budgets = pretraining.training_budget_table({**dino_runs, **dinov2_runs})
+budgets
+
+# %%
+display(Markdown(pretraining.budget_note(budgets)))
+
+# %% [markdown]
+# ### Training curves of the objectives
+#
+# The DINO term is the same cross-entropy in both objectives (for a DINO run it is the whole loss), so its curves
+# compare directly; the teacher entropy is the collapse check (the table's last column says whether a collapse was
+# flagged). The iBOT and KoLeo terms exist only for the DINOv2 runs.
+
+# %%
+pl_dino.plot_objective_curves({name: r.history for name, r in {**dino_runs, **dinov2_runs}.items()})
+
+# %% [markdown]
+# ### Where do they look?
+#
+# Last-block CLS attention, averaged over heads, of the backbones this run trained on the HPA-like images, on the
+# same four images; DINO BoC sees the protein channel alone.
+
+# %%
+hpa = datasets["hpa"]
+hpa_backbones = pipeline.load_backbones(run, ("hpa", *run.config.dinov2.backbones))
+attention = inspect.mean_attention(pretraining.attention_backbones(hpa_backbones, hpa.channel_names), hpa.images[:4],
+                                   img_size=run.config.embed.img_size, channel_names=hpa.channel_names)
+pl_dino.plot_attention_comparison(hpa.images[:4], attention, channel_names=hpa.channel_names)
+
+# %% [markdown]
+# ### Cell-line classification (Cell-DINO's second task)
+#
+# Cell-DINO evaluates its HPA backbones on two tasks: protein localisation and the cell line an image comes from. The
+# same probes as Table III (the paper's MLP, linear, k-NN; this profile's recipe) predict each HPA-like image's cell
+# line from the embedding of each backbone, on a fresh stratified split of the HPA-like images with the split
+# settings of Table III. Test macro F1 over the cell lines, mean ± std over the fold models. The probes are Table
+# III's multilabel ones, so an image none of whose lines reaches probability 0.5 gets no line: where the MLP falls
+# far below the linear and k-NN probes on one set, that is the probe's decision rule, not the embedding.
+
+# %%
+cell_lines = pipeline.load_cell_line_results(run) if pipeline.has_cell_lines(run) else None
+pretraining.cell_line_table(cell_lines) if cell_lines else Markdown(pretraining.NO_CELL_LINES)
+
+# %% [markdown]
+# ### The objectives compared
+#
+# Each comparison changes one choice: the objective (DINO vs DINOv2 on the HPA-like images from scratch), the
+# initialisation (scratch vs the natural-image backbone) or the channel handling (joint vs bag of channels). The
+# localisation rows are the Table III sets of *Classifier and results* (the paper's MLP on the OpenCell-like images);
+# every fold model of one set is paired with the same fold's model of the other, so each fold gives one difference.
+# The interval is a t-interval over the folds.
+
+# %%
+differences = pretraining.paired_differences({"OpenCell localisation": pipeline.load_probe_results(run),
+                                              "HPA cell line": cell_lines})
+differences.round(4)
+
+# %%
+display(Markdown(pretraining.objectives_note(differences, synthetic=opencell.synthetic)))
+
+# %% [markdown]
 # ## Provenance
 
 # %%
-common.provenance_table(run.store, [dino_run.artifact.name for dino_run in dino_runs.values()])
+common.provenance_table(run.store, [r.artifact.name for r in {**dino_runs, **dinov2_runs}.values()]
+                        + (["probes/hpa_cell_line"] if cell_lines else []))
 
 # %% [markdown]
 # ## What this means
@@ -138,11 +236,16 @@ display(Markdown(pretraining.what_this_means(dino_runs, comparison, out_dim=run.
 #   in the official DINO layout (`student`, `teacher`, `optimizer`, `epoch`, `args`, `dino_loss`), the per-step
 #   history and a summary with the device and images/s.
 # - On a GPU cluster: `torchrun --nproc_per_node 8 -m dinoxfer_lib.pipeline.dino --profile paper --domain opencell`
-#   writes the same stage; the notebook then reuses it.
+#   writes the same stage; the notebook then reuses it (`--domain cell_dino` etc. for the DINOv2 backbones).
+# - The DINOv2 backbones are stored the same way under `runs/<profile>/dino/<name>/`, with `training_data.json`
+#   saying what each trained on; *Embeddings* adds their Table III rows and *Domain shift* DINO BoC's transfer row.
 #
 # **What's next:** *Embeddings* embeds the OpenCell images with these backbones.
 #
 # ## References
 # - Caron et al. (2021). Emerging properties in self-supervised vision transformers (DINO). *ICCV*.
 # - Doron et al. (2023). Unbiased single-cell morphology with self-supervised vision transformers (DINO4Cells).
-# - Cell-DINO (2025): patch-feature PCA views.
+# - Moutakanni et al. (2025). Cell-DINO: self-supervised image-based embeddings for cell fluorescent microscopy.
+#   *PLoS Comput Biol*. Patch-feature PCA views, the cell-line task.
+# - Oquab et al. (2024). DINOv2: learning robust visual features without supervision. *TMLR*.
+# - Scaling channel-invariant self-supervised learning for microscopy images (DINO BoC; anonymous, under review).

@@ -17,7 +17,8 @@
 # **Question.** How does a backbone pretrained on one channel set (RGB photographs, 4-channel HPA fields of view)
 # embed 2-channel OpenCell images, and do the embeddings carry localisation before any classifier sees a label?
 # This chapter reproduces the paper's *Embedding Methods* section: channel mapping and channel replication for the
-# two foreign backbones, the native OpenCell backbone, and — an extension from DINO BoC — a bag-of-channels encoder.
+# two foreign backbones, the native OpenCell backbone, and — the book's extension — the DINOv2 backbones Cell-DINO,
+# Cell-DINO+ and DINO BoC, a single-channel encoder that embeds each channel alone (bag of channels).
 #
 # ## Overview
 # 1. The backbones of the profile and where their weights come from.
@@ -54,10 +55,11 @@ display(Markdown(common.data_banner({"opencell": opencell}, profile=run.config.p
 # ## Backbones
 #
 # The paper uses the official DINO ViT-B/8 trained on ImageNet-1k, the DINO4Cells ViT-B/8 trained on HPA fields of
-# view (4 input channels), and a ViT-B/8 it trains on OpenCell. Each row says where this run's backbone came from.
+# view (4 input channels), and a ViT-B/8 it trains on OpenCell; the book adds the DINOv2 backbones of *DINO
+# pretraining* (`dinov2.backbones`). Each row says where this run's backbone came from.
 
 # %%
-backbones = pipeline.load_backbones(run)
+backbones = pipeline.load_backbones(run, (*pipeline.DOMAINS, *run.config.dinov2.backbones))
 report_embeddings.backbone_table(backbones, arch=run.config.embed.arch)
 
 # %%
@@ -69,8 +71,8 @@ display(Markdown(report_embeddings.backbone_note(backbones)))
 # OpenCell images have two channels (protein, nucleus). *Channel mapping* places each in the input slot with the
 # same meaning and leaves the others black: one forward pass. *Channel replication* copies each channel alone into
 # every slot, embeds it separately and concatenates the embeddings (2 × the width). *Bag of channels* passes each
-# channel through a single-channel encoder (here: the HPA backbone with its patch-embedding filters summed over
-# input channels) and concatenates. Every channel is first scaled to [0, 1] between its own 1st and 99.8th
+# channel through a single-channel encoder (DINO BoC, trained on single channels of every domain in *DINO
+# pretraining*) and concatenates. Every channel is first scaled to [0, 1] between its own 1st and 99.8th
 # percentile in each image; backbones trained on photographs then get ImageNet's mean and standard deviation.
 
 # %%
@@ -80,7 +82,9 @@ pl_embeddings.plot_channel_strategies(opencell.images[example], opencell.channel
 # %% [markdown]
 # ## The embedding sets
 #
-# One set per row of the paper's Table III, plus bag of channels. Throughput is measured by this run on its device.
+# One set per row of the paper's Table III, plus one per DINOv2 backbone the profile trains (`dinov2.backbones`):
+# Cell-DINO and Cell-DINO+ read the OpenCell channels by channel mapping into their HPA slots, DINO BoC encodes each
+# channel alone. Throughput is measured by this run on its device.
 
 # %%
 embeddings = pipeline.load_embeddings(run)
@@ -122,4 +126,5 @@ display(Markdown(report_embeddings.what_this_means(embeddings, agreement)))
 # ## References
 # - Caron et al. (2021). Emerging properties in self-supervised vision transformers (DINO). *ICCV*.
 # - Doron et al. (2023). Unbiased single-cell morphology with self-supervised vision transformers (DINO4Cells).
-# - Pham et al. (2024). Scaling channel-invariant self-supervised learning for microscopy images (DINO BoC).
+# - Scaling channel-invariant self-supervised learning for microscopy images (DINO BoC; anonymous, under review).
+# - Moutakanni et al. (2025). Cell-DINO: self-supervised image-based embeddings for cell fluorescent microscopy.

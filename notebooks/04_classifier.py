@@ -73,7 +73,8 @@ table = classifier.table_iii(by_image, weights=pipeline.backbone_labels(run),
 # ## Table III
 #
 # Test macro F1, mean ± std over the fold models (sample std, ddof = 1), with the paper's value beside it. The
-# bag-of-channels row is this book's extension; the paper has no value for it.
+# rows after the paper's five are this book's DINOv2 backbones (Cell-DINO, Cell-DINO+, DINO BoC; see *DINO
+# pretraining*); the paper has no value for them.
 
 # %%
 classifier.format_table_iii(table)
@@ -143,8 +144,9 @@ display(Markdown(classifier.threshold_note(by_image))) if run.config.probe.tune_
 # %% [markdown]
 # ## How many labels does each embedding need?
 #
-# Cell-DINO's low-annotation curves: the MLP probe trained on stratified 1 %–100 % subsets of each training fold
-# (several draws per fraction), scored on the full test split. A subset never has fewer than 10 images.
+# Cell-DINO's low-annotation curves: the MLP probe on each of the paper's five sets, trained on stratified
+# 1 %–100 % subsets of each training fold (several draws per fraction), scored on the full test split. A subset
+# never has fewer than 10 images.
 
 # %%
 curves = pipeline.load_low_label_curves(run)
@@ -158,7 +160,7 @@ classifier.low_label_summary(curves).pivot(index="fraction", columns="set", valu
 #
 # The paper splits by image. A protein is imaged several times, so the same protein can sit in training and test,
 # and a probe can score by recognising it. Here every protein stays on one side of every split (test and folds);
-# the whole Table III is retrained on that split.
+# the paper's five Table III sets are retrained on that split.
 
 # %%
 grouped = pipeline.load_probe_results(run, grouped=True)

@@ -60,8 +60,8 @@ display(Markdown(common.data_banner(datasets, profile=run.config.profile)))
 # ## PCA, Harmony and UMAP
 #
 # Each of the five Table III sets is reduced to its first principal components, Harmony removes the plate from
-# them, and UMAP lays out both versions. (The bag-of-channels set is left out: with these backbones it equals
-# channel replication, see *Deviations and choices*.) The table gives the wall time of each step on this machine.
+# them, and UMAP lays out both versions. (The book's DINOv2 rows are left out here; *DINO pretraining* compares
+# them.) The table gives the wall time of each step on this machine.
 
 # %%
 embeddings = pipeline.load_embeddings(run, tuple(paper.TABLE_III))  # the five Table III sets

@@ -117,8 +117,9 @@ display(Markdown(report_shift.shift_note(frechet, probes)))
 # ## Transfer matrix
 #
 # The paper's probe (the profile's `probe` recipe) trained on each labelled domain's embeddings by each backbone,
-# with a fresh hold-out + K-fold split of that domain's sample. Rows: where the backbone was pretrained; columns:
-# where the probe is trained and tested.
+# with a fresh hold-out + K-fold split of that domain's sample. Rows: where the backbone was pretrained, and DINO
+# BoC (one single-channel encoder trained on channels of every domain, when the profile trains it); columns: where
+# the probe is trained and tested.
 
 # %%
 transfer_table = pipeline.load_transfer_matrix(run)
@@ -130,8 +131,9 @@ display(Markdown(report_shift.transfer_note(transfer_table)))
 # %% [markdown]
 # ## Distance against Table III
 #
-# Each Table III set uses the backbone pretrained on one domain. Its x position is the Fréchet distance from that
-# domain to the OpenCell images in that backbone's space; its y position our test macro F1 (circles, from the
+# Each of the paper's Table III sets uses the backbone pretrained on one domain (the DINOv2 rows, trained elsewhere or
+# on several domains, are left out). Its x position is the Fréchet distance from that domain to the OpenCell images in
+# that backbone's space; its y position our test macro F1 (circles, from the
 # classifier chapter) and the paper's (stars). The paper's F1 comes from the real datasets and ViT-B/8 backbones,
 # our distances from this run: read the stars only for their order.
 
@@ -146,7 +148,7 @@ pl_analysis.plot_distance_vs_f1(relation, target="opencell")
 # ## Wall time
 
 # %%
-common.provenance_table(run.store, pipeline.shift_stages())
+common.provenance_table(run.store, pipeline.shift_stages(run))
 
 # %%
 display(Markdown(report_shift.analysis_time_note(frechet)))

@@ -25,6 +25,7 @@ _SMALL_RUN = {
     "split": {"n_folds": 3},
     "embed": {"img_size": 32, "batch_size": 64},
     "dino": {"batch_size": 8, "n_local_crops": 1},
+    "dinov2": {"recipe": {"batch_size": 8, "n_local_crops": 1}, "boc_images_per_source": 8},
 }
 
 

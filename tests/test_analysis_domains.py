@@ -13,7 +13,7 @@ from dinoxfer_lib.config import SplitConfig
 from dinoxfer_lib.errors import ConfigError, DataError
 from dinoxfer_lib.pl import analysis as pl_analysis
 from dinoxfer_lib.probes import ProbeConfig
-from dinoxfer_lib.pipeline import embeddings as pipeline_embeddings
+from dinoxfer_lib.pipeline import data as pipeline_data
 from dinoxfer_lib.report import harmony as report_harmony, shift as report_shift
 from dinoxfer_lib.tl.config import AnalysisConfig
 from dinoxfer_lib.tl.harmony import SPACES, correct_embeddings
@@ -55,10 +55,10 @@ def test_domain_embeddings_share_one_width_and_are_reused(tmp_path, small_run):
 
 
 def test_sample_indices_are_seeded_sorted_and_capped():
-    first = pipeline_embeddings.sample_indices(100, max_images=10, seed=3)
-    np.testing.assert_array_equal(first, pipeline_embeddings.sample_indices(100, max_images=10, seed=3))
+    first = pipeline_data.sample_indices(100, max_images=10, seed=3)
+    np.testing.assert_array_equal(first, pipeline_data.sample_indices(100, max_images=10, seed=3))
     assert len(first) == 10 and np.all(np.diff(first) > 0)
-    assert len(pipeline_embeddings.sample_indices(5, max_images=10, seed=0)) == 5
+    assert len(pipeline_data.sample_indices(5, max_images=10, seed=0)) == 5
 
 
 def test_transfer_matrix_has_one_cell_per_backbone_and_domain():

@@ -74,7 +74,9 @@ def test_schedule_scales_with_the_mean_channel_count():
     bag = bag_of_channels(sources(), size=8)
     assert bag.mean_channels == pytest.approx((10 * 2 + 3 * 4 + 5 * 1) / 18)
     assert bag.n_source_images == 18
-    assert bag.epochs_matching(10) == int(np.ceil(10 * 37 / 36))  # 37 channel images per joint epoch, 36 in the bag
+    assert bag.epochs_matching(10) == 10  # 37 channel images per joint epoch, 36 in the bag: 10.3 epochs
+    assert bag.epochs_matching(20) == 21  # 20.6
+    assert bag_of_channels(sources(), size=8, per_source=6).epochs_matching(2) == round(2 * 37 / 18)
     assert bag.steps_matching(100) == int(np.ceil(100 * 37 / 18))
 
 

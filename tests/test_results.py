@@ -129,9 +129,10 @@ def test_probe_stages_store_results_and_recompute_when_the_recipe_changes(tmp_pa
     assert (tmp_path / "smoke" / "probes" / "opencell_by_image" / "scores.csv").is_file()
     grouped = pipeline.load_probe_results(run, grouped=True)
     assert set(grouped.table()["probe"]) == {"mlp"}  # the leakage-free split repeats Table III's probe
-    assert len(classifier.split_comparison(by_image, grouped)) == len(by_image.table().query("probe == 'mlp'"))
+    assert list(classifier.split_comparison(by_image, grouped)["set"]) == list(paper.TABLE_III)  # the paper's five
     curves = pipeline.load_low_label_curves(run)
     assert set(curves["fraction"]) == {0.5, 1.0} and set(curves["fold"]) == {0}
+    assert set(curves["set"]) == set(paper.TABLE_III)
     changed = pipeline.open_run("smoke", {**small_run, "probe": {**PROBES, "epochs": 3}}, runs_root=tmp_path)
     pipeline.load_probe_results(changed)
     events = (tmp_path / "smoke" / "events.jsonl").read_text()

@@ -5,6 +5,7 @@ A ratio survives a noisy or shared machine; an absolute time does not. ``dinoxfe
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 
 import pandas as pd
@@ -99,4 +100,18 @@ def summary_table(results: Iterable[dict], *, all_fields: bool = False) -> pd.Da
         rows.append({"benchmark": result["benchmark"], "unit": "images/s" if rate else "seconds",
                      "ours": result[ours], "reference": result[reference], "ratio": result["ratio"],
                      "device": result["device"], "size": result.get("size")})
+        if "dinov2_ratio" in result:  # our DINOv2 step against our DINO step on the same model
+            rows.append({**rows[-1], "benchmark": "dino: DINOv2 step vs DINO step",
+                         "ours": result["dinov2_images_per_s"], "reference": result[ours],
+                         "ratio": result["dinov2_ratio"]})
     return pd.DataFrame(rows).set_index("benchmark")
+
+
+def ratio_lines(result: dict) -> list[str]:
+    """What ``dinoxfer bench`` prints for one result: its ratio to the reference, and the DINOv2 step's ratio to
+    the DINO step where the result has one."""
+    lines = [f"{result['benchmark']}: {result['ratio']:.2f}x the reference ({json.dumps(result, default=str)})"]
+    if "dinov2_ratio" in result:
+        lines.append(f"{result['benchmark']}: the DINOv2 step runs at {result['dinov2_ratio']:.2f}x the DINO step's "
+                     f"images/s on the same model ({result['dinov2_images_per_s']} vs {result['ours_images_per_s']})")
+    return lines

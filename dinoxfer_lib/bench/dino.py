@@ -18,6 +18,12 @@ the 2 global views, each from :func:`~dinoxfer_lib.bench.flops.vit_flops_per_ima
 
 On a GPU, ``batch_sweep`` also times our step alone at larger batches until one no longer fits, and the largest
 that fits projects the paper's 300-epoch OpenCell run (90 % of 6,301 images) on one such GPU.
+
+Beside the DINO step, the same call times our DINOv2 step (``objective: dinov2`` with DINOv2's loss settings: masked
+global crops for the student, the iBOT patch loss through the shared head, KoLeo, LayerScale) on the same model,
+images, crops and batch, and reports its images/s as a ratio to the DINO step's (below 1: the cost of DINOv2's
+additions). Its FLOPs per image are the DINO step's: masked patches are replaced by a token, not dropped, and the
+heads are left out of both counts.
 """
 
 from __future__ import annotations
@@ -243,8 +249,10 @@ def bench_dino(
     Returns
     -------
     dict
-        ``ours_images_per_s``, ``reference_images_per_s``, ``ratio``; on CUDA also ``peak_memory_gib`` (ours),
-        ``tflops``, ``mfu`` and ``gflops_per_image``. With ``batch_sweep``: ``sweep`` (one row per batch size:
+        ``ours_images_per_s``, ``reference_images_per_s``, ``ratio``; ``dinov2_images_per_s`` and
+        ``dinov2_ratio`` (our DINOv2 step over our DINO step); on CUDA also ``peak_memory_gib`` (ours),
+        ``tflops``, ``mfu`` and ``gflops_per_image``, and ``dinov2_peak_memory_gib``, ``dinov2_tflops``,
+        ``dinov2_mfu``. With ``batch_sweep``: ``sweep`` (one row per batch size:
         images/s, peak memory, MFU), ``largest_batch`` that fit and ``paper_run_hours``, the 300-epoch projection
         at that batch.
     """
@@ -254,11 +262,15 @@ def bench_dino(
                         checkpoint_every=1)
     images = np.random.default_rng(seed).integers(200, 40000, (steps * batch_size, 2, img_size, img_size),
                                                   dtype=np.uint16)
-    _ours(images[:batch_size], config, arch=arch, img_size=img_size, device=device)  # warm-up
-    ours, reference, peak = 0.0, 0.0, None
+    dinov2 = dataclasses.replace(config, objective="dinov2")
+    for recipe in (config, dinov2):  # warm-up
+        _ours(images[:batch_size], recipe, arch=arch, img_size=img_size, device=device)
+    ours, ours_v2, reference, peak, peak_v2 = 0.0, 0.0, 0.0, None, None
     for _ in range(rounds):
         rate, memory = _ours_with_memory(images, config, arch=arch, img_size=img_size, device=device)
         ours, peak = max(ours, rate), memory
+        rate, memory = _ours_with_memory(images, dinov2, arch=arch, img_size=img_size, device=device)
+        ours_v2, peak_v2 = max(ours_v2, rate), memory
         reference = max(reference, _reference_steps(images, config, arch=arch, img_size=img_size, device=device,
                                                      steps=steps))
     result = {
@@ -277,10 +289,16 @@ def bench_dino(
         "ratio": round(ours / reference, 2),
         "reference": reference_recipe(device),
         "rounds": rounds,
+        "dinov2_images_per_s": round(ours_v2, 2),
+        "dinov2_ratio": round(ours_v2 / ours, 2),
     }
     if device.type == "cuda":
+        flops = _flops_per_image(arch, img_size, n_local_crops, local_crop_size)
         result["peak_memory_gib"] = round(peak, 2)
-        result.update(gpu_utilisation(device, ours, _flops_per_image(arch, img_size, n_local_crops, local_crop_size)))
+        result.update(gpu_utilisation(device, ours, flops))
+        result["dinov2_peak_memory_gib"] = round(peak_v2, 2)
+        result.update({f"dinov2_{key}": value for key, value in gpu_utilisation(device, ours_v2, flops).items()
+                       if key in ("tflops", "mfu")})
     if batch_sweep:
         sweep = _batch_sweep(images, config, batch_sweep, arch=arch, img_size=img_size, steps=steps, device=device)
         fitting = [row for row in [{"batch_size": batch_size, "images_per_s": ours}, *sweep] if row.get("fits", True)]

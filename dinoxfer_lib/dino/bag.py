@@ -58,13 +58,18 @@ class ChannelBag:
 
     def epochs_matching(self, joint_epochs: int) -> int:
         """Epochs over this bag that show as many channel images as ``joint_epochs`` over the sources' images
-        (``joint_epochs * images * mean channels / len(bag)``, at least 1)."""
-        return max(1, math.ceil(joint_epochs * self.n_source_images * self.mean_channels / len(self.images)))
+        (``joint_epochs * images * mean channels / len(bag)``, to the nearest whole epoch and at least 1: a bag one
+        channel image short of the sources' pairs, from balancing, gets no extra epoch)."""
+        return max(1, round(joint_epochs * self.n_source_images * self.mean_channels / len(self.images)))
 
     def steps_matching(self, joint_steps: int) -> int:
         """Optimiser steps at the same batch size that match ``joint_steps`` of a joint-channel model: one channel
         per sample instead of an image of ``mean_channels`` channels (003: 45,000 iterations x mean channels)."""
         return max(1, math.ceil(joint_steps * self.mean_channels))
+
+
+# The single input slot of a bag-of-channels encoder: a channel, whatever it means.
+BAG_CHANNEL = ("channel",)
 
 
 def bag_of_channels(

@@ -16,7 +16,7 @@ offending keys as ``dino.<field>``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from dinoxfer_lib.bounds import check_bounds
@@ -193,3 +193,103 @@ class DinoConfig:
             _require(ratios[1] > 0, f"{key}.mask_ratio_range", ratios, "a high ratio > 0 while ibot_loss_weight > 0")
             _require(self.mask_sample_probability > 0, f"{key}.mask_sample_probability",
                      self.mask_sample_probability, "> 0 while ibot_loss_weight > 0")
+
+
+@dataclass(frozen=True)
+class DINOv2Config(DinoConfig):
+    """The DINOv2 recipe of Cell-DINO and DINO BoC: :class:`DinoConfig` with DINOv2's published defaults.
+
+    Every field :class:`DinoConfig` documents; the values below differ from DINO's. They come from DINOv2's
+    ``ssl_default_config.yaml`` (the ViT-L/16 recipe its ``vitl16_short.yaml`` keeps) and, for the microscopy
+    augmentations DINOv2 has no counterpart for, from Cell-DINO's ``CellAugmentationDINO`` (paper 002's code in
+    facebookresearch/dinov2). A profile's ``dinov2.recipe`` lists only the values that differ from these.
+    """
+
+    objective: Literal["dino", "dinov2"] = "dinov2"
+    # optim.epochs: 100 (official ImageNet-1k recipe); 003 trains 45,000 iterations at batch 1024.
+    epochs: int = 100
+    # Global batch the base learning rate is stated for (optim.base_lr "for a batch size of 1024"; 003: 1024).
+    batch_size: int = 1024
+    # optim.base_lr 0.004 at batch 1024, written per 256 images as DinoConfig scales it (0.004 x 256 / 1024).
+    # DINOv2 scales with sqrt(batch / 1024) instead of linearly; both give 0.004 at 1024.
+    lr: float = 0.001
+    # teacher.teacher_temp 0.07 after a warm-up from 0.04 over 30 epochs.
+    teacher_temp: float = 0.07
+    warmup_teacher_temp: float = 0.04
+    warmup_teacher_temp_epochs: int = 30
+    # teacher.momentum_teacher: 0.992 (ViT-L/14 and g/14: 0.994).
+    momentum_teacher: float = 0.992
+    # DINOv2's head trains its last layer's norm (weight_g is not frozen).
+    norm_last_layer: bool = False
+    # DINOv2 clips each sub-network's gradient norm as a whole (clip_grad 3.0).
+    clip_mode: Literal["per_parameter", "global"] = "global"
+    # student.drop_path_rate: 0.3 (ViT-L/14 and g/14: 0.4; 003: 0.1).
+    drop_path_rate: float = 0.3
+    # crops.global_crops_scale / local_crops_scale.
+    global_crop_scale: tuple[float, ...] = (0.32, 1.0)
+    local_crop_scale: tuple[float, ...] = (0.05, 0.32)
+    # Cell-DINO's augmentations: flips, per-channel brightness and contrast ~ N(1, 0.2), protein rescaling and
+    # random removal of one non-protein channel, each with p = 0.2; no cell warping (a DINO4Cells augmentation).
+    warp_p: float = 0.0
+    brightness_sigma: float = 0.2
+    contrast_sigma: float = 0.2
+    channel_drop_p: float = 0.2
+
+
+# The DINOv2-trained backbones this book adds beside the paper's three (papers 002 and 003).
+DINOV2_BACKBONES = ("cell_dino", "cell_dino_plus", "dino_boc")
+# Domains a bag of channels may draw from: the paper's pretraining domains and its target.
+BAG_SOURCES = ("natural", "hpa", "opencell")
+
+
+@dataclass(frozen=True)
+class DINOv2BackbonesConfig:
+    """Cell-DINO, Cell-DINO+ and DINO BoC: which of them this profile trains, their DINOv2 recipe, their data.
+
+    Registered under the ``dinov2:`` key; :meth:`validate` names offending keys as ``dinov2.<field>``.
+    """
+
+    # Backbones to train beside the paper's three; each adds a Table III row and a cell-line row, dino_boc also a
+    # transfer-matrix row. cell_dino = DINOv2 from scratch on the HPA-like domain (002); cell_dino_plus = the same
+    # started from the natural-image backbone (002's "+"); dino_boc = one single-channel encoder trained on
+    # channels of every pretraining domain (003). [] = the paper's backbones only.
+    backbones: tuple[str, ...] = DINOV2_BACKBONES
+    # The DINOv2 recipe all three train with (DINOv2Config: DINOv2's published defaults). Chapter 02 lists it
+    # beside those defaults. DINO BoC ignores channel_drop_p: its samples have one channel.
+    recipe: DINOv2Config = field(default_factory=DINOv2Config)
+    # Cell-DINO+'s initial weights: natural = the profile's natural-image backbone (embed.natural_weights: this
+    # run's dino/natural stage, or the published weights it names); else a registered weights name or a path.
+    # Patch filters of RGB weights are adapted to the HPA-like channels; heads start random.
+    plus_init: str = "natural"
+    # Cell-DINO+'s LayerScale (its recipe is otherwise `recipe`): 0 for DINO weights, which have none; DINOv2
+    # weights carry their own (any value > 0 builds the LayerScale the file then fills). A mismatch is a
+    # DataError naming the LayerScale weights.
+    plus_layerscale_init: float = 0.0
+    # Cell-DINO and Cell-DINO+ train on at most this many HPA-like images (a seeded sample; None = all). Real HPA
+    # at full resolution does not fit in memory at once: the paper profile samples.
+    max_images: int | None = None
+    # DINO BoC: the domains whose channels fill the bag, balanced (003: "balanced sampling across data sources").
+    # OpenCell contributes only its non-test images, as its DINO backbone does.
+    boc_sources: tuple[str, ...] = BAG_SOURCES
+    # DINO BoC: images drawn per source (a seeded sample; None = all); all their channels go into the bag. The bag
+    # has the sources' mean channel count times more samples than images, so with the same epochs the encoder
+    # takes that many times more steps than a joint-channel model on the same images (003's rule). Fewer images
+    # make it cheaper; demo chooses the count that gives it Cell-DINO's step count (equal CPU budget).
+    boc_images_per_source: int | None = None
+
+    def validate(self, key: str) -> None:
+        """Raise :class:`ConfigError` naming ``f"{key}.{field}"`` for the first impossible value."""
+        check_bounds(self, key)
+        unknown = [b for b in self.backbones if b not in DINOV2_BACKBONES]
+        _require(not unknown and len(set(self.backbones)) == len(self.backbones), f"{key}.backbones",
+                 list(self.backbones), f"distinct names among {', '.join(DINOV2_BACKBONES)}")
+        self.recipe.validate(f"{key}.recipe")
+        _require(self.recipe.objective == "dinov2", f"{key}.recipe.objective", self.recipe.objective,
+                 "dinov2 (Cell-DINO and DINO BoC train with DINOv2)")
+        _require(bool(self.plus_init), f"{key}.plus_init", self.plus_init, "natural, a weights name or a path")
+        if self.max_images is not None:
+            _require(self.max_images >= self.recipe.batch_size, f"{key}.max_images", self.max_images,
+                     f">= recipe.batch_size ({self.recipe.batch_size}), or null for all images")
+        unknown = [s for s in self.boc_sources if s not in BAG_SOURCES]
+        _require(bool(self.boc_sources) and not unknown and len(set(self.boc_sources)) == len(self.boc_sources),
+                 f"{key}.boc_sources", list(self.boc_sources), f"distinct domains among {', '.join(BAG_SOURCES)}")

@@ -8,6 +8,8 @@ same colour means the same kind of patch in every image.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -68,3 +70,17 @@ def patch_pca_rgb(backbone: nn.Module, x: torch.Tensor, *, n_components: int = 3
     low, high = scores.min(0).values, scores.max(0).values
     scores = (scores - low) / (high - low).clamp_min(1e-8)
     return scores.reshape(b, gh, gw, n_components).cpu().numpy()
+
+
+def mean_attention(models: Mapping[str, nn.Module], raw: np.ndarray, *, img_size: int,
+                   channel_names: Sequence[str], single_channel: str = "protein") -> dict[str, np.ndarray]:
+    """Each backbone's last-block CLS attention, averaged over heads, on the same raw microscopy images:
+    name → ``(B, grid_h, grid_w)``.
+
+    A backbone reads the images' channels in their order; a single-channel encoder (DINO BoC) sees the
+    ``single_channel`` channel alone, as bag of channels feeds it.
+    """
+    x = prepare_images(raw, img_size=img_size)
+    alone = x[:, [list(channel_names).index(single_channel)]]
+    return {name: cls_attention(model, alone if model.patch_embed.proj.in_channels == 1 else x).mean(axis=1)
+            for name, model in models.items()}

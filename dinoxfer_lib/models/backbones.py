@@ -227,6 +227,28 @@ PRETRAINED: dict[str, PretrainedWeights] = {
 }
 
 
+# Official DINOv2 backbones (facebookresearch/dinov2 hubconf; LVD-142M, the S, B and L sizes distilled from g/14),
+# named as the timm architectures they load into; data_manifests/dinov2_vit<size>14.yaml download them.
+PRETRAINED.update({
+    arch: PretrainedWeights(
+        arch=arch,
+        slots=("red", "green", "blue"),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        per_image_zscore=False,
+        filename=f"dinov2_vit{size}14_pretrain.pth",
+        manifest=f"dinov2_vit{size}14",
+        store_stage=None,
+        url=f"https://dl.fbaipublicfiles.com/dinov2/dinov2_vit{size}14/dinov2_vit{size}14_pretrain.pth",
+        licence="Apache-2.0",
+        description=f"Official DINOv2 ViT-{size.upper()}/14, LVD-142M (Oquab et al. 2024); backbone only, "
+                    "LayerScale, no registers",
+    )
+    for arch, size in (("vit_small_patch14_dinov2", "s"), ("vit_base_patch14_dinov2", "b"),
+                       ("vit_large_patch14_dinov2", "l"))
+})
+
+
 def architecture(arch: str) -> Architecture:
     """The registered architecture ``arch``; an unknown name is a ConfigError listing the valid ones."""
     if arch not in ARCHITECTURES:

@@ -8,9 +8,10 @@ never hard-code a hyperparameter. One module per stage:
 - :mod:`.run`: :class:`Run` and :func:`open_run`.
 - :mod:`.data`: the datasets and the hold-out + K-fold splits.
 - :mod:`.backbones`: the backbone pretrained on each domain (this run's DINO, published weights, a path, or random).
-- :mod:`.dino`: DINO pretraining of a domain's backbone; also the ``torchrun`` entry point.
+- :mod:`.dino`: DINO pretraining of a domain's backbone, and the DINOv2 backbones (Cell-DINO, Cell-DINO+, DINO
+  BoC); also the ``torchrun`` entry point.
 - :mod:`.embeddings`: images through a backbone and a channel strategy (Table III sets, domain embeddings).
-- :mod:`.probes`: Table III and its companions (trained vs random, low-label curves).
+- :mod:`.probes`: Table III and its companions (trained vs random, low-label curves), cell-line classification.
 - :mod:`.shift`: the cross-domain transfer matrix.
 - :mod:`.adapt`: adapted localisation models (LoRA, full fine-tuning), the EM pair and the segmentation study.
 
@@ -26,10 +27,11 @@ _EXPORTS = {
     "make_dataset": "data", "load_datasets": "data", "make_split": "data", "load_split": "data",
     "ResolvedBackbone": "backbones", "resolve_backbone": "backbones", "random_backbone": "backbones",
     "load_backbones": "backbones", "backbone_labels": "backbones", "data_phrase": "data",
-    "train_backbone": "dino", "load_dino_runs": "dino",
+    "train_backbone": "dino", "load_dino_runs": "dino", "train_dinov2_backbone": "dino", "load_dinov2_runs": "dino",
     "make_embeddings": "embeddings", "load_embeddings": "embeddings", "load_domain_embeddings": "embeddings",
     "load_probe_results": "probes", "load_trained_vs_random": "probes", "load_low_label_curves": "probes",
-    "load_transfer_matrix": "shift", "shift_stages": "shift",
+    "load_cell_line_results": "probes", "has_cell_lines": "probes",
+    "load_transfer_matrix": "shift", "shift_stages": "shift", "transfer_backbones": "backbones",
     "adapted_sets": "adapt", "load_adaptation": "adapt", "load_em_data": "adapt", "load_seg_studies": "adapt",
     "adaptation_stages": "adapt",
 }

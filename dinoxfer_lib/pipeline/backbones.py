@@ -1,11 +1,12 @@
-"""The backbone pretrained on each domain, as ``embed.<domain>_weights`` asks for it.
+"""The backbone pretrained on each domain, as ``embed.<domain>_weights`` asks for it, and the DINOv2 backbones.
 
 ``store`` = this run's own DINO stage ``dino/<domain>``, trained here first when the store has none for this config
 (a chapter run on its own gets the backbone the DINO chapter would make, never random weights in its place); a
 registered name (``dino_vitb8_imagenet``, ``dino4cells_hpa_fov``) = published weights from the download cache;
-anything else = a checkpoint path. A :class:`ResolvedBackbone` carries the model with what its input slots mean, how
-its inputs are normalised, and where its weights came from, so every stage that embeds with it records that in its
-provenance.
+anything else = a checkpoint path. The DINOv2 backbones (``cell_dino``, ``cell_dino_plus``, ``dino_boc``;
+``dinov2.backbones``) always come from this run's stage ``dino/<name>``, trained first in the same way. A
+:class:`ResolvedBackbone` carries the model with what its input slots mean, how its inputs are normalised, and where
+its weights came from, so every stage that embeds with it records that in its provenance.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from torch import nn
 from dinoxfer_lib.config import Config
 from dinoxfer_lib.data.dataset import load_imageset
 from dinoxfer_lib.dino.checkpoint import BACKBONE_FILE
+from dinoxfer_lib.dino.config import DINOV2_BACKBONES
 from dinoxfer_lib.dino.train import SUMMARY_FILE
+from dinoxfer_lib.errors import ConfigError
 from dinoxfer_lib.models.backbones import IMAGENET_MEAN, IMAGENET_STD, PRETRAINED, create_backbone
 from dinoxfer_lib.models.checkpoints import build_backbone
 from dinoxfer_lib.models.slot_order import slot_order
 from dinoxfer_lib.pipeline.data import data_phrase, make_dataset
-from dinoxfer_lib.pipeline.dino import train_backbone
+from dinoxfer_lib.pipeline.dino import train_backbone, train_dinov2_backbone
 from dinoxfer_lib.pipeline.run import DOMAINS, Run
 
 
@@ -38,7 +41,7 @@ class ResolvedBackbone:
     input of every stage that embeds with them, so retraining recomputes those stages.
     """
 
-    domain: str
+    domain: str  # the pretraining domain, or the DINOv2 backbone's name
     model: nn.Module
     slots: tuple[str, ...]
     mean: tuple[float, ...] | None
@@ -66,7 +69,7 @@ def _photo_norm(domain: str) -> tuple[tuple[float, ...] | None, tuple[float, ...
 
 def random_backbone(config: Config, domain: str, *, channels: tuple[str, ...]) -> ResolvedBackbone:
     """The profile's architecture with seeded random weights: the baseline a DINO-trained backbone must beat."""
-    seed = config.seed + ("natural", "hpa", "opencell").index(domain)
+    seed = config.seed + ("natural", "hpa", "opencell", *DINOV2_BACKBONES).index(domain)
     torch.manual_seed(seed)
     model = create_backbone(config.embed.arch, in_chans=len(channels), img_size=config.embed.img_size).eval()
     return ResolvedBackbone(domain, model, channels, *_photo_norm(domain), f"random init (seed {seed})", None,
@@ -74,17 +77,19 @@ def random_backbone(config: Config, domain: str, *, channels: tuple[str, ...]) -
 
 
 def resolve_backbone(run: Run, domain: str) -> ResolvedBackbone:
-    """The backbone pretrained on ``domain`` as the profile asks for it (see ``embed.<domain>_weights``).
+    """The backbone pretrained on ``domain`` as the profile asks for it (see ``embed.<domain>_weights``), or the
+    DINOv2 backbone of that name (``cell_dino``, ``cell_dino_plus``, ``dino_boc``) as this run trains it.
 
     With ``store`` weights the ``dino/<domain>`` stage is reused when it is up to date, and trained first when the
     store has none for this config (its chapter did not run yet, or the DINO settings changed since): a chapter run
     alone never falls back to random weights.
     """
     config = run.config
-    weights = getattr(config.embed, f"{domain}_weights")
+    weights = "store" if domain in DINOV2_BACKBONES else getattr(config.embed, f"{domain}_weights")
     label = backbone_label(run, domain)
     if weights == "store":
-        artifact = train_backbone(run, domain, progress=False)  # reused when up to date, else trained first
+        train = train_dinov2_backbone if domain in DINOV2_BACKBONES else train_backbone
+        artifact = train(run, domain, progress=False)  # reused when up to date, else trained first
         if not artifact.reused:
             print(f"{artifact.name}: trained now, as the DINO chapter does (the store had no backbone for this config)")
         model, report = build_backbone(artifact.path / BACKBONE_FILE, img_size=config.embed.img_size)
@@ -107,7 +112,10 @@ def domain_channels(run: Run, domain: str) -> tuple[str, ...]:
 
 
 def backbone_label(run: Run, domain: str) -> str:
-    """What the backbone of ``domain`` is, in words, without loading it: the table label of its weights."""
+    """What the backbone of ``domain`` (or DINOv2 backbone) is, in words, without loading it: the table label of its
+    weights."""
+    if domain in DINOV2_BACKBONES:
+        return _dinov2_label(run, domain)
     weights = getattr(run.config.embed, f"{domain}_weights")
     if weights == "store":
         return f"DINO on {data_phrase(run, domain)}, this run"
@@ -116,11 +124,35 @@ def backbone_label(run: Run, domain: str) -> str:
     return f"weights from {weights}"
 
 
-def backbone_labels(run: Run, domains: tuple[str, ...] = DOMAINS) -> dict[str, str]:
-    """:func:`backbone_label` of each pretraining domain: the weights column of Table III."""
+def _dinov2_label(run: Run, name: str) -> str:
+    settings = run.config.dinov2
+    if name == "dino_boc":
+        sources = ", ".join(data_phrase(run, domain) for domain in settings.boc_sources)
+        return f"DINOv2, single channels of {sources}, this run"
+    label = f"DINOv2 on {data_phrase(run, 'hpa')}"
+    if name == "cell_dino_plus":
+        start = backbone_label(run, "natural") if settings.plus_init == "natural" else settings.plus_init
+        label += f" from {start.removesuffix(', this run')}"
+    return label + ", this run"
+
+
+def backbone_labels(run: Run, domains: tuple[str, ...] | None = None) -> dict[str, str]:
+    """:func:`backbone_label` of each pretraining domain and DINOv2 backbone this profile trains (or of ``domains``):
+    the weights column of Table III."""
+    domains = (*DOMAINS, *run.config.dinov2.backbones) if domains is None else domains
     return {domain: backbone_label(run, domain) for domain in domains}
 
 
+def transfer_backbones(run: Run) -> tuple[str, ...]:
+    """Rows of the transfer matrix: the backbone pretrained on each domain, then DINO BoC if the run trains it."""
+    return (*DOMAINS, *(b for b in ("dino_boc",) if b in run.config.dinov2.backbones))
+
+
 def load_backbones(run: Run, domains: tuple[str, ...] = DOMAINS) -> dict[str, ResolvedBackbone]:
-    """The backbone pretrained on each of ``domains``, as ``embed.<domain>_weights`` asks (store, published, path)."""
+    """The backbone pretrained on each of ``domains``, as ``embed.<domain>_weights`` asks (store, published, path);
+    a DINOv2 backbone's name (``cell_dino``, ...) gives this run's."""
+    known = (*DOMAINS, *DINOV2_BACKBONES)
+    unknown = [d for d in domains if d not in known]
+    if unknown:
+        raise ConfigError(f"unknown backbone {unknown[0]!r}: expected one of {', '.join(known)}")
     return {d: resolve_backbone(run, d) for d in domains}

@@ -149,6 +149,12 @@ def load_split(run: Run, domain: str = "opencell", *, grouped: bool | None = Non
 DOMAIN_NAMES = {"opencell": "OpenCell", "hpa": "HPA", "natural": "natural-image"}
 
 
+def sample_indices(n: int, *, max_images: int, seed: int) -> np.ndarray:
+    """Sorted positions of a seeded random sample of ``min(n, max_images)`` of ``n`` images."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=min(n, max_images), replace=False))
+
+
 def data_phrase(run: Run, domain: str, *, where: bool = False) -> str:
     """Which data stand for ``domain`` in this run, in words: the synthetic stand-in or the real data's layout (and,
     with ``where``, its folder)."""

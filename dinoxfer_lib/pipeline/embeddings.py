@@ -1,6 +1,7 @@
-"""Stages ``embeddings/<set>`` (Table III: the OpenCell images through each backbone and channel strategy) and
+"""Stages ``embeddings/<set>`` (Table III: the OpenCell images through each backbone and channel strategy),
+``hpa_embeddings/<set>`` (the HPA-like images through the cell-line task's sets) and
 ``domain_embeddings/<backbone>/<domain>`` (every domain's images through every backbone, for the domain-shift
-chapter). Both are one stage kind, :func:`make_embeddings`: images of one domain, a backbone, a channel strategy.
+chapter). All are one stage kind, :func:`make_embeddings`: images of one domain, a backbone, a channel strategy.
 
 Why the domain embeddings use the bag of channels, averaged, is in *Deviations and choices* (Embeddings).
 
@@ -24,22 +25,15 @@ import numpy as np
 from dinoxfer_lib.config import config_hash
 from dinoxfer_lib.data.dataset import load_imageset
 from dinoxfer_lib.dino import distributed
-from dinoxfer_lib.embedding_sets import EMBEDDING_SETS
-from dinoxfer_lib.errors import ConfigError
-from dinoxfer_lib.pipeline.backbones import ResolvedBackbone, load_backbones
-from dinoxfer_lib.pipeline.data import make_dataset
+from dinoxfer_lib.embedding_sets import CELL_LINE_SETS, EmbeddingSet, embedding_sets
+from dinoxfer_lib.pipeline.backbones import ResolvedBackbone, load_backbones, transfer_backbones
+from dinoxfer_lib.pipeline.data import make_dataset, sample_indices
 from dinoxfer_lib.pipeline.run import DOMAINS, Run, open_run
 from dinoxfer_lib.store import Artifact
 
 EMBEDDING_FILE = "embeddings.h5ad"
 # Where the processes of a torchrun job leave their shares of a stage until rank 0 has assembled them.
 SHARD_DIR = ".embedding_shards"
-
-
-def sample_indices(n: int, *, max_images: int, seed: int) -> np.ndarray:
-    """Sorted positions of a seeded random sample of ``min(n, max_images)`` of ``n`` images."""
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(n, size=min(n, max_images), replace=False))
 
 
 def make_embeddings(
@@ -57,9 +51,10 @@ def make_embeddings(
     """Stage ``stage``: the images of ``domain`` (all, or a seeded sample of ``max_images``) through ``backbone``
     with channel ``strategy``, as an AnnData ``embeddings.h5ad`` (see :func:`~dinoxfer_lib.embed.extract_embeddings`).
 
-    ``bag_of_channels`` runs each channel alone through the backbone's single-channel copy (patch filters summed over
-    its input slots) and combines the channels by ``reduce`` (default ``embed.bag_reduce``); ``slot_table`` is for
-    ``mapping``. Recomputed when the images, the backbone's weights, ``embed.*`` or these arguments change.
+    ``bag_of_channels`` runs each channel alone through the backbone (a single-channel encoder as DINO BoC trains one,
+    else its single-channel copy: patch filters summed over its input slots) and combines the channels by ``reduce``
+    (default ``embed.bag_reduce``); ``slot_table`` is for ``mapping``. Recomputed when the images, the backbone's
+    weights, ``embed.*`` or these arguments change.
     """
     from dinoxfer_lib.embed import extract_embeddings
 
@@ -128,11 +123,12 @@ def _run_on_every_rank(run: Run, stage: str, compute: Callable[[Path | None], No
 def channel_encoder(backbone: ResolvedBackbone, strategy: str, *, target_channels: tuple[str, ...],
                     slot_table: str | None, feature: str, reduce: str):
     """``backbone`` with channel ``strategy`` as every embedding stage uses it (and the adaptation stages start from
-    it): ``bag_of_channels`` runs the backbone's single-channel copy, without slot standardisation."""
+    it): ``bag_of_channels`` runs each channel through a single-channel encoder (DINO BoC's own, else the backbone's
+    single-channel copy: patch filters summed over its input slots), without slot standardisation."""
     from dinoxfer_lib.models.channels import make_encoder, single_channel_copy
 
     model, slots, mean, std = backbone.model, backbone.slots, backbone.mean, backbone.std
-    if strategy == "bag_of_channels":
+    if strategy == "bag_of_channels" and model.patch_embed.proj.in_channels > 1:
         model, slots, mean, std = single_channel_copy(model), ("any",), None, None
     return make_encoder(strategy, model, target_channels=target_channels, slots=slots, slot_table=slot_table,
                         mean=mean, std=std, per_image_zscore=backbone.per_image_zscore, feature=feature,
@@ -142,14 +138,27 @@ def channel_encoder(backbone: ResolvedBackbone, strategy: str, *, target_channel
 def table_iii_embeddings(run: Run, names: tuple[str, ...] | None = None, *,
                          backbones: Mapping[str, ResolvedBackbone] | None = None,
                          stage_suffix: str = "") -> dict[str, Artifact]:
-    """Stage ``embeddings/<set><stage_suffix>`` of each Table III set (all of them, or ``names``), with the
-    profile's backbones unless ``backbones`` (pretraining domain -> backbone) replaces them."""
-    sets = [s for s in EMBEDDING_SETS if names is None or s.name in names]
+    """Stage ``embeddings/<set><stage_suffix>`` of each Table III set of the run (all of them, or ``names``), with
+    the profile's backbones unless ``backbones`` (backbone name -> backbone) replaces them."""
+    sets = embedding_sets(run.config.dinov2.backbones, names)
+    return _set_embeddings(run, sets, domain="opencell", stage=lambda name: f"embeddings/{name}{stage_suffix}",
+                           backbones=backbones)
+
+
+def cell_line_embeddings(run: Run) -> dict[str, Artifact]:
+    """Stage ``hpa_embeddings/<set>`` of each set of the cell-line task the run has (:data:`CELL_LINE_SETS`): the
+    HPA-like images embedded the way the set embeds OpenCell's."""
+    sets = embedding_sets(run.config.dinov2.backbones, CELL_LINE_SETS)
+    return _set_embeddings(run, sets, domain="hpa", stage=lambda name: f"hpa_embeddings/{name}")
+
+
+def _set_embeddings(run: Run, sets: tuple[EmbeddingSet, ...], *, domain: str, stage,
+                    backbones: Mapping[str, ResolvedBackbone] | None = None) -> dict[str, Artifact]:
     backbones = backbones or load_backbones(run, tuple(dict.fromkeys(s.pretraining for s in sets)))
     return {
         spec.name: make_embeddings(
-            run, f"embeddings/{spec.name}{stage_suffix}", domain="opencell", backbone=backbones[spec.pretraining],
-            strategy=spec.strategy, slot_table=spec.slot_table, description={"set": spec.name},
+            run, stage(spec.name), domain=domain, backbone=backbones[spec.pretraining], strategy=spec.strategy,
+            slot_table=spec.slot_table, description={"set": spec.name},
         )
         for spec in sets
     }
@@ -162,10 +171,9 @@ def load_embeddings(run: Run, names: tuple[str, ...] | None = None) -> dict:
 
 def domain_embeddings(run: Run, backbone_domain: str, domains: tuple[str, ...] = DOMAINS) -> dict[str, Artifact]:
     """Stage ``domain_embeddings/<backbone_domain>/<domain>`` of each of ``domains``: a seeded sample of at most
-    ``analysis.max_images_per_domain`` images through the backbone pretrained on ``backbone_domain``, bag of
-    channels averaged (the same input path for every domain, whatever its channels)."""
-    if backbone_domain not in DOMAINS:
-        raise ConfigError(f"unknown backbone {backbone_domain!r}: expected one of {', '.join(DOMAINS)}")
+    ``analysis.max_images_per_domain`` images through the backbone pretrained on ``backbone_domain`` (or the DINOv2
+    backbone of that name), bag of channels averaged (the same input path for every domain, whatever its
+    channels)."""
     backbone = load_backbones(run, (backbone_domain,))[backbone_domain]
     return {
         domain: make_embeddings(
@@ -217,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     run = open_run(args.profile, parse_overrides(args.set), runs_root=args.runs_root, force=args.force)
     artifacts = table_iii_embeddings(run, tuple(args.sets) if args.sets else None)
     if args.domains:
-        for backbone_domain in DOMAINS:
+        for backbone_domain in transfer_backbones(run):
             artifacts.update({f"{backbone_domain}/{d}": a for d, a in domain_embeddings(run, backbone_domain).items()})
     if distributed.is_main_process():
         for artifact in artifacts.values():

@@ -1,7 +1,9 @@
 """Stage ``transfer/matrix``: the cross-domain transfer matrix (every backbone x every labelled domain).
 
-Its inputs are the domain embeddings (:func:`~dinoxfer_lib.pipeline.embeddings.domain_embeddings`); the probe recipe
-is the profile's ``probe`` section and the split follows ``split.*``.
+Its rows are the backbone pretrained on each domain and, when the profile trains it, DINO BoC (paper 003's
+matrix is of BoC models). Its inputs are the domain embeddings
+(:func:`~dinoxfer_lib.pipeline.embeddings.domain_embeddings`); the probe recipe is the profile's ``probe`` section
+and the split follows ``split.*``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dinoxfer_lib.pipeline.backbones import transfer_backbones
 from dinoxfer_lib.pipeline.embeddings import domain_embeddings, read_embeddings
 from dinoxfer_lib.pipeline.run import DOMAINS, Run
 
@@ -18,16 +21,19 @@ from dinoxfer_lib.pipeline.run import DOMAINS, Run
 LABELLED_DOMAINS = ("opencell", "hpa")
 
 
-def shift_stages() -> list[str]:
-    """The stages of the domain-shift chapter: every domain through every backbone, and the transfer matrix."""
-    return [*(f"domain_embeddings/{b}/{d}" for b in DOMAINS for d in DOMAINS), "transfer/matrix"]
+def shift_stages(run: Run | None = None) -> list[str]:
+    """The stages of the domain-shift chapter: every domain through every backbone, the transfer matrix's extra
+    rows (given the ``run``) and the matrix."""
+    extra = transfer_backbones(run)[len(DOMAINS):] if run is not None else ()
+    return [*(f"domain_embeddings/{b}/{d}" for b in DOMAINS for d in DOMAINS),
+            *(f"domain_embeddings/{b}/{d}" for b in extra for d in LABELLED_DOMAINS), "transfer/matrix"]
 
 
 def load_transfer_matrix(run: Run, *, device=None) -> pd.DataFrame:
     """The transfer matrix, computed once and then reused (see :func:`~dinoxfer_lib.tl.transfer.transfer_matrix`)."""
     from dinoxfer_lib.tl.transfer import transfer_matrix
 
-    artifacts = {b: domain_embeddings(run, b, LABELLED_DOMAINS) for b in DOMAINS}
+    artifacts = {b: domain_embeddings(run, b, LABELLED_DOMAINS) for b in transfer_backbones(run)}
 
     def compute(folder: Path) -> None:
         embeddings = {b: read_embeddings(per) for b, per in artifacts.items()}

@@ -1,4 +1,5 @@
-"""Figures of the DINO chapter: training curves, CLS attention maps, patch-feature PCA."""
+"""Figures of the DINO chapter: training curves, CLS attention maps, patch-feature PCA, and the objectives side by
+side."""
 
 from __future__ import annotations
 
@@ -98,4 +99,47 @@ def plot_patch_pca(images: np.ndarray, pca_rgb: np.ndarray, *, channel_names: Se
             ax.set_xticks([]), ax.set_yticks([])
     axes[0, 0].set_ylabel("image")
     axes[1, 0].set_ylabel("patch PCA → RGB")
+    return fig
+
+
+def plot_objective_curves(histories: Mapping[str, pd.DataFrame]) -> Figure:
+    """Several runs' training side by side, per step: the DINO term (the whole loss of a DINO run, the ``dino_loss``
+    term of a DINOv2 one: the same cross-entropy), the teacher entropy, and DINOv2's iBOT and KoLeo terms."""
+    fig = Figure(figsize=(11, 6), layout="constrained")
+    axes = fig.subplots(2, 2, sharex=True).ravel()
+    for i, (name, history) in enumerate(histories.items()):
+        step, style = history["step"], {"lw": 1, "label": name, "color": f"C{i % 10}"}  # one colour per run
+        axes[0].plot(step, history["dino_loss"] if "dino_loss" in history else history["loss"], **style)
+        axes[1].plot(step, history["teacher_entropy"], **style)
+        for ax, term in zip(axes[2:], ("ibot_loss", "koleo_loss")):
+            if term in history:
+                ax.plot(step, history[term], **style)
+    for ax, label in zip(axes, ("DINO term (CLS cross-entropy)", "teacher entropy (nats)", "iBOT term (masked patches)",
+                                "KoLeo term")):
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    for ax in axes[2:]:
+        ax.set_xlabel("step")
+    return fig
+
+
+def plot_attention_comparison(images: np.ndarray, attention: Mapping[str, np.ndarray], *,
+                              channel_names: Sequence[str]) -> Figure:
+    """Each image (composite) beside every backbone's CLS attention averaged over heads (one column per backbone).
+
+    ``attention`` is :func:`~dinoxfer_lib.dino.inspect.mean_attention`'s name → ``(B, gh, gw)``.
+    """
+    b, names = len(images), list(attention)
+    fig = Figure(figsize=(1.9 * (len(names) + 1), 1.9 * b), layout="constrained")
+    axes = fig.subplots(b, len(names) + 1, squeeze=False)
+    extent = (0, images.shape[-1], images.shape[-2], 0)
+    for i in range(b):
+        axes[i, 0].imshow(composite(images[i], channel_names))
+        for j, name in enumerate(names):
+            axes[i, j + 1].imshow(attention[name][i], cmap="inferno", extent=extent, interpolation="nearest")
+        for ax in axes[i]:
+            ax.set_xticks([]), ax.set_yticks([])
+    for j, title in enumerate(["image", *names]):
+        axes[0, j].set_title(title, fontsize=9)
     return fig

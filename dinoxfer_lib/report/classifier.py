@@ -28,9 +28,10 @@ def table_iii(result: ProbeResult, *, probe: str = "mlp", threshold: str | None 
     Columns: ``weights`` (what this run's backbone is: ``weights`` maps a pretraining domain to its label, e.g.
     from :func:`~dinoxfer_lib.pipeline.backbones.backbone_labels`; the paper's label where not given),
     ``paper_weights``, ``approach``, ``set``, ``test_f1_mean``, ``test_f1_std``, ``paper_mean``, ``paper_std`` (NaN
-    where the paper has no row), ``val_f1_mean``, ``train_f1_mean``, ``folds``. With ``present`` (the classes the
-    data use, :func:`present_classes`) fewer than all, also ``present_f1_mean``/``present_f1_std``: macro F1 over
-    those classes only, since an absent class scores 0 and pulls the all-class mean down.
+    where the paper has no row: the DINOv2 rows Cell-DINO, Cell-DINO+, DINO BoC), ``val_f1_mean``,
+    ``train_f1_mean``, ``folds``. With ``present`` (the classes the data use, :func:`present_classes`) fewer than
+    all, also ``present_f1_mean``/``present_f1_std``: macro F1 over those classes only, since an absent class scores
+    0 and pulls the all-class mean down.
     """
     table = result.table(threshold=threshold)
     table = table[table["probe"] == probe].drop(columns="probe")

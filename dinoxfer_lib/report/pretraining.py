@@ -1,4 +1,5 @@
-"""Chapter 02 (DINO pretraining): the recipe beside the official one, each run's summary, trained vs random."""
+"""Chapter 02 (pretraining): the recipes beside the official ones, each run's summary, trained vs random, and the
+comparison of the objectives (DINO vs DINOv2, joint channels vs bag of channels, scratch vs "+" initialisation)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,38 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from dinoxfer_lib.dino.config import DinoConfig
+from dinoxfer_lib.dino.config import DINOv2Config, DinoConfig
+from dinoxfer_lib.embedding_sets import EMBEDDING_SETS
+from dinoxfer_lib.probes.result import ProbeResult
 from dinoxfer_lib.report.common import recipe_table, summarise
 
 # The rows of the run summary a reader needs first; the rest (sizes, devices, settings) sit behind the toggle.
 SUMMARY_ROWS = ("steps", "n_images", "wall_time_s", "images_per_s", "final_loss", "final_teacher_entropy",
                 "max_entropy", "collapse")
 
+# The comparisons of chapter 02, each a pair of embedding sets that differ in one choice: (choice, from, to).
+OBJECTIVE_COMPARISONS: tuple[tuple[str, str, str], ...] = (
+    ("DINO → DINOv2 (HPA-like, from scratch)", "hpa_mapping", "cell_dino_mapping"),
+    ("from scratch → from the natural-image backbone (Cell-DINO+)", "cell_dino_mapping", "cell_dino_plus_mapping"),
+    ("joint channels (Cell-DINO) → bag of channels (DINO BoC)", "cell_dino_mapping", "dino_boc"),
+)
+# Per-fold differences are summarised by a t-interval at this level.
+CONFIDENCE = 0.95
+_SETS = {spec.name: spec for spec in EMBEDDING_SETS}
+
 
 def dino_recipe_table(config: DinoConfig) -> pd.DataFrame:
     """The profile's DINO recipe beside the official ``main_dino.py`` defaults and the paper's values."""
     return recipe_table(config, DinoConfig())
+
+
+def dinov2_recipe_table(config: DINOv2Config) -> pd.DataFrame:
+    """The profile's DINOv2 recipe (``dinov2.recipe``) beside DINOv2's published defaults ("differs" marks this
+    run's departures from them) and the DINO / paper values the DINO backbones train with."""
+    table = recipe_table(config, DINOv2Config()).rename(columns={"paper": "DINOv2 default"})
+    dino = recipe_table(DinoConfig(), DinoConfig())["this run"]
+    table.insert(2, "DINO / paper", dino)
+    return table
 
 
 def dino_summary_table(runs: Mapping) -> pd.DataFrame:
@@ -28,6 +50,51 @@ def dino_summary_table(runs: Mapping) -> pd.DataFrame:
         table.loc["collapse"] = [value or "none" for value in table.loc["collapse"]]
     return summarise(table.rename_axis("summary.json"), [r for r in SUMMARY_ROWS if r in table.index],
                      what="the training's outcome")
+
+
+def training_budget_table(runs: Mapping) -> pd.DataFrame:
+    """One row per trained backbone (``name -> DinoRun``): objective, initialisation, what it trained on, steps,
+    samples seen, CPU (or GPU) seconds and the final health, so runs of equal budget can be told apart."""
+    rows = {}
+    for name, dino_run in runs.items():
+        summary, data = dino_run.summary, dino_run.training_data
+        init = (summary.get("init_from") or {}).get("source")
+        rows[name] = {
+            "objective": summary["objective"],
+            "initialised from": data.get("init_from") or ("random" if init is None else init),
+            "trained on": ", ".join(f"{d} ({n})" for d, n in data.get("sources", {}).items()),
+            "channels per sample": len(summary["channels"]),
+            "steps": summary["steps"],
+            "samples seen": summary["steps"] * summary["batch_size"],
+            "seconds": summary["wall_time_s"],
+            "samples/s": summary["images_per_s"],
+            "final loss": round(summary["final_loss"], 4) if summary["final_loss"] is not None else None,
+            "collapse": summary["collapse"] or "none",
+        }
+    return pd.DataFrame(rows).T.rename_axis("backbone")
+
+
+def budget_note(table: pd.DataFrame) -> str:
+    """The training budgets of :func:`training_budget_table` in words: steps and seconds per backbone."""
+    parts = [f"**{name}** {row['steps']} steps ({row['samples seen']:,} samples, {row['seconds']:.0f} s)"
+             for name, row in table.iterrows()]
+    dinov2 = table[table["objective"] == "dinov2"]
+    same = dinov2["steps"].nunique() == 1 and len(dinov2) > 1
+    text = "Training took " + "; ".join(parts) + "."
+    if same:
+        text += (f" The DINOv2 backbones took the same number of optimiser steps ({dinov2['steps'].iloc[0]}), so "
+                 "their budgets differ only by the cost of a step.")
+    return text
+
+
+def attention_backbones(backbones: Mapping, channel_names) -> dict:
+    """The models of ``backbones`` (name -> ResolvedBackbone) that read ``channel_names`` as they come, in [0, 1]
+    (this run's, and DINO BoC's single channel), for :func:`~dinoxfer_lib.dino.inspect.mean_attention`; published
+    weights with another slot order or their own standardisation are left out."""
+    single = [name for name, b in backbones.items() if b.model.patch_embed.proj.in_channels == 1]
+    return {name: b.model for name, b in backbones.items()
+            if (name in single or tuple(b.slots) == tuple(channel_names)) and b.mean is None
+            and not b.per_image_zscore}
 
 
 def trained_vs_random_note(table: pd.DataFrame) -> str:
@@ -70,3 +137,73 @@ def what_this_means(runs: Mapping, comparison: pd.DataFrame, *, out_dim: int) ->
                      "chapters compare backbones that are barely trained: read their differences as checks of the "
                      "pipeline, not as evidence about pretraining.")
     return "\n".join(lines)
+
+
+def paired_differences(results: Mapping[str, ProbeResult | None], comparisons=OBJECTIVE_COMPARISONS, *,
+                       probe: str = "mlp") -> pd.DataFrame:
+    """Per task (``task name -> result``; None = a task the run cannot do) and comparison: the per-fold differences
+    of test macro F1 (``to`` minus ``from``, fold models paired: same folds, same test images), their mean, sample
+    std and a t-interval over the folds (:func:`~dinoxfer_lib.stats.fold_differences`).
+
+    Pairs whose sets a result lacks (a profile without that backbone) are left out. The folds share most of their
+    training images, so the interval is narrower than one over independent data sets would be: a difference is
+    resolved only where the interval excludes 0 with room to spare.
+    """
+    from dinoxfer_lib.stats import fold_differences
+
+    rows = []
+    for task, result in results.items():
+        if result is None:
+            continue
+        present = set(result.scores["set"])
+        wanted = [(choice, before, after) for choice, before, after in comparisons
+                  if before in present and after in present]
+        if not wanted:
+            continue
+        pairs = [((after, probe), (before, probe)) for _, before, after in wanted]
+        table = fold_differences(result, pairs=pairs, confidence=CONFIDENCE)
+        means = result.table()
+        means = means[means["probe"] == probe].set_index("set")["test_f1_mean"]
+        for (choice, before, after), diff in zip(wanted, table.itertuples()):
+            rows.append({"task": task, "choice": choice, "from": before, "to": after, "folds": diff.folds,
+                         "from F1": float(means[before]), "to F1": float(means[after]),
+                         "difference": diff.mean, "std": diff.std, "low": diff.low, "high": diff.high,
+                         "per fold": ", ".join(f"{d:+.3f}" for d in diff.per_fold)})
+    return pd.DataFrame(rows)
+
+
+def objectives_note(differences: pd.DataFrame, *, synthetic: bool) -> str:
+    """What the paired differences say, one sentence per comparison and task."""
+    if differences.empty:
+        return "This profile trains none of the DINOv2 backbones (`dinov2.backbones: []`): nothing to compare."
+    level = f"{CONFIDENCE:.0%}"
+    lines = []
+    for _, row in differences.iterrows():
+        resolved = row["low"] > 0 or row["high"] < 0
+        verdict = ("higher" if row["difference"] > 0 else "lower") if resolved else "not resolved from 0"
+        lines.append(f"{row['task']}, {row['choice']}: {_signed(row['difference'])} macro F1 ({level} t-interval "
+                     f"over {row['folds']} folds {_signed(row['low'])} to {_signed(row['high'])}; {verdict}).")
+    if synthetic:
+        lines.append("On the synthetic stand-ins and a few hundred CPU steps these differences say how the objectives "
+                     "behave at this budget, not which is better on real microscopy.")
+    return " ".join(lines)
+
+
+def _signed(value: float) -> str:
+    return f"{round(value, 3) + 0.0:+.3f}"  # + 0.0 turns a rounded -0.0 into 0.0
+
+
+NO_CELL_LINES = ("The HPA images of this profile name no cell line (the HPA Kaggle images do not): the cell-line task "
+                 "needs an `obs` column `cell_line`, as the synthetic stand-in and a table source can provide.")
+
+
+def cell_line_table(result: ProbeResult) -> pd.DataFrame:
+    """Cell-DINO's cell-line task: test macro F1 (mean ± std over fold models) per set (rows, in Table III order)
+    and probe (columns), with the set's weights and approach labels."""
+    table = result.table()
+    table["F1"] = [f"{m:.3f} ± {s:.3f}" for m, s in zip(table["test_f1_mean"], table["test_f1_std"])]
+    wide = table.pivot(index="set", columns="probe", values="F1")
+    wide = wide.loc[[s for s in _SETS if s in wide.index], list(dict.fromkeys(table["probe"]))]
+    wide.insert(0, "approach", [_SETS[s].approach_label for s in wide.index])
+    wide.insert(0, "weights", [_SETS[s].weights_label for s in wide.index])
+    return wide

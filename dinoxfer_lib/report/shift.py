@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from dinoxfer_lib import paper
+from dinoxfer_lib.dino.config import DINOV2_BACKBONES
 from dinoxfer_lib.embedding_sets import EMBEDDING_SETS
 from dinoxfer_lib.errors import DataError
 from dinoxfer_lib.report.common import value_range
@@ -35,14 +36,15 @@ def distance_vs_f1(frechet: pd.DataFrame, f1_table: pd.DataFrame, *, target: str
     Returns
     -------
     pandas.DataFrame
-        One row per set: ``backbone``, ``distance``, ``low``, ``high``, ``floor``, our ``f1``/``f1_std`` and the
-        paper's ``paper_f1`` (NaN for sets the paper does not have).
+        One row per set of a pretraining domain's backbone (not the DINOv2 ones): ``backbone``, ``distance``,
+        ``low``, ``high``, ``floor``, our ``f1``/``f1_std`` and the paper's ``paper_f1`` (NaN for sets the paper
+        does not have).
     """
     backbone_of = {s.name: s.pretraining for s in EMBEDDING_SETS}
     rows = []
     for _, row in f1_table[f1_table["probe"] == "mlp"].iterrows():
         backbone = backbone_of.get(row["set"])
-        if backbone is None:
+        if backbone is None or backbone in DINOV2_BACKBONES:  # distances are between pretraining domains
             continue
         same_pair = [{a, b} == {backbone, target} for a, b in zip(frechet["domain_a"], frechet["domain_b"])]
         pair = frechet[(frechet["backbone"] == backbone).to_numpy() & np.array(same_pair, dtype=bool)]

@@ -1,7 +1,8 @@
 """Cross-domain transfer (DINO BoC's transfer matrix) and how it relates to domain distance.
 
-Rows: the backbone pretrained on each domain; columns: each labelled domain. A cell is the test macro F1 of the
-paper's probe trained on that domain's embeddings by that backbone (all cells use the same bag-of-channels
+Rows: the backbone pretrained on each domain, and DINO BoC (one single-channel encoder trained on channels of
+every domain; the backbone of DINO BoC's own matrix); columns: each labelled domain. A cell is the test macro F1 of
+the paper's probe trained on that domain's embeddings by that backbone (all cells use the same bag-of-channels
 encoding, see *Deviations and choices*). The diagonal is "pretrained where it is evaluated"; the rest is
 transfer.
 """
