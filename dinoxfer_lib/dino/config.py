@@ -39,6 +39,11 @@ class DinoConfig:
     # Images per optimiser step summed over all processes (the "global batch"; official: 64 per GPU). The learning
     # rate scales with it (linear scaling rule), so change this rather than lr when memory allows more.
     batch_size: int = 512
+    # Images drawn per epoch (None: every training image once, as official DINO). Set it to give every domain the
+    # same number of steps per epoch whatever its corpus size, so `epochs` is a step budget: an epoch then takes
+    # this many images from fresh random orders of the corpus (a small corpus is gone through more than once, a
+    # large one in part, a new part each epoch). Use it when corpora differ in size and the budget is compute.
+    images_per_epoch: int | None = None
 
     # --- projection head -----------------------------------------------------------------------------------------
     # Prototypes K of the last (weight-normalised) layer (official: 65,536). Tiny data sets and CPUs do well with

@@ -10,7 +10,7 @@ never hard-code a hyperparameter. One module per stage:
 - :mod:`.backbones`: the backbone pretrained on each domain (this run's DINO, published weights, a path, or random).
 - :mod:`.dino`: DINO pretraining of a domain's backbone; also the ``torchrun`` entry point.
 - :mod:`.embeddings`: images through a backbone and a channel strategy (Table III sets, domain embeddings).
-- :mod:`.probes`: Table III and its companions (trained vs random, low-label curves).
+- :mod:`.probes`: Table III and its companions (ceiling, floor, grade >= 2, trained vs random, low-label curves).
 - :mod:`.shift`: the cross-domain transfer matrix.
 - :mod:`.adapt`: adapted localisation models (LoRA, full fine-tuning), the EM pair and the segmentation study.
 
@@ -29,6 +29,8 @@ _EXPORTS = {
     "train_backbone": "dino", "load_dino_runs": "dino",
     "make_embeddings": "embeddings", "load_embeddings": "embeddings", "load_domain_embeddings": "embeddings",
     "load_probe_results": "probes", "load_trained_vs_random": "probes", "load_low_label_curves": "probes",
+    "load_ceiling": "probes", "load_floor": "probes", "load_reference_rows": "probes", "grade_labels": "probes",
+    "split_embeddings": "probes",
     "load_transfer_matrix": "shift", "shift_stages": "shift",
     "adapted_sets": "adapt", "load_adaptation": "adapt", "load_em_data": "adapt", "load_seg_studies": "adapt",
     "adaptation_stages": "adapt",

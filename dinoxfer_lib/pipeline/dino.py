@@ -1,9 +1,13 @@
 """Stage ``dino/<domain>``: train one domain's backbone with DINO, store it with its provenance.
 
 OpenCell trains on the 90 % non-test images of its split only (the paper's protocol: the probes' test images are
-never seen, not even without labels); the HPA-like and natural domains train on all their images. The stage
-folder holds ``teacher_backbone.safetensors`` (what :func:`~dinoxfer_lib.pipeline.backbones.resolve_backbone` loads),
-``checkpoint.pth`` (official DINO layout), ``history.csv`` (one row per step) and ``summary.json``.
+never seen, not even without labels); the HPA-like and natural domains train on all their images. The probes of the
+other split (by image vs grouped by protein, ``split.group_by_protein``) get their own OpenCell backbone, trained on
+that split's non-test images (stage ``dino/opencell_grouped`` or ``dino/opencell_by_image``, see
+:func:`opencell_stage`): a backbone trained on the split by image has seen most test images of the grouped split.
+The stage folder holds ``teacher_backbone.safetensors`` (what
+:func:`~dinoxfer_lib.pipeline.backbones.resolve_backbone` loads), ``checkpoint.pth`` (official DINO layout),
+``history.csv`` (one row per step) and ``summary.json``.
 
 Interrupted runs resume: training writes its checkpoints to ``<runs>/<profile>/.dino_resume/<domain>-<hash>/``
 (keyed on the stage's config, so a changed recipe never resumes a stale run) and the stage only publishes a
@@ -43,7 +47,15 @@ STAGE_FILES = (BACKBONE_FILE, CHECKPOINT_FILE, HISTORY_FILE, SUMMARY_FILE)
 RESUME_DIR = ".dino_resume"
 
 
-def train_backbone(run: Run, domain: str, *, progress: bool = True) -> Artifact:
+def opencell_stage(run: Run, grouped: bool | None = None) -> str:
+    """The stage of the OpenCell backbone trained on the non-test images of the split by image (``grouped`` False)
+    or grouped by protein (True); default: the split of ``split.group_by_protein``, stage ``dino/opencell``."""
+    if grouped is None or grouped == run.config.split.group_by_protein:
+        return "dino/opencell"
+    return f"dino/opencell_{'grouped' if grouped else 'by_image'}"
+
+
+def train_backbone(run: Run, domain: str, *, grouped: bool | None = None, progress: bool = True) -> Artifact:
     """Train (or reuse) the DINO backbone of ``domain`` as ``run.config.dino`` and ``run.config.embed`` say.
 
     Parameters
@@ -52,13 +64,16 @@ def train_backbone(run: Run, domain: str, *, progress: bool = True) -> Artifact:
         From :func:`~dinoxfer_lib.pipeline.open_run`; ``run.force`` retrains even when the stage is up to date.
     domain
         ``opencell`` (trained on the non-test split), ``hpa`` or ``natural`` (all images).
+    grouped
+        ``opencell`` only: train on the non-test images of the split by image (False) or grouped by protein (True);
+        default ``split.group_by_protein``. The other split's backbone is its own stage (:func:`opencell_stage`).
     progress
         Show the training progress bar.
 
     Returns
     -------
     Artifact
-        Stage ``dino/<domain>`` with the files named in the module docstring.
+        Stage ``dino/<domain>`` (or :func:`opencell_stage`) with the files named in the module docstring.
     """
     if domain not in DOMAINS:
         raise ConfigError(f"unknown domain {domain!r}: expected one of {', '.join(DOMAINS)}")
@@ -66,10 +81,11 @@ def train_backbone(run: Run, domain: str, *, progress: bool = True) -> Artifact:
         distributed.barrier()  # rank 0 makes (or reuses) the dataset and split stages first
     dataset_artifact = make_dataset(run, domain)
     dataset = load_imageset(dataset_artifact.path)
-    inputs, index = [dataset_artifact], np.arange(len(dataset))
+    inputs, index, stage = [dataset_artifact], np.arange(len(dataset)), f"dino/{domain}"
     if domain == "opencell":
-        index = np.sort(load_split(run, domain).dev)
-        inputs.append(make_split(run, domain))
+        index = np.sort(load_split(run, domain, grouped=grouped).dev)
+        inputs.append(make_split(run, domain, grouped=grouped))
+        stage = opencell_stage(run, grouped)
     if distributed.is_main_process():
         distributed.barrier()
     config = {
@@ -81,7 +97,7 @@ def train_backbone(run: Run, domain: str, *, progress: bool = True) -> Artifact:
         "n_train_images": int(len(index)),
         "seed": run.config.seed,
     }
-    work = run.store.root / RESUME_DIR / f"{domain}-{config_hash(config)[:12]}"
+    work = run.store.root / RESUME_DIR / f"{stage.split('/', 1)[1]}-{config_hash(config)[:12]}"
 
     def train(out_dir: Path) -> None:
         train_dino(
@@ -102,7 +118,7 @@ def train_backbone(run: Run, domain: str, *, progress: bool = True) -> Artifact:
 
     if distributed.is_main_process():
         artifact = run.store.run_stage(
-            f"dino/{domain}", compute, config=config, inputs=inputs, seed=run.config.seed, force=run.force,
+            stage, compute, config=config, inputs=inputs, seed=run.config.seed, force=run.force,
         )
         if artifact.reused:
             distributed.broadcast_int(0, distributed.process_device())
@@ -110,7 +126,7 @@ def train_backbone(run: Run, domain: str, *, progress: bool = True) -> Artifact:
     elif distributed.broadcast_int(-1, distributed.process_device()) == 1:
         train(work)
     distributed.barrier()
-    return artifact if distributed.is_main_process() else run.store.load(f"dino/{domain}")
+    return artifact if distributed.is_main_process() else run.store.load(stage)
 
 
 @dataclass(frozen=True)
@@ -143,13 +159,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default="demo")
     parser.add_argument("--domain", default="opencell", choices=DOMAINS)
     parser.add_argument("--runs-root", default="runs")
+    parser.add_argument("--grouped", action=argparse.BooleanOptionalAction, default=None,
+                        help="opencell: train on the split grouped by protein (--grouped) or by image (--no-grouped); "
+                        "default split.group_by_protein")
     parser.add_argument("--force", action="store_true", help="retrain even if the stage is up to date")
     parser.add_argument("--set", nargs="+", metavar="KEY=VALUE", default=(),
                         help="override a config value, e.g. dino.batch_size=128 (give `dinoxfer run` the same)")
     args = parser.parse_args(argv)
     distributed.init_from_env()
     run = open_run(args.profile, parse_overrides(args.set), runs_root=args.runs_root, force=args.force)
-    artifact = train_backbone(run, args.domain)
+    artifact = train_backbone(run, args.domain, grouped=args.grouped)
     if distributed.is_main_process():
         print(f"{artifact.name}: {'reused' if artifact.reused else 'trained'} -> {artifact.path}")
 
