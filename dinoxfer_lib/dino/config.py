@@ -119,6 +119,9 @@ class DinoConfig:
     warp_p: float = 0.5
     # ... by up to this fraction of the crop side (DINO4Cells: 1/4).
     warp_max: float = 0.25
+    # Warp the whole image before the crop is drawn, as DINO4Cells does (its field gets a black wedge at the moved
+    # corner, and each crop shows a part of the warped field); false warps the crop itself.
+    warp_before_crop: bool = False
     # Protein rescaling: with this probability multiply the protein channel by U(0, 2) / its max (paper: 0.2).
     protein_rescale_p: float = 0.2
     # Per-channel brightness and contrast factors ~ N(1, sigma), floored at 0.5; 0 turns them off.
@@ -157,7 +160,9 @@ class DinoConfig:
     # Under torchrun it spans the whole global batch, so N processes compute what one does (official: per GPU).
     koleo_loss_weight: float = 0.1
     # How teacher outputs are turned into targets: centering (DINO's running centre; official default) or
-    # sinkhorn_knopp (an equal share of the batch per prototype; the ViT-L/14 and ViT-g/14 recipes).
+    # sinkhorn_knopp (an equal share of the batch per prototype; the ViT-L/14 and ViT-g/14 recipes). Both
+    # objectives take it: with DINO, sinkhorn_knopp is the cure when a few prototypes take a large share of each
+    # batch (the health check's partial collapse) in short runs with small batches.
     centering: Literal["centering", "sinkhorn_knopp"] = "centering"
     # Sinkhorn-Knopp iterations (official: 3). More make the prototype shares more exactly equal.
     sinkhorn_iterations: int = 3

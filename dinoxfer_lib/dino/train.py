@@ -298,6 +298,7 @@ def train_dino(
             teacher_temps=teacher_temperature_schedule(config.warmup_teacher_temp, config.teacher_temp,
                                                        config.warmup_teacher_temp_epochs, config.epochs),
             student_temp=config.student_temp, center_momentum=config.center_momentum,
+            sinkhorn_iterations=config.sinkhorn_iterations if config.centering == "sinkhorn_knopp" else None,
         ).to(device)
     optimizer = make_optimizer(student_module, device)
     schedules = _schedules(config, steps_per_epoch)
