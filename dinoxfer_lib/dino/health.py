@@ -95,7 +95,7 @@ def health_checks(history: pd.DataFrame, out_dim: int) -> pd.DataFrame:
     pandas.DataFrame
         Columns ``check``, ``value``, ``bound``, ``healthy`` (bool).
     """
-    window = max(1, int(round(HEALTH_WINDOW * len(history))))
+    window = max(1, round(HEALTH_WINDOW * len(history)))
     loss = history["loss"].rolling(window).mean().dropna()
     first, last, lowest = float(loss.iloc[0]), float(loss.iloc[-1]), float(loss.min())
     tail = history.iloc[-window:]

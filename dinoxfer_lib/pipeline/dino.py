@@ -140,13 +140,19 @@ class DinoRun:
 
 def load_dino_runs(run: Run, *, progress: bool = True) -> dict[str, DinoRun]:
     """Train (or reuse) the backbone of every domain whose weights this profile trains (``embed.<domain>_weights:
-    store``); published weights need no training."""
+    store``); published weights need no training. A trained OpenCell backbone comes with its twin of the other
+    split (key ``opencell_grouped`` or ``opencell_by_image``, :func:`opencell_stage`), which that split's Table III
+    uses."""
     trained_here = [d for d in DOMAINS if getattr(run.config.embed, f"{d}_weights") == "store"]
+    jobs = [(domain, domain, None) for domain in trained_here]
+    if "opencell" in trained_here:
+        other = not run.config.split.group_by_protein
+        jobs.append((opencell_stage(run, other).split("/", 1)[1], "opencell", other))
     out = {}
-    for domain in trained_here:
-        artifact = train_backbone(run, domain, progress=progress)
-        out[domain] = DinoRun(artifact, json.loads((artifact.path / SUMMARY_FILE).read_text()),
-                              pd.read_csv(artifact.path / HISTORY_FILE))
+    for name, domain, grouped in jobs:
+        artifact = train_backbone(run, domain, grouped=grouped, progress=progress)
+        out[name] = DinoRun(artifact, json.loads((artifact.path / SUMMARY_FILE).read_text()),
+                            pd.read_csv(artifact.path / HISTORY_FILE))
     return out
 
 

@@ -155,6 +155,12 @@ def load_reference_rows(run: Run, *, grouped: bool = False) -> ProbeResult:
     return ProbeResult.concat([load_ceiling(run, grouped=grouped), load_floor(run, grouped=grouped)])
 
 
+def load_table_iii(run: Run, *, grouped: bool = False) -> ProbeResult:
+    """Table III on one split with its ceiling and floor joined (:func:`load_probe_results` and
+    :func:`load_reference_rows`): what chapter 04's table, targets and paired intervals read."""
+    return ProbeResult.concat([load_probe_results(run, grouped=grouped), load_reference_rows(run, grouped=grouped)])
+
+
 def load_trained_vs_random(run: Run) -> ProbeResult:
     """The OpenCell backbone as trained by DINO against the same architecture with random weights.
 
