@@ -48,7 +48,7 @@ BOUNDS: dict[str, dict[str, str]] = {
         "lr": "(0, 1)", "weight_decay": ">= 0", "monitor_every": ">= 0; 0 = never",
     },
     "DinoConfig": {
-        "epochs": ">= 1", "batch_size": ">= 2",
+        "epochs": ">= 1", "batch_size": ">= 2", "images_per_epoch": ">= 2; null = every training image",
         "out_dim": ">= 1", "hidden_dim": ">= 1", "bottleneck_dim": ">= 1", "head_layers": ">= 1",
         "student_temp": "> 0", "teacher_temp": "> 0", "warmup_teacher_temp": "> 0",
         "warmup_teacher_temp_epochs": ">= 0", "center_momentum": "[0, 1)", "momentum_teacher": "[0, 1]",

@@ -28,7 +28,7 @@ from dinoxfer_lib.errors import ConfigError, clip, require_config as _require, s
 from dinoxfer_lib.adapt.config import AdaptConfig
 from dinoxfer_lib.data.em_config import EMDataConfig
 from dinoxfer_lib.dino.config import DINOv2BackbonesConfig, DinoConfig
-from dinoxfer_lib.probes.config import ProbeConfig
+from dinoxfer_lib.probes.config import CeilingConfig, ProbeConfig
 from dinoxfer_lib.seg.config import SegConfig
 from dinoxfer_lib.tl.config import AnalysisConfig
 
@@ -180,6 +180,8 @@ class Config:
     split: SplitConfig = field(default_factory=SplitConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    # The supervised ceiling beside Table III (a small CNN trained with the labels; not in the paper).
+    ceiling: CeilingConfig = field(default_factory=CeilingConfig)
     dino: DinoConfig = field(default_factory=DinoConfig)
     dinov2: DINOv2BackbonesConfig = field(default_factory=DINOv2BackbonesConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
@@ -193,6 +195,7 @@ class Config:
         self.split.validate("split")
         self.embed.validate("embed")
         self.probe.validate("probe")
+        self.ceiling.validate("ceiling")
         self.dino.validate("dino")
         self.dinov2.validate("dinov2")
         self.analysis.validate("analysis")

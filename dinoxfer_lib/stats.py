@@ -14,6 +14,11 @@ share the test images' difficulty, which cancels in a difference):
   percentile interval of the difference says how much a different draw of test images could move it, the
   uncertainty that dominates with a few hundred test images and rare classes.
 
+Two results on *different* test images (the split by image and the split grouped by protein) cannot be paired:
+:func:`bootstrap_difference` differences two bootstraps drawn each on its own test images (with different seeds),
+so its interval carries both test sets' sampling uncertainty. On the *same* test images with other labels (the
+grade >= 2 variant) the two bootstraps share their resamples, and the same function gives a paired interval.
+
 Both use the project's F1 (:mod:`dinoxfer_lib.metrics`, a class without true or predicted positives on a
 resample scores 0). The bootstrap is vectorised: a resample is a vector of counts (how often each test image was
 drawn), so true positives, false positives and false negatives of every resample, fold and class are three
@@ -174,26 +179,11 @@ def paired_bootstrap(
         One row per pair: ``a``, ``b`` (``"set/probe"``), ``difference`` (observed, = the difference of the
         Table III test means), ``low``, ``high``, ``excludes_zero``, ``resamples``, ``threshold``.
     """
-    labels = np.asarray(labels).astype(bool)
-    test = np.asarray(result.test_index)
-    if labels.ndim != 2 or len(labels) <= test.max(initial=-1):
-        raise DataError(f"labels of shape {labels.shape} do not cover the result's test images "
-                        f"(largest index {test.max(initial=-1)}): pass the whole dataset's labels")
     rows = list(result.test_probs) if pairs is None else list(dict.fromkeys(_row(r) for pair in pairs for r in pair))
     if pairs is None:
         pairs = [(a, b) for i, a in enumerate(rows) for b in rows[i + 1 :]]
     label = threshold or result.fixed_threshold
-    probs, cuts = {}, {}
-    for row in rows:
-        name = _name(row)
-        probs[name] = result.probs(*row)
-        if label == "tuned":
-            if row not in result.thresholds:
-                raise DataError(f"row {name!r} has no tuned thresholds: run the probes with tune_thresholds")
-            cuts[name] = result.thresholds[row]
-        else:
-            cuts[name] = float(label)
-    boot = bootstrap_macro_f1(probs, labels[test], thresholds=cuts, n_resamples=n_resamples, seed=seed)
+    boot = row_bootstrap(result, labels, rows, threshold=label, n_resamples=n_resamples, seed=seed)
     out = []
     for a, b in pairs:
         a, b = _name(_row(a)), _name(_row(b))
@@ -259,3 +249,44 @@ def _row(row: Row) -> tuple[str, str]:
 
 def _name(row: tuple[str, str]) -> str:
     return f"{row[0]}/{row[1]}"
+
+
+def row_bootstrap(result: ProbeResult, labels: np.ndarray, rows: Sequence[Row], *, threshold: str | None = None,
+                  n_resamples: int = 1000, seed: int = 0) -> Bootstrap:
+    """:func:`bootstrap_macro_f1` of some rows of a probe result (``"set/probe"`` names), on its test images."""
+    labels = np.asarray(labels).astype(bool)
+    test = np.asarray(result.test_index)
+    if labels.ndim != 2 or len(labels) <= test.max(initial=-1):
+        raise DataError(f"labels of shape {labels.shape} do not cover the result's test images "
+                        f"(largest index {test.max(initial=-1)}): pass the whole dataset's labels")
+    label = threshold or result.fixed_threshold
+    probs, cuts = {}, {}
+    for row in map(_row, rows):
+        name = _name(row)
+        probs[name] = result.probs(*row)
+        if label == "tuned":
+            if row not in result.thresholds:
+                raise DataError(f"row {name!r} has no tuned thresholds: run the probes with tune_thresholds")
+            cuts[name] = result.thresholds[row]
+        else:
+            cuts[name] = float(label)
+    return bootstrap_macro_f1(probs, labels[test], thresholds=cuts, n_resamples=n_resamples, seed=seed)
+
+
+def bootstrap_difference(a: Bootstrap, row_a: str, b: Bootstrap, row_b: str, *,
+                         confidence: float = 0.95) -> dict[str, float]:
+    """Difference ``row_a`` (of bootstrap ``a``) − ``row_b`` (of ``b``) and its percentile interval, resample by
+    resample, as :meth:`Bootstrap.difference` does within one bootstrap.
+
+    Two bootstraps of *different* test images (drawn with different seeds) are independent, and the interval
+    carries both sets' sampling uncertainty; two of the *same* test images with the same seed share their
+    resamples (``indices``), and the interval is paired (e.g. one row scored against two label sets).
+    """
+    if a.scores.shape[1] != b.scores.shape[1]:
+        raise DataError(f"the two bootstraps have {a.scores.shape[1]} and {b.scores.shape[1]} resamples: expected "
+                        "the same number")
+    i, j = a._position(row_a), b._position(row_b)
+    diff = a.scores[i] - b.scores[j]
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(diff, [tail, 100 - tail])
+    return {"difference": float(a.observed[i] - b.observed[j]), "low": float(low), "high": float(high)}

@@ -62,8 +62,10 @@ display(Markdown(choice))
 # %% [markdown]
 # ## Figure 2
 #
-# Two test images: the most confident multi-label image the model gets exactly right, and the most confident one it
-# gets wrong. Probabilities are the sigmoid outputs of the fold model; "pred." means ≥ the threshold.
+# Two test images the fold model predicts exactly right, as in the paper, whose caption reads: "the model accurately
+# predicted both the cytoplasmic and nucleoplasm compartments". Images labelled like the paper's (cytoplasmic and
+# nucleoplasm) come first, then other multi-label images, most confident first; the model's mistakes are in the next
+# section. Probabilities are the sigmoid outputs of the fold model; "pred." means ≥ the threshold.
 
 # %%
 examples = predictions.example_test_images(probes, opencell.labels, set_name=shown_set, fold=fold,

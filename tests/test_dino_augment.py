@@ -139,3 +139,25 @@ def test_to_unit_range_uses_the_embedding_percentile_window():
     x = to_unit_range(raw)
     assert x.min() == 0 and x.max() == 1
     assert to_unit_range(torch.rand(2, 2, 40, 40) * 1000, max_side=20).shape == (2, 2, 20, 20)
+
+
+def test_warping_the_whole_image_before_the_crop_as_dino4cells():
+    s = spec(global_size=32, **{**QUIET, "warp_p": 1.0}, warp_max=0.25, n_channels=2, protein_channel=None)
+    s = dataclasses.replace(s, warp_before_crop=True)
+    h = 32
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(h), indexing="ij")
+    coords = torch.stack((xs, ys)).float()[None] / (h - 1) + 1.0  # in [1, 2]: black (0) only outside the field
+    p = full_image(draw_params(s, 1, step_generator(0)))
+    p["global.warp_corner"].fill_(2)  # bottom-right corner of the image moves inward by 1/4 of the side
+    p["global.warp_amount"].fill_(0.25)
+    view = multi_crop(coords, s, p)[0][0]  # the whole (warped) field: the corner's wedge is outside the source
+    assert view[0, 1, 1] == pytest.approx(1.03, abs=0.05) and view[0, 1, -2] == pytest.approx(1.97, abs=0.05)
+    assert (view[:, -1, -1] == 0).all()  # the moved corner left a black wedge, as kornia's warp_perspective does
+    inside = view[:, int(0.7 * h), int(0.7 * h)]
+    assert (inside > 1.0).all()  # points inside the warped quad still come from the field
+    # a crop of half the side from the top-left quadrant is far from the moved corner: barely changed
+    p["global.area"].fill_(0.25)
+    p["global.position"].fill_(0.0)
+    crop = multi_crop(coords, s, p)[0][0]
+    plain = multi_crop(coords, s, {**p, "global.warp": torch.zeros_like(p["global.warp"])})[0][0]
+    assert 0 < (crop - plain).abs().max() < 0.2

@@ -147,3 +147,15 @@ def test_config_defaults_are_official_and_profiles_load():
 def test_config_rejects_impossible_values(override, key):
     with pytest.raises(ConfigError, match=key):
         load_config("smoke", {"dino": override})
+
+
+def test_dino_loss_with_sinkhorn_targets_gives_every_prototype_its_share():
+    torch.manual_seed(0)
+    logits = torch.randn(8, 4) + torch.tensor([3.0, 0.0, 0.0, 0.0])  # one prototype favoured by every sample
+    centred = DINOLoss(4, n_crops=2, teacher_temps=np.array([0.1]))
+    assert centred.teacher_probabilities(logits, 0).sum(0)[0] > 6  # a fresh centre lets prototype 0 win
+    official = DINOLoss(4, n_crops=2, teacher_temps=np.array([0.1]), sinkhorn_iterations=3)
+    assert official.teacher_probabilities(logits, 0).sum(0)[0] < 2.5  # DINOv2's 3 iterations: about its share
+    q = DINOLoss(4, n_crops=2, teacher_temps=np.array([0.1]), sinkhorn_iterations=10).teacher_probabilities(logits, 0)
+    assert torch.allclose(q.sum(1), torch.ones(8), atol=1e-5)
+    assert torch.allclose(q.sum(0), torch.full((4,), 2.0), atol=0.2)  # 8 samples, 4 prototypes: 2 each

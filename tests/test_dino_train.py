@@ -5,12 +5,14 @@ import json
 import weakref
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from dinoxfer_lib.dino.checkpoint import CHECKPOINT_FILE
 from dinoxfer_lib.dino.config import DinoConfig
-from dinoxfer_lib.dino.train import TrainingInterrupted, build_networks, train_dino
+from dinoxfer_lib.dino.health import health_checks
+from dinoxfer_lib.dino.train import TrainingInterrupted, build_networks, epoch_order, train_dino
 from dinoxfer_lib.errors import ConfigError, DataError
 from dinoxfer_lib.models.checkpoints import build_backbone, read_checkpoint
 
@@ -99,6 +101,18 @@ def test_first_epoch_keeps_the_last_layer_fixed(images, tmp_path):
     assert not torch.equal(result.student.head.mlp[0].weight, initial.head.mlp[0].weight)
 
 
+def test_images_per_epoch_sets_the_steps_whatever_the_corpus_size(images, tmp_path):
+    config = dataclasses.replace(TINY, epochs=2, images_per_epoch=12, warmup_epochs=0, checkpoint_every=10)
+    history = train(images, tmp_path, config=config).history
+    assert len(history) == 2 * (12 // 4)  # 3 steps an epoch from 8 images: each epoch goes round them 1.5 times
+    order = epoch_order(8, 12, torch.Generator().manual_seed(0))
+    assert len(order) == 12 and sorted(order[:8].tolist()) == list(range(8))  # a full order first, then part
+    assert torch.equal(epoch_order(8, None, torch.Generator().manual_seed(0)),
+                       torch.randperm(8, generator=torch.Generator().manual_seed(0)))  # unset: as before
+    with pytest.raises(ConfigError, match="images_per_epoch"):
+        train(images, tmp_path, config=dataclasses.replace(TINY, images_per_epoch=2))
+
+
 def test_bad_sizes_are_config_errors(images, tmp_path):
     with pytest.raises(ConfigError, match="local_crop_size"):
         train(images, tmp_path, config=DinoConfig(**{**TINY.__dict__, "local_crop_size": 12}))
@@ -142,3 +156,25 @@ def test_a_batch_too_large_for_the_gpu_is_a_one_line_setting_error_and_frees_the
     del caught
     assert half_built and half_built[0]() is None
     assert not (tmp_path / CHECKPOINT_FILE).exists()  # nothing half-written
+
+
+def history_of(loss, entropy, share):
+    return pd.DataFrame({"loss": loss, "teacher_entropy": entropy, "argmax_share": share})
+
+
+def test_health_checks_flag_a_rebound_a_partial_collapse_and_a_uniform_teacher(full_run):
+    steps = np.arange(100)
+    falling = 5.0 * np.exp(-steps / 20) + 1.0
+    k = 256
+    healthy = health_checks(history_of(falling, np.full(100, 2.0), np.full(100, 0.05)), k)
+    assert healthy["healthy"].all() and len(healthy) == 4
+    rebound = np.where(steps < 50, falling, falling[50] + 0.05 * (steps - 50))  # falls, then climbs back
+    checks = health_checks(history_of(rebound, np.full(100, 2.0), np.full(100, 0.05)), k).set_index("check")
+    assert not checks.loc["loss stayed down (last − lowest window, nats)", "healthy"]
+    partial = health_checks(history_of(falling, np.full(100, 2.0), np.full(100, 0.5)), k)  # half on one prototype
+    assert partial["healthy"].tolist() == [True, True, True, False]
+    uniform = health_checks(history_of(falling, np.full(100, 0.99 * np.log(k)), np.full(100, 0.05)), k)
+    assert uniform["healthy"].tolist() == [True, True, False, True]
+    # a real run's history has what the checks read
+    _, result = full_run
+    assert len(health_checks(result.history, TINY.out_dim)) == 4

@@ -101,6 +101,10 @@ def test_confident_errors_are_wrong_and_ranked(toy):
     assert np.all(np.diff(margins) <= 1e-3)  # most confident first (probabilities are rounded)
     picks = predictions.example_test_images(result, labels, set_name="hpa_mapping", fold=0)
     assert len(picks) == 2 and set(picks) <= set(result.test_index)
+    # as the paper's Figure 2: both images predicted exactly right (this informative set gets enough of them right)
+    position = [int(np.flatnonzero(result.test_index == image)[0]) for image in picks]
+    predicted = result.probs("hpa_mapping")[0][position] >= 0.5
+    assert (predicted == labels[picks]).all()
 
 
 def test_recipe_table_marks_every_departure_from_the_paper():

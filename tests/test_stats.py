@@ -7,7 +7,14 @@ import pytest
 from dinoxfer_lib.errors import DataError
 from dinoxfer_lib.metrics import macro_f1
 from dinoxfer_lib.probes.result import SCORE_COLUMNS, ProbeResult
-from dinoxfer_lib.stats import bootstrap_macro_f1, fold_differences, paired_bootstrap, resample_indices
+from dinoxfer_lib.stats import (
+    bootstrap_difference,
+    bootstrap_macro_f1,
+    fold_differences,
+    paired_bootstrap,
+    resample_indices,
+    row_bootstrap,
+)
 
 N_TEST, K, FOLDS = 40, 4, 3
 
@@ -120,3 +127,31 @@ def test_fold_differences_mean_std_and_t_interval(truth):
     assert same.iloc[0][["mean", "low", "high"]].tolist() == [0.0, 0.0, 0.0]
     with pytest.raises(DataError, match="no 'test' scores for row 'z/mlp'"):
         fold_differences(result, pairs=[("a", "z")])
+
+
+def test_bootstrap_difference_paired_on_shared_resamples_and_independent_across_test_sets(truth):
+    a, b = noisy_probs(truth, 0.2, seed=1), noisy_probs(truth, 0.5, seed=2)
+    both = bootstrap_macro_f1({"a": a, "b": b}, truth, n_resamples=1000, seed=3)
+    alone_a = bootstrap_macro_f1({"a": a}, truth, n_resamples=1000, seed=3)
+    alone_b = bootstrap_macro_f1({"b": b}, truth, n_resamples=1000, seed=3)
+    # the same test images and seed: the same resamples, so the difference is the paired one
+    assert bootstrap_difference(alone_a, "a", alone_b, "b") == pytest.approx(both.difference("a", "b"))
+    # another test set (other images, other seed): independent, so its interval is wider than the paired one
+    other = np.random.default_rng(5).random((N_TEST + 7, K)) < 0.3
+    elsewhere = bootstrap_macro_f1({"a": noisy_probs(other, 0.2, seed=4)}, other, n_resamples=1000, seed=4)
+    d = bootstrap_difference(elsewhere, "a", alone_a, "a")
+    assert d["difference"] == pytest.approx(elsewhere.observed[0] - alone_a.observed[0])
+    paired = bootstrap_difference(alone_a, "a", alone_a, "a")
+    assert paired == {"difference": 0.0, "low": 0.0, "high": 0.0}  # a row against itself on its own resamples
+    assert d["high"] - d["low"] > 0.5 * (both.difference("a", "b")["high"] - both.difference("a", "b")["low"])
+    with pytest.raises(DataError, match="1000 and 10 resamples"):
+        bootstrap_difference(alone_a, "a", bootstrap_macro_f1({"b": b}, truth, n_resamples=10), "b")
+
+
+def test_row_bootstrap_reads_the_rows_of_a_probe_result(truth):
+    rows = {("a", "mlp"): noisy_probs(truth, 0.2, seed=1), ("c", "cnn"): noisy_probs(truth, 0.3, seed=2)}
+    result = probe_result(truth, rows)
+    labels = np.vstack([np.zeros((10, K), bool), truth])
+    boot = row_bootstrap(result, labels, ["a", ("c", "cnn")], n_resamples=200, seed=0)
+    direct = bootstrap_macro_f1({"a/mlp": rows[("a", "mlp")], "c/cnn": rows[("c", "cnn")]}, truth, n_resamples=200)
+    assert boot.rows == ("a/mlp", "c/cnn") and np.array_equal(boot.scores, direct.scores)

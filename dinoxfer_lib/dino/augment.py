@@ -1,9 +1,11 @@
 """DINO multi-crop with microscopy augmentations, batched on the device: no per-image Python loop.
 
 Every view of every image is one projective map from the output grid into the source image: a random resized crop
-(area ``scale``, aspect ratio 3/4-4/3), flips, and *cell warping* (one corner of the crop moved inward by up to
-``warp_max`` of its side, DINO4Cells). The four corner correspondences of all views are solved for their
-homographies in one ``torch.linalg.solve`` and sampled with one ``F.grid_sample`` per view slot. Intensity
+(area ``scale``, aspect ratio 3/4-4/3), flips, and *cell warping* (DINO4Cells): one corner moved inward by up to
+``warp_max`` of the side, either of the crop or, with ``warp_before_crop``, of the whole image before the crop is
+drawn (DINO4Cells' order: the field is warped, its moved corner leaving a black wedge, then cropped). The four
+corner correspondences of all views are solved for their homographies in one ``torch.linalg.solve`` and sampled
+with one ``F.grid_sample`` per view slot; a warp of the whole image composes with the crop into that one map. Intensity
 augmentations are tensor ops on the whole batch:
 
 - microscopy (PAPER_SPEC.md §4): protein rescaling (p = 0.2: protein channel × U(0, 2) / its max), per-channel
@@ -57,6 +59,7 @@ class CropSpec:
     flip_p: float = DinoConfig.flip_p
     warp_p: float = DinoConfig.warp_p
     warp_max: float = DinoConfig.warp_max
+    warp_before_crop: bool = DinoConfig.warp_before_crop
     protein_rescale_p: float = DinoConfig.protein_rescale_p
     brightness_sigma: float = DinoConfig.brightness_sigma
     contrast_sigma: float = DinoConfig.contrast_sigma
@@ -74,8 +77,8 @@ class CropSpec:
         )
 
 
-_STRENGTHS = ("flip_p", "warp_p", "warp_max", "protein_rescale_p", "brightness_sigma", "contrast_sigma",
-              "channel_drop_p", "color_jitter")
+_STRENGTHS = ("flip_p", "warp_p", "warp_max", "warp_before_crop", "protein_rescale_p", "brightness_sigma",
+              "contrast_sigma", "channel_drop_p", "color_jitter")
 
 
 def step_generator(seed: int, *keys: object) -> torch.Generator:
@@ -132,7 +135,7 @@ def multi_crop(images: torch.Tensor, spec: CropSpec, params: dict[str, torch.Ten
         if views == 0:
             continue
         p = {k.split(".", 1)[1]: v.to(images.device) for k, v in params.items() if k.startswith(kind + ".")}
-        grids = _sampling_grids(p, size, images.shape[-2:])  # (B, views, size, size, 2)
+        grids = _sampling_grids(p, size, images.shape[-2:], warp_image=spec.warp_before_crop)  # (B, V, s, s, 2)
         batch = []
         for view in range(views):
             x = F.grid_sample(images, grids[:, view], mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -146,8 +149,10 @@ def multi_crop(images: torch.Tensor, spec: CropSpec, params: dict[str, torch.Ten
     return out
 
 
-def _sampling_grids(p: dict[str, torch.Tensor], size: int, source_hw: tuple[int, int]) -> torch.Tensor:
-    """(B, V, size, size, 2) source coordinates in [-1, 1] for every output pixel, via per-view homographies."""
+def _sampling_grids(p: dict[str, torch.Tensor], size: int, source_hw: tuple[int, int], *,
+                    warp_image: bool = False) -> torch.Tensor:
+    """(B, V, size, size, 2) source coordinates in [-1, 1] for every output pixel, via per-view homographies;
+    ``warp_image`` moves a corner of the whole image (before the crop) instead of one of the crop."""
     b, v = p["area"].shape
     h, w = source_hw
     ratio = p["log_ratio"].exp()
@@ -160,15 +165,20 @@ def _sampling_grids(p: dict[str, torch.Tensor], size: int, source_hw: tuple[int,
     cx = (2 * p["position"][..., 0] - 1) * (1 - half_w)
     cy = (2 * p["position"][..., 1] - 1) * (1 - half_h)
     corners = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]], device=cx.device)  # (4, 2)
-    # cell warping: the chosen corner moves towards the crop centre by up to warp_max of the side (= 2·half)
+    # cell warping: the chosen corner moves towards the centre by up to warp_max of the side (= 2·half)
     chosen = F.one_hot(p["warp_corner"], 4).bool() & p["warp"][..., None]  # (B, V, 4)
     shrink = 1 - 2 * p["warp_amount"][..., None, :] * chosen[..., None]  # (B, V, 4, 2)
-    direction = corners * shrink
+    direction = corners * (1 if warp_image else shrink)
     flip_sign = 1 - 2 * p["flip"].float()  # (B, V, 2): -1 mirrors that axis
     source = torch.stack(
         (cx[..., None] + half_w[..., None] * direction[..., 0] * flip_sign[..., 0:1],
          cy[..., None] + half_h[..., None] * direction[..., 1] * flip_sign[..., 1:2]), dim=-1,
     )  # (B, V, 4, 2): where each output corner comes from
+    if warp_image:  # the crop lies in the warped image; the warp's inverse takes it back to the source
+        moved = corners * shrink  # (B, V, 4, 2): the image corners after the warp
+        inverse = _homographies(moved, corners.expand(b, v, 4, 2))  # warped image -> source
+        mapped = torch.einsum("bvij,bvpj->bvpi", inverse, torch.cat((source, torch.ones_like(source[..., :1])), -1))
+        source = mapped[..., :2] / mapped[..., 2:]
     homography = _homographies(corners.expand(b, v, 4, 2), source)  # (B, V, 3, 3)
     axis = (2 * torch.arange(size, device=cx.device, dtype=cx.dtype) + 1) / size - 1  # pixel centres
     gy, gx = torch.meshgrid(axis, axis, indexing="ij")

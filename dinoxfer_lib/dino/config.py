@@ -39,6 +39,11 @@ class DinoConfig:
     # Images per optimiser step summed over all processes (the "global batch"; official: 64 per GPU). The learning
     # rate scales with it (linear scaling rule), so change this rather than lr when memory allows more.
     batch_size: int = 512
+    # Images drawn per epoch (None: every training image once, as official DINO). Set it to give every domain the
+    # same number of steps per epoch whatever its corpus size, so `epochs` is a step budget: an epoch then takes
+    # this many images from fresh random orders of the corpus (a small corpus is gone through more than once, a
+    # large one in part, a new part each epoch). Use it when corpora differ in size and the budget is compute.
+    images_per_epoch: int | None = None
 
     # --- projection head -----------------------------------------------------------------------------------------
     # Prototypes K of the last (weight-normalised) layer (official: 65,536). Tiny data sets and CPUs do well with
@@ -114,6 +119,9 @@ class DinoConfig:
     warp_p: float = 0.5
     # ... by up to this fraction of the crop side (DINO4Cells: 1/4).
     warp_max: float = 0.25
+    # Warp the whole image before the crop is drawn, as DINO4Cells does (its field gets a black wedge at the moved
+    # corner, and each crop shows a part of the warped field); false warps the crop itself.
+    warp_before_crop: bool = False
     # Protein rescaling: with this probability multiply the protein channel by U(0, 2) / its max (paper: 0.2).
     protein_rescale_p: float = 0.2
     # Per-channel brightness and contrast factors ~ N(1, sigma), floored at 0.5; 0 turns them off.
@@ -152,7 +160,9 @@ class DinoConfig:
     # Under torchrun it spans the whole global batch, so N processes compute what one does (official: per GPU).
     koleo_loss_weight: float = 0.1
     # How teacher outputs are turned into targets: centering (DINO's running centre; official default) or
-    # sinkhorn_knopp (an equal share of the batch per prototype; the ViT-L/14 and ViT-g/14 recipes).
+    # sinkhorn_knopp (an equal share of the batch per prototype; the ViT-L/14 and ViT-g/14 recipes). Both
+    # objectives take it: with DINO, sinkhorn_knopp is the cure when a few prototypes take a large share of each
+    # batch (the health check's partial collapse) in short runs with small batches.
     centering: Literal["centering", "sinkhorn_knopp"] = "centering"
     # Sinkhorn-Knopp iterations (official: 3). More make the prototype shares more exactly equal.
     sinkhorn_iterations: int = 3

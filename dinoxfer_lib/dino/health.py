@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import pandas as pd
 import torch
 
 # Entropy above this fraction of log K counts as uniform; below ONE_HOT_ENTROPY · log K with more than
@@ -68,3 +69,45 @@ def warn_collapse(state: str, epoch: int) -> None:
         "or raise dino.teacher_temp",
     }[state]
     warnings.warn(f"DINO collapse at epoch {epoch}: {advice}", CollapseWarning, stacklevel=3)
+
+
+# A finished run is judged on its last HEALTH_WINDOW share of steps (at least one step).
+HEALTH_WINDOW = 0.1
+# Partial collapse: more than this share of a batch's teacher outputs on one prototype (half of them, in a run that
+# looked healthy by entropy alone, is what a too-sharp, too-fast teacher does).
+MAX_ARGMAX_SHARE = 0.25
+# The loss has fallen: the last window's mean is at most this share of the first window's ...
+MAX_LOSS_RATIO = 0.8
+# ... and stayed down: at most this much above the lowest window mean of the run (nats).
+MAX_LOSS_REBOUND = 0.25
+
+
+def health_checks(history: pd.DataFrame, out_dim: int) -> pd.DataFrame:
+    """Is a finished DINO run healthy? One row per check on its per-step ``history`` (``history.csv``).
+
+    Checks, on windows of :data:`HEALTH_WINDOW` of the steps: the loss fell (last window ≤ :data:`MAX_LOSS_RATIO` ×
+    first) and stayed down (last ≤ lowest window + :data:`MAX_LOSS_REBOUND`); the teacher is not uniform (entropy
+    < :data:`UNIFORM_FRACTION` · log K) and not collapsed onto few prototypes, wholly or in part (argmax share ≤
+    :data:`MAX_ARGMAX_SHARE`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``check``, ``value``, ``bound``, ``healthy`` (bool).
+    """
+    window = max(1, round(HEALTH_WINDOW * len(history)))
+    loss = history["loss"].rolling(window).mean().dropna()
+    first, last, lowest = float(loss.iloc[0]), float(loss.iloc[-1]), float(loss.min())
+    tail = history.iloc[-window:]
+    entropy, share = float(tail["teacher_entropy"].mean()), float(tail["argmax_share"].mean())
+    max_entropy = math.log(out_dim)
+    rows = [
+        ("loss fell (last / first window)", last / first, f"<= {MAX_LOSS_RATIO}", last <= MAX_LOSS_RATIO * first),
+        ("loss stayed down (last − lowest window, nats)", last - lowest, f"<= {MAX_LOSS_REBOUND}",
+         last - lowest <= MAX_LOSS_REBOUND),
+        ("teacher entropy / log K (last window)", entropy / max_entropy, f"< {UNIFORM_FRACTION}",
+         entropy < UNIFORM_FRACTION * max_entropy),
+        ("share of a batch on its top prototype (last window)", share, f"<= {MAX_ARGMAX_SHARE}",
+         share <= MAX_ARGMAX_SHARE),
+    ]
+    return pd.DataFrame(rows, columns=["check", "value", "bound", "healthy"])

@@ -7,7 +7,9 @@ For views v (2 global + n local) and teacher views t (the 2 globals), with teach
 
 The centre ``c`` is an EMA (momentum 0.9) of the batch mean of the teacher logits, summed over all processes when
 a process group is running; centring keeps one prototype from winning everything, the low teacher temperature
-keeps the outputs from going uniform (Caron et al. 2021, §3.1 and Algorithm 1).
+keeps the outputs from going uniform (Caron et al. 2021, §3.1 and Algorithm 1). With ``sinkhorn_iterations`` the
+targets are equipartitioned by Sinkhorn-Knopp instead (:mod:`.sinkhorn`, DINOv2's ``centering: sinkhorn_knopp``):
+no prototype can take more than its share of a batch, which a running centre only corrects after the fact.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from dinoxfer_lib.dino.sinkhorn import sinkhorn_knopp
 
 
 def teacher_temperature_schedule(warmup_temp: float, temp: float, warmup_epochs: int, epochs: int) -> np.ndarray:
@@ -37,21 +41,27 @@ class DINOLoss(nn.Module):
         Teacher temperature per epoch (:func:`teacher_temperature_schedule`).
     student_temp, center_momentum
         Official 0.1 and 0.9.
+    sinkhorn_iterations
+        Make the teacher targets with this many Sinkhorn-Knopp iterations instead of the running centre (the
+        centre is still kept, for the health log); None: the centre, as official DINO.
 
     ``forward(student_logits, teacher_logits, epoch)`` takes ``(n_crops * B, K)`` and ``(2 * B, K)`` logits stacked
     view-major and returns the scalar loss; it also updates the centre (no gradient flows through the teacher).
     """
 
     def __init__(self, out_dim: int, *, n_crops: int, teacher_temps: np.ndarray, student_temp: float = 0.1,
-                 center_momentum: float = 0.9) -> None:
+                 center_momentum: float = 0.9, sinkhorn_iterations: int | None = None) -> None:
         super().__init__()
         self.n_crops, self.student_temp, self.center_momentum = n_crops, student_temp, center_momentum
         self.teacher_temps = [float(t) for t in teacher_temps]
+        self.sinkhorn_iterations = sinkhorn_iterations
         self.register_buffer("center", torch.zeros(1, out_dim))
 
     def teacher_probabilities(self, teacher_logits: torch.Tensor, epoch: int) -> torch.Tensor:
-        """(2B, K) teacher logits → centred, sharpened probabilities (2B, K), without gradient."""
+        """(2B, K) teacher logits → centred (or equipartitioned), sharpened probabilities (2B, K), no gradient."""
         temp = self.teacher_temps[min(epoch, len(self.teacher_temps) - 1)]
+        if self.sinkhorn_iterations is not None:
+            return sinkhorn_knopp(teacher_logits, temp, iterations=self.sinkhorn_iterations)
         return F.softmax((teacher_logits.float() - self.center) / temp, dim=-1).detach()
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, epoch: int) -> torch.Tensor:

@@ -267,7 +267,7 @@ def train_dino(
 
     # ============ data: resident on the device, augmented there ============
     data = DeviceImages(images, device)
-    steps_per_epoch = n_images // config.batch_size  # drop_last, as DINO's loader
+    steps_per_epoch = (config.images_per_epoch or n_images) // config.batch_size  # drop_last, as DINO's loader
     local_batch = config.batch_size // world
     protein = channel_names.index("protein") if "protein" in channel_names else None
     spec = CropSpec.from_config(config, global_size=global_size, n_channels=in_chans, protein_channel=protein,
@@ -298,6 +298,7 @@ def train_dino(
             teacher_temps=teacher_temperature_schedule(config.warmup_teacher_temp, config.teacher_temp,
                                                        config.warmup_teacher_temp_epochs, config.epochs),
             student_temp=config.student_temp, center_momentum=config.center_momentum,
+            sinkhorn_iterations=config.sinkhorn_iterations if config.centering == "sinkhorn_knopp" else None,
         ).to(device)
     optimizer = make_optimizer(student_module, device)
     schedules = _schedules(config, steps_per_epoch)
@@ -340,7 +341,7 @@ def train_dino(
     student.train()
     for epoch in range(start_epoch, config.epochs):
         torch.manual_seed(_key(seed, "drop_path", epoch, rank))  # drop-path masks: reproducible on resume
-        order = torch.randperm(n_images, generator=step_generator(seed, "order", epoch))
+        order = epoch_order(n_images, config.images_per_epoch, step_generator(seed, "order", epoch))
         stats = []
         for step in range(steps_per_epoch):
             it = epoch * steps_per_epoch + step
@@ -454,6 +455,15 @@ def train_dino(
     return TrainResult(student_module, teacher, history, summary)
 
 
+def epoch_order(n_images: int, images_per_epoch: int | None, generator: torch.Generator) -> torch.Tensor:
+    """The image indices of one epoch: a random order of all ``n_images``, or with ``images_per_epoch`` that many
+    taken from consecutive random orders (each image at most once per order)."""
+    if images_per_epoch is None:
+        return torch.randperm(n_images, generator=generator)
+    orders = [torch.randperm(n_images, generator=generator) for _ in range(-(-images_per_epoch // n_images))]
+    return torch.cat(orders)[:images_per_epoch]
+
+
 def _check_sizes(config: DinoConfig, *, arch: str, global_size: int, n_images: int, world: int) -> None:
     patch = architecture(arch).patch_size
     if global_size % patch or config.local_crop_size % patch:
@@ -467,6 +477,9 @@ def _check_sizes(config: DinoConfig, *, arch: str, global_size: int, n_images: i
     if n_images < config.batch_size:
         raise ConfigError(f"config key 'dino.batch_size' = {config.batch_size}: expected <= the {n_images} "
                           "training images")
+    if config.images_per_epoch is not None and config.images_per_epoch < config.batch_size:
+        raise ConfigError(f"config key 'dino.images_per_epoch' = {config.images_per_epoch}: expected >= "
+                          f"dino.batch_size ({config.batch_size})")
 
 
 def _schedules(config: DinoConfig, steps_per_epoch: int) -> dict[str, np.ndarray]:

@@ -11,7 +11,8 @@ never hard-code a hyperparameter. One module per stage:
 - :mod:`.dino`: DINO pretraining of a domain's backbone, and the DINOv2 backbones (Cell-DINO, Cell-DINO+, DINO
   BoC); also the ``torchrun`` entry point.
 - :mod:`.embeddings`: images through a backbone and a channel strategy (Table III sets, domain embeddings).
-- :mod:`.probes`: Table III and its companions (trained vs random, low-label curves), cell-line classification.
+- :mod:`.probes`: Table III and its companions (ceiling, floor, grade >= 2, trained vs random, low-label curves),
+  cell-line classification.
 - :mod:`.shift`: the cross-domain transfer matrix.
 - :mod:`.adapt`: adapted localisation models (LoRA, full fine-tuning), the EM pair and the segmentation study.
 
@@ -31,6 +32,8 @@ _EXPORTS = {
     "make_embeddings": "embeddings", "load_embeddings": "embeddings", "load_domain_embeddings": "embeddings",
     "load_probe_results": "probes", "load_trained_vs_random": "probes", "load_low_label_curves": "probes",
     "load_cell_line_results": "probes", "has_cell_lines": "probes",
+    "load_ceiling": "probes", "load_floor": "probes", "load_reference_rows": "probes", "grade_labels": "probes",
+    "split_embeddings": "probes", "load_table_iii": "probes",
     "load_transfer_matrix": "shift", "shift_stages": "shift", "transfer_backbones": "backbones",
     "adapted_sets": "adapt", "load_adaptation": "adapt", "load_em_data": "adapt", "load_seg_studies": "adapt",
     "adaptation_stages": "adapt",

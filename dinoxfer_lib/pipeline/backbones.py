@@ -76,20 +76,24 @@ def random_backbone(config: Config, domain: str, *, channels: tuple[str, ...]) -
                             label=f"random init (seed {seed})")
 
 
-def resolve_backbone(run: Run, domain: str) -> ResolvedBackbone:
+def resolve_backbone(run: Run, domain: str, *, grouped: bool | None = None) -> ResolvedBackbone:
     """The backbone pretrained on ``domain`` as the profile asks for it (see ``embed.<domain>_weights``), or the
     DINOv2 backbone of that name (``cell_dino``, ``cell_dino_plus``, ``dino_boc``) as this run trains it.
 
     With ``store`` weights the ``dino/<domain>`` stage is reused when it is up to date, and trained first when the
     store has none for this config (its chapter did not run yet, or the DINO settings changed since): a chapter run
-    alone never falls back to random weights.
+    alone never falls back to random weights. ``grouped`` picks the OpenCell backbone of the split by image (False)
+    or grouped by protein (True), each trained on its split's non-test images (default: ``split.group_by_protein``);
+    published weights and checkpoint paths are the same for both.
     """
     config = run.config
     weights = "store" if domain in DINOV2_BACKBONES else getattr(config.embed, f"{domain}_weights")
     label = backbone_label(run, domain)
     if weights == "store":
-        train = train_dinov2_backbone if domain in DINOV2_BACKBONES else train_backbone
-        artifact = train(run, domain, progress=False)  # reused when up to date, else trained first
+        if domain in DINOV2_BACKBONES:
+            artifact = train_dinov2_backbone(run, domain, progress=False)  # reused when up to date
+        else:
+            artifact = train_backbone(run, domain, grouped=grouped, progress=False)  # reused when up to date
         if not artifact.reused:
             print(f"{artifact.name}: trained now, as the DINO chapter does (the store had no backbone for this config)")
         model, report = build_backbone(artifact.path / BACKBONE_FILE, img_size=config.embed.img_size)

@@ -2,7 +2,10 @@
 
 ``dino/<domain>`` trains one domain's backbone with DINO (``dino.*``). OpenCell trains on the 90 % non-test images
 of its split only (the paper's protocol: the probes' test images are never seen, not even without labels); the
-HPA-like and natural domains train on all their images. ``dino/<name>`` trains a DINOv2 backbone
+HPA-like and natural domains train on all their images. The probes of the other split (by image vs grouped by
+protein, ``split.group_by_protein``) get their own OpenCell backbone, trained on that split's non-test images (stage
+``dino/opencell_grouped`` or ``dino/opencell_by_image``, :func:`opencell_stage`): a backbone trained on the split by
+image has seen most test images of the grouped split. ``dino/<name>`` trains a DINOv2 backbone
 (``dinov2.recipe``, :class:`~dinoxfer_lib.dino.config.DINOv2BackbonesConfig`):
 
 - ``cell_dino`` (paper 002): from scratch on the HPA-like images;
@@ -80,7 +83,15 @@ class TrainingData:
     epochs: int | None = None
 
 
-def train_backbone(run: Run, domain: str, *, progress: bool = True) -> Artifact:
+def opencell_stage(run: Run, grouped: bool | None = None) -> str:
+    """The stage of the OpenCell backbone trained on the non-test images of the split by image (``grouped`` False)
+    or grouped by protein (True); default: the split of ``split.group_by_protein``, stage ``dino/opencell``."""
+    if grouped is None or grouped == run.config.split.group_by_protein:
+        return "dino/opencell"
+    return f"dino/opencell_{'grouped' if grouped else 'by_image'}"
+
+
+def train_backbone(run: Run, domain: str, *, grouped: bool | None = None, progress: bool = True) -> Artifact:
     """Train (or reuse) the DINO backbone of ``domain`` as ``run.config.dino`` and ``run.config.embed`` say.
 
     Parameters
@@ -89,13 +100,16 @@ def train_backbone(run: Run, domain: str, *, progress: bool = True) -> Artifact:
         From :func:`~dinoxfer_lib.pipeline.open_run`; ``run.force`` retrains even when the stage is up to date.
     domain
         ``opencell`` (trained on the non-test split), ``hpa`` or ``natural`` (all images).
+    grouped
+        ``opencell`` only: train on the non-test images of the split by image (False) or grouped by protein (True);
+        default ``split.group_by_protein``. The other split's backbone is its own stage (:func:`opencell_stage`).
     progress
         Show the training progress bar.
 
     Returns
     -------
     Artifact
-        Stage ``dino/<domain>`` with the files named in the module docstring.
+        Stage ``dino/<domain>`` (or :func:`opencell_stage`) with the files named in the module docstring.
     """
     if domain not in DOMAINS:
         raise ConfigError(f"unknown domain {domain!r}: expected one of {', '.join(DOMAINS)}")
@@ -105,13 +119,14 @@ def train_backbone(run: Run, domain: str, *, progress: bool = True) -> Artifact:
         dataset = load_imageset(dataset_artifact.path)
         inputs, index = [dataset_artifact], np.arange(len(dataset))
         if domain == "opencell":
-            index = np.sort(load_split(run, domain).dev)
-            inputs.append(make_split(run, domain))
+            index = np.sort(load_split(run, domain, grouped=grouped).dev)
+            inputs.append(make_split(run, domain, grouped=grouped))
         return TrainingData(np.asarray(dataset.images[index]), dataset.channel_names, inputs,
                             config={"domain": domain}, describe={"sources": {domain: int(len(index))}},
                             natural=domain == "natural")
 
-    return _train_stage(run, f"dino/{domain}", prepare, recipe=run.config.dino, progress=progress)
+    stage = opencell_stage(run, grouped) if domain == "opencell" else f"dino/{domain}"
+    return _train_stage(run, stage, prepare, recipe=run.config.dino, progress=progress)
 
 
 def train_dinov2_backbone(run: Run, name: str, *, progress: bool = True) -> Artifact:
@@ -288,9 +303,16 @@ class DinoRun:
 
 def load_dino_runs(run: Run, *, progress: bool = True) -> dict[str, DinoRun]:
     """Train (or reuse) the backbone of every domain whose weights this profile trains (``embed.<domain>_weights:
-    store``); published weights need no training."""
+    store``); published weights need no training. A trained OpenCell backbone comes with its twin of the other
+    split (key ``opencell_grouped`` or ``opencell_by_image``, :func:`opencell_stage`), which that split's Table III
+    uses."""
     trained_here = [d for d in DOMAINS if getattr(run.config.embed, f"{d}_weights") == "store"]
-    return {domain: DinoRun.load(train_backbone(run, domain, progress=progress)) for domain in trained_here}
+    jobs = [(domain, domain, None) for domain in trained_here]
+    if "opencell" in trained_here:
+        other = not run.config.split.group_by_protein
+        jobs.append((opencell_stage(run, other).split("/", 1)[1], "opencell", other))
+    return {name: DinoRun.load(train_backbone(run, domain, grouped=grouped, progress=progress))
+            for name, domain, grouped in jobs}
 
 
 def load_dinov2_runs(run: Run, *, progress: bool = True) -> dict[str, DinoRun]:
@@ -309,14 +331,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--domain", default="opencell", choices=(*DOMAINS, *DINOV2_BACKBONES),
                         help="a domain (its DINO backbone) or a DINOv2 backbone")
     parser.add_argument("--runs-root", default="runs")
+    parser.add_argument("--grouped", action=argparse.BooleanOptionalAction, default=None,
+                        help="opencell: train on the split grouped by protein (--grouped) or by image (--no-grouped); "
+                        "default split.group_by_protein")
     parser.add_argument("--force", action="store_true", help="retrain even if the stage is up to date")
     parser.add_argument("--set", nargs="+", metavar="KEY=VALUE", default=(),
                         help="override a config value, e.g. dino.batch_size=128 (give `dinoxfer run` the same)")
     args = parser.parse_args(argv)
     distributed.init_from_env()
     run = open_run(args.profile, parse_overrides(args.set), runs_root=args.runs_root, force=args.force)
-    train = train_backbone if args.domain in DOMAINS else train_dinov2_backbone
-    artifact = train(run, args.domain)
+    if args.domain in DOMAINS:
+        artifact = train_backbone(run, args.domain, grouped=args.grouped)
+    else:
+        artifact = train_dinov2_backbone(run, args.domain)
     if distributed.is_main_process():
         print(f"{artifact.name}: {'reused' if artifact.reused else 'trained'} -> {artifact.path}")
 

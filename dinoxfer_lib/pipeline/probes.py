@@ -3,6 +3,18 @@
 
 Every fold model is scored on train, validation and the untouched test images. A probe stage's inputs are the
 dataset, the split and the embedding sets it trains on; it is recomputed when any of them or ``probe.*`` changes.
+
+Beside Table III (``probes/opencell_<split>``, split by image or grouped by protein) stand:
+
+- the **ceiling** (``probes/opencell_ceiling_<split>``): a small CNN trained with the labels on the raw images,
+  same folds and scoring (:func:`~dinoxfer_lib.probes.ceiling.train_ceiling`, ``ceiling.*``);
+- the **floor** (``probes/opencell_floor_<split>``): the paper's probe on the images embedded by the profile's
+  architecture with random weights;
+- the **grade >= 2 variant** (``probes/opencell_<split>_grade2``): Table III's MLP with only the grade 3 and 2
+  labels counted (a label counts at any grade >= 1 everywhere else, as in the paper's 6,120 labelled images).
+
+On the split grouped by protein the OpenCell row embeds with the backbone trained on that split's non-test images
+(:func:`split_embeddings`), so no probe is tested on images its backbone trained on.
 """
 
 from __future__ import annotations
@@ -18,11 +30,13 @@ from dinoxfer_lib import paper
 from dinoxfer_lib.data import splits
 from dinoxfer_lib.data.dataset import ImageSet, load_imageset
 from dinoxfer_lib.data.splits import Split
-from dinoxfer_lib.errors import DataError
-from dinoxfer_lib.pipeline.backbones import domain_channels, random_backbone
+from dinoxfer_lib.embedding_sets import embedding_sets
+from dinoxfer_lib.errors import ConfigError, DataError
+from dinoxfer_lib.pipeline.backbones import domain_channels, random_backbone, resolve_backbone
 from dinoxfer_lib.pipeline.data import load_datasets, load_split, make_dataset, make_split
 from dinoxfer_lib.pipeline.embeddings import EMBEDDING_FILE, cell_line_embeddings, table_iii_embeddings
 from dinoxfer_lib.pipeline.run import Run
+from dinoxfer_lib.probes.ceiling import FLOOR_SET
 from dinoxfer_lib.probes.result import ProbeResult
 from dinoxfer_lib.store import Artifact
 
@@ -31,28 +45,128 @@ _LOW_LABEL_KEYS = ("low_label_fractions", "low_label_seeds", "low_label_folds")
 # The paper's Table III sets: what the grouped split and the low-label curves retrain (the DINOv2 rows are compared in
 # chapter 02, on the split by image and the cell-line task).
 PAPER_SETS = tuple(paper.TABLE_III)
+# Grades of the OpenCell annotation: 3 prominent, 2 less pronounced, 1 weak.
+GRADES = (1, 2, 3)
 
 
-def load_probe_results(run: Run, *, grouped: bool = False) -> ProbeResult:
+def split_name(grouped: bool) -> str:
+    """How stage names say which split: ``grouped`` (by protein) or ``by_image`` (the paper's)."""
+    return "grouped" if grouped else "by_image"
+
+
+def grade_labels(dataset: ImageSet, min_grade: int = 1) -> np.ndarray:
+    """``(N, K)`` labels counting a class only where its grade is at least ``min_grade`` (1: every label, as
+    ``dataset.labels``; sources without grades mark every label grade 3)."""
+    if min_grade not in GRADES:
+        raise ConfigError(f"min_grade = {min_grade!r}: expected one of {', '.join(map(str, GRADES))}")
+    return dataset.labels if min_grade == 1 else np.asarray(dataset.grades) >= min_grade
+
+
+def split_embeddings(run: Run, *, grouped: bool, names: tuple[str, ...] | None = None) -> dict[str, Artifact]:
+    """The Table III embedding stages (all sets, or ``names``) whose probes use the split by image or grouped by
+    protein: the OpenCell rows embed with the backbone trained on that split's non-test images.
+
+    The pretraining domains never see an OpenCell image, so their backbones serve both splits. With published
+    OpenCell weights or a checkpoint path (``embed.opencell_weights``) there is one backbone for both; what it
+    trained on is then the user's to know.
+    """
+    sets = embedding_sets(run.config.dinov2.backbones, names)
+    names = tuple(s.name for s in sets)
+    opencell = tuple(s.name for s in sets if s.pretraining == "opencell")
+    if not opencell or grouped == run.config.split.group_by_protein or run.config.embed.opencell_weights != "store":
+        return table_iii_embeddings(run, names)
+    features = table_iii_embeddings(run, tuple(n for n in names if n not in opencell))
+    backbone = resolve_backbone(run, "opencell", grouped=grouped)
+    features.update(table_iii_embeddings(run, opencell, backbones={"opencell": backbone},
+                                         stage_suffix=f"_{split_name(grouped)}"))
+    return {name: features[name] for name in names if name in features}
+
+
+def load_probe_results(run: Run, *, grouped: bool = False, min_grade: int = 1) -> ProbeResult:
     """Table III and its companions: the paper's MLP and (split by image) the comparison probes on every set.
 
-    By image, as the paper, or grouped by protein (the MLP on the paper's five sets, to compare with Table III).
+    By image, as the paper, or grouped by protein (the MLP on the paper's five sets, to compare with Table III; the
+    OpenCell row with the grouped split's own backbone). ``min_grade`` 2 or 3 counts only labels of at least that
+    grade (the MLP on the paper's five sets; the classes are kept, so a class without such labels scores 0).
     """
     from dinoxfer_lib.probes import run_probe_comparison
 
     probe = run.config.probe
+    mlp_only = grouped or min_grade > 1
 
     def fit(folder: Path, features: dict, dataset: ImageSet, split: Split) -> None:
         run_probe_comparison(
-            features, dataset.labels, split=split, config=probe, class_names=dataset.class_names,
-            probes=("mlp",) if grouped else ("mlp", *probe.compare), seed=run.config.seed,
+            features, grade_labels(dataset, min_grade), split=split, config=probe, class_names=dataset.class_names,
+            probes=("mlp",) if mlp_only else ("mlp", *probe.compare), seed=run.config.seed,
             monitor_every=probe.monitor_every,
         ).save(folder)
 
-    artifact = _probe_stage(run, f"probes/opencell_{'grouped' if grouped else 'by_image'}",
-                            table_iii_embeddings(run, PAPER_SETS if grouped else None), grouped=grouped,
-                            config=_probe_recipe(probe), fit=fit)
+    stage = f"probes/opencell_{split_name(grouped)}" + (f"_grade{min_grade}" if min_grade > 1 else "")
+    recipe = {**_probe_recipe(probe), **({"min_grade": min_grade} if min_grade > 1 else {})}
+    names = PAPER_SETS if grouped or min_grade > 1 else None
+    artifact = _probe_stage(run, stage, split_embeddings(run, grouped=grouped, names=names), grouped=grouped,
+                            config=recipe, fit=fit)
     return ProbeResult.load(artifact.path)
+
+
+def random_init_embeddings(run: Run) -> Artifact:
+    """Stage ``embeddings/opencell_native_random_init``: the OpenCell images through the profile's architecture
+    with seeded random weights, natively (the floor, and chapter 02's baseline)."""
+    name = "opencell_native"
+    random = random_backbone(run.config, "opencell", channels=domain_channels(run, "opencell"))
+    return table_iii_embeddings(run, (name,), backbones={"opencell": random}, stage_suffix="_random_init")[name]
+
+
+def load_floor(run: Run, *, grouped: bool = False) -> ProbeResult:
+    """The floor beside Table III: the paper's MLP on the random-weights embeddings (set
+    :data:`~dinoxfer_lib.probes.ceiling.FLOOR_SET`).
+
+    What the probe reaches from an architecture that learnt nothing: the share of Table III that pretraining adds
+    is what lies above it.
+    """
+    from dinoxfer_lib.probes import run_probe_suite
+
+    probe = run.config.probe
+
+    def fit(folder: Path, features: dict, dataset: ImageSet, split: Split) -> None:
+        run_probe_suite(features, dataset.labels, split=split, config=probe, class_names=dataset.class_names,
+                        seed=run.config.seed).save(folder)
+
+    artifact = _probe_stage(run, f"probes/opencell_floor_{split_name(grouped)}",
+                            {FLOOR_SET: random_init_embeddings(run)}, grouped=grouped, config=_probe_recipe(probe),
+                            fit=fit)
+    return ProbeResult.load(artifact.path)
+
+
+def load_ceiling(run: Run, *, grouped: bool = False) -> ProbeResult:
+    """The ceiling beside Table III: a small CNN trained with the labels on the raw OpenCell images (``ceiling.*``),
+    on Table III's folds, resampling and decision rule (:func:`~dinoxfer_lib.probes.ceiling.train_ceiling`)."""
+    from dinoxfer_lib.probes.ceiling import train_ceiling
+
+    probe, ceiling = run.config.probe, run.config.ceiling
+
+    def fit(folder: Path, features: dict, dataset: ImageSet, split: Split) -> None:
+        train_ceiling(dataset.images, dataset.labels, split=split, config=ceiling, class_names=dataset.class_names,
+                      threshold=probe.threshold, tune_thresholds=probe.tune_thresholds,
+                      seed=run.config.seed).save(folder)
+
+    config = {"ceiling": dataclasses.asdict(ceiling), "threshold": probe.threshold,
+              "tune_thresholds": probe.tune_thresholds}
+    artifact = _probe_stage(run, f"probes/opencell_ceiling_{split_name(grouped)}", {}, grouped=grouped,
+                            config=config, fit=fit)
+    return ProbeResult.load(artifact.path)
+
+
+def load_reference_rows(run: Run, *, grouped: bool = False) -> ProbeResult:
+    """The ceiling and the floor as one result, to join Table III (``ProbeResult.concat``): same folds and test
+    images, so every paired comparison with a Table III row is possible."""
+    return ProbeResult.concat([load_ceiling(run, grouped=grouped), load_floor(run, grouped=grouped)])
+
+
+def load_table_iii(run: Run, *, grouped: bool = False) -> ProbeResult:
+    """Table III on one split with its ceiling and floor joined (:func:`load_probe_results` and
+    :func:`load_reference_rows`): what chapter 04's table, targets and paired intervals read."""
+    return ProbeResult.concat([load_probe_results(run, grouped=grouped), load_reference_rows(run, grouped=grouped)])
 
 
 def load_trained_vs_random(run: Run) -> ProbeResult:
@@ -65,11 +179,9 @@ def load_trained_vs_random(run: Run) -> ProbeResult:
     from dinoxfer_lib.probes import run_probe_suite
 
     name = "opencell_native"
-    random = random_backbone(run.config, "opencell", channels=domain_channels(run, "opencell"))
     features = {
-        "DINO-trained": table_iii_embeddings(run, (name,))[name],
-        "random init": table_iii_embeddings(run, (name,), backbones={"opencell": random},
-                                            stage_suffix="_random_init")[name],
+        "DINO-trained": split_embeddings(run, grouped=False, names=(name,))[name],
+        FLOOR_SET: random_init_embeddings(run),
     }
 
     def fit(folder: Path, features: dict, dataset: ImageSet, split: Split) -> None:

@@ -51,6 +51,21 @@ def plot_f1_by_configuration(summary: pd.DataFrame, *, ax=None) -> Figure:
     return fig
 
 
+def plot_f1_with_bounds(table: pd.DataFrame) -> Figure:
+    """Figure 1 (:func:`plot_f1_by_configuration`) of the Table III rows, with the ceiling and the floor of
+    ``table`` (``role`` column of :func:`dinoxfer_lib.report.classifier.table_iii`) as dashed lines."""
+    fig = plot_f1_by_configuration(table[table["role"] == "table III"])
+    ax = fig.axes[0]
+    for role, style in (("ceiling", "--"), ("floor", ":")):
+        rows = table[table["role"] == role]
+        if len(rows):
+            ax.axhline(rows["test_f1_mean"].iloc[0], color="0.3", ls=style, lw=1)
+            ax.annotate(f"{role} {rows['test_f1_mean'].iloc[0]:.2f}", (1.0, rows["test_f1_mean"].iloc[0]),
+                        xycoords=("axes fraction", "data"), xytext=(-2, 2), textcoords="offset points",
+                        ha="right", va="bottom", fontsize=8, color="0.3")
+    return fig
+
+
 def plot_per_class_f1(per_class: pd.DataFrame) -> Figure:
     """Heatmap of mean test F1, configurations × classes: which compartments each embedding gets right."""
     fig = Figure(figsize=(FULL_WIDTH, 0.35 * per_class.shape[0] + 2.2), layout="constrained")

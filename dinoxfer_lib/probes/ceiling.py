@@ -38,6 +38,7 @@ from dinoxfer_lib.probes.scoring import score_fold, threshold_label
 
 CEILING_SET = "supervised CNN"  # the row's ``set`` in the result
 CEILING_PROBE = "cnn"  # and its ``probe``
+FLOOR_SET = "random init"  # the floor's ``set`` (its probe is the paper's MLP)
 PREDICT_CHUNK = 256  # images per forward pass when predicting
 _SCALING = Scaling()  # per image and channel, 1-99.8 percentile window to [0, 1]
 

@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 
 from dinoxfer_lib.dino.config import DINOv2Config, DinoConfig
+from dinoxfer_lib.dino.health import health_checks
 from dinoxfer_lib.embedding_sets import EMBEDDING_SETS
 from dinoxfer_lib.probes.result import ProbeResult
 from dinoxfer_lib.report.common import recipe_table, summarise
+from dinoxfer_lib.stats import fold_differences, paired_bootstrap
 
 # The rows of the run summary a reader needs first; the rest (sizes, devices, settings) sit behind the toggle.
 SUMMARY_ROWS = ("steps", "n_images", "wall_time_s", "images_per_s", "final_loss", "final_teacher_entropy",
@@ -26,6 +28,8 @@ OBJECTIVE_COMPARISONS: tuple[tuple[str, str, str], ...] = (
 # Per-fold differences are summarised by a t-interval at this level.
 CONFIDENCE = 0.95
 _SETS = {spec.name: spec for spec in EMBEDDING_SETS}
+# Bootstrap resamples of the test images behind the trained-vs-random interval (>= 1,000 for 95 %).
+RESAMPLES = 1000
 
 
 def dino_recipe_table(config: DinoConfig) -> pd.DataFrame:
@@ -97,21 +101,64 @@ def attention_backbones(backbones: Mapping, channel_names) -> dict:
             and not b.per_image_zscore}
 
 
-def trained_vs_random_note(table: pd.DataFrame) -> str:
-    """Whether DINO beat its own random initialisation, in numbers (rows ``DINO-trained`` and ``random init``)."""
+def health_table(runs: Mapping, *, out_dim: int) -> pd.DataFrame:
+    """Each run's health checks (:func:`~dinoxfer_lib.dino.health.health_checks`: the loss fell and stayed down,
+    no uniform teacher, no whole or partial collapse onto few prototypes), one row per (run, check)."""
+    frames = [health_checks(dino_run.history, out_dim).assign(run=name) for name, dino_run in runs.items()]
+    table = pd.concat(frames, ignore_index=True)
+    table["healthy"] = table["healthy"].map({True: "✓", False: "✗"})
+    return table.set_index(["run", "check"])
+
+
+def health_note(health: pd.DataFrame) -> str:
+    """Which runs passed every health check, in one sentence."""
+    failed = health[health["healthy"] == "✗"].reset_index()
+    if failed.empty:
+        return "Every run passed every health check: the loss fell and stayed down, and no teacher collapsed."
+    return "Failed checks: " + "; ".join(f"**{run}**: {check}" for run, check in zip(failed["run"], failed["check"])) \
+        + ". A backbone that fails them is suspect: read its rows in later chapters as checks of the pipeline."
+
+
+def trained_vs_random(result: ProbeResult, labels: np.ndarray, *, n_resamples: int = RESAMPLES,
+                      seed: int = 0) -> pd.DataFrame:
+    """DINO-trained minus random weights (sets ``DINO-trained`` and ``random init`` of
+    :func:`~dinoxfer_lib.pipeline.load_trained_vs_random`): the per-fold paired difference (mean, t interval) and
+    the paired bootstrap over the test images (``n_resamples``), as two rows ``how``, ``difference``, ``low``,
+    ``high``."""
+    pair = [("DINO-trained", "random init")]
+    folds = fold_differences(result, pairs=pair).iloc[0]
+    boot = paired_bootstrap(result, labels, pairs=pair, n_resamples=n_resamples, seed=seed).iloc[0]
+    return pd.DataFrame([
+        {"how": f"per fold ({folds['folds']} folds, t interval)", "difference": folds["mean"], "low": folds["low"],
+         "high": folds["high"]},
+        {"how": f"paired bootstrap over test images ({n_resamples:,} resamples)", "difference": boot["difference"],
+         "low": boot["low"], "high": boot["high"]},
+    ]).set_index("how")
+
+
+def trained_vs_random_note(table: pd.DataFrame, paired: pd.DataFrame | None = None) -> str:
+    """Whether DINO beat its own random initialisation, in numbers (rows ``DINO-trained`` and ``random init``;
+    ``paired`` from :func:`trained_vs_random` decides, with its bootstrap interval)."""
     rows = table.set_index("set")
     trained, random = rows.loc["DINO-trained"], rows.loc["random init"]
     gain = trained["test_f1_mean"] - random["test_f1_mean"]
-    noise = float(np.hypot(trained["test_f1_std"], random["test_f1_std"]))
-    verdict = ("**beats**" if gain > 2 * noise else "does **not** clearly beat" if gain > 0 else "does **not** beat")
-    return (f"The DINO-trained backbone {verdict} the same architecture with random weights: test macro F1 "
-            f"{trained['test_f1_mean']:.3f} ± {trained['test_f1_std']:.3f} against {random['test_f1_mean']:.3f} ± "
-            f"{random['test_f1_std']:.3f} (difference {gain:+.3f}; fold spread of the difference ≈ {noise:.3f}).")
+    text = (f"test macro F1 {trained['test_f1_mean']:.3f} ± {trained['test_f1_std']:.3f} against "
+            f"{random['test_f1_mean']:.3f} ± {random['test_f1_std']:.3f} (difference {gain:+.3f}")
+    if paired is None:
+        verdict = "beats" if gain > 0 else "does **not** beat"
+        return f"The DINO-trained backbone {verdict} the same architecture with random weights: {text})."
+    boot = paired.iloc[-1]
+    verdict = ("**beats**" if boot["low"] > 0 else "does **not** beat" if boot["high"] < 0
+               else "is **not resolved** from")
+    return (f"The DINO-trained backbone {verdict} the same architecture with random weights: {text}; paired 95 % "
+            f"interval over the test images [{boot['low']:+.3f}, {boot['high']:+.3f}], over the folds "
+            f"[{paired.iloc[0]['low']:+.3f}, {paired.iloc[0]['high']:+.3f}]).")
 
 
-def what_this_means(runs: Mapping, comparison: pd.DataFrame, *, out_dim: int) -> str:
+def what_this_means(runs: Mapping, comparison: pd.DataFrame, *, out_dim: int, paired: pd.DataFrame) -> str:
     """The chapter's conclusion, from this run: how far each backbone trained, whether its teacher collapsed, and
-    whether DINO beat its random initialisation (``comparison`` as for :func:`trained_vs_random_note`)."""
+    whether DINO beat its random initialisation (``comparison`` and ``paired`` as for
+    :func:`trained_vs_random_note`: the paired bootstrap interval decides)."""
     summaries = {domain: dino_run.summary for domain, dino_run in runs.items()}
     uniform = float(np.log(out_dim))
     entropy = ", ".join(f"{domain} {s['final_teacher_entropy'] / uniform:.0%}" for domain, s in summaries.items())
@@ -123,19 +170,16 @@ def what_this_means(runs: Mapping, comparison: pd.DataFrame, *, out_dim: int) ->
         + (f"the collapse detector flagged **{', '.join(collapsed)}**: its embeddings are suspect."
            if collapsed else "no run was flagged as collapsed.")
     ]
-    rows = comparison.set_index("set")
-    trained, random = rows.loc["DINO-trained"], rows.loc["random init"]
-    gain = trained["test_f1_mean"] - random["test_f1_mean"]
-    noise = float(np.hypot(trained["test_f1_std"], random["test_f1_std"]))
-    if gain > 2 * noise:
-        lines.append(f"- **DINO helped.** The trained OpenCell backbone beats its random initialisation by "
-                     f"{gain:+.3f} macro F1 (fold spread ≈ {noise:.3f}): the later chapters compare backbones that "
-                     "learned something a probe can use.")
+    boot = paired.iloc[-1]
+    shown = f"{boot['difference']:+.3f} macro F1 (paired 95 % interval [{boot['low']:+.3f}, {boot['high']:+.3f}])"
+    if boot["low"] > 0:
+        lines.append(f"- **DINO helped.** The trained OpenCell backbone beats its random initialisation by {shown}: "
+                     "the later chapters compare backbones that learned something a probe can use.")
     else:
-        lines.append(f"- **DINO has not clearly helped yet.** Trained minus random is {gain:+.3f} macro F1, within "
-                     f"about twice the fold spread ({noise:.3f}). On this profile's training budget the later "
-                     "chapters compare backbones that are barely trained: read their differences as checks of the "
-                     "pipeline, not as evidence about pretraining.")
+        lines.append(f"- **DINO has not clearly helped.** Trained minus random is {shown}, an interval that does not "
+                     "exclude 0. On this profile's training budget the later chapters compare backbones that are "
+                     "barely trained: read their differences as checks of the pipeline, not as evidence about "
+                     "pretraining.")
     return "\n".join(lines)
 
 
@@ -149,8 +193,6 @@ def paired_differences(results: Mapping[str, ProbeResult | None], comparisons=OB
     training images, so the interval is narrower than one over independent data sets would be: a difference is
     resolved only where the interval excludes 0 with room to spare.
     """
-    from dinoxfer_lib.stats import fold_differences
-
     rows = []
     for task, result in results.items():
         if result is None:
