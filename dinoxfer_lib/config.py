@@ -272,7 +272,8 @@ def _profile_values(path: Path, *, seen: tuple[Path, ...]) -> dict:
     return _merge(_profile_values(base_path, seen=(*seen, path)), values, prefix="")
 
 
-def absolute_paths(values: Mapping[str, Any], *, base: str | os.PathLike | None = None, cls: type | None = None) -> dict:
+def absolute_paths(values: Mapping[str, Any], *, base: str | os.PathLike | None = None,
+                   cls: type | None = None) -> dict:
     """``values`` (a profile's or overrides' nested mapping) with every path key made absolute against ``base``
     (default: the current directory). Path keys are the config fields marked ``metadata={"path": True}``."""
     cls = cls or Config

@@ -15,13 +15,13 @@
 # paper's numbers stand beside them. The chapters say how each number was made: *Classifier and results* for Table
 # III and its statistics, *Predictions* for Figure 2.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "demo"
 overrides = {}
 runs_root = "../runs"
 force = False
 
-# %%
+# %% tags=["remove-input"]
 # %matplotlib inline
 from IPython.display import Markdown, display
 
@@ -29,6 +29,7 @@ from dinoxfer_lib import pipeline
 from dinoxfer_lib.pl import results as pl_results
 from dinoxfer_lib.report import classifier, common, glance
 
+common.use_book_style()
 run = pipeline.open_run(profile, overrides, runs_root=runs_root, force=force)
 opencell = pipeline.load_datasets(run, ("opencell",))["opencell"]
 display(Markdown(common.data_banner({"opencell": opencell}, profile=run.config.profile)))
@@ -72,7 +73,7 @@ display(Markdown(glance.claims_note(claims)))
 # %% [markdown]
 # ## The targets of this profile
 #
-# What the `demo` profile must show for the paper's questions to have answers on its data (chapter 04 explains each).
+# What a build must show for the paper's questions to have answers on its data (chapter 04 explains each).
 
 # %%
 grouped = pipeline.load_table_iii(run, grouped=True)

@@ -2,7 +2,6 @@
 browser, standalone and inside a book page's iframe."""
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -1,7 +1,5 @@
 """Reuse that never goes stale: stages count by content, say why they recompute, and never use a damaged file."""
 
-import json
-import os
 
 import numpy as np
 import pytest

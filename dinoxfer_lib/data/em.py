@@ -38,7 +38,6 @@ import pandas as pd
 from scipy.ndimage import gaussian_filter
 from scipy.spatial import cKDTree
 
-from dinoxfer_lib.bounds import check_bounds
 from dinoxfer_lib.data.checks import read_image
 from dinoxfer_lib.data.em_config import EM_DOMAINS, VNC_TEST_SECTIONS, EMDataConfig
 from dinoxfer_lib.errors import ConfigError, DataError

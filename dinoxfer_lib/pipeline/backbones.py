@@ -11,7 +11,6 @@ its weights came from, so every stage that embeds with it records that in its pr
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from dataclasses import dataclass

@@ -20,12 +20,11 @@ import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import numpy as np
 
 from dinoxfer_lib.config import config_hash
 from dinoxfer_lib.data.dataset import load_imageset
 from dinoxfer_lib.dino import distributed
-from dinoxfer_lib.embedding_sets import CELL_LINE_SETS, EmbeddingSet, embedding_sets
+from dinoxfer_lib.embedding_sets import CELL_LINE_SETS, EMBEDDING_SETS, EmbeddingSet, embedding_sets
 from dinoxfer_lib.pipeline.backbones import ResolvedBackbone, load_backbones, transfer_backbones
 from dinoxfer_lib.pipeline.data import make_dataset, sample_indices
 from dinoxfer_lib.pipeline.run import DOMAINS, Run, open_run

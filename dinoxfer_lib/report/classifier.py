@@ -352,8 +352,9 @@ def threshold_note(result: ProbeResult, *, probe: str = "mlp") -> str:
     threshold never predicts correctly, and where the tuned thresholds sit."""
     if not (result.scores["threshold"] == "tuned").any():
         return "Threshold tuning is off in this profile (`probe.tune_thresholds: false`)."
-    fixed = table_iii(result, probe=probe).set_index("set")["test_f1_mean"]
-    tuned = table_iii(result, probe=probe, threshold="tuned").set_index("set")["test_f1_mean"].reindex(fixed.index)
+    fixed, tuned = (table_iii(result, probe=probe, threshold=threshold) for threshold in (None, "tuned"))
+    fixed = fixed[fixed["role"] == "table III"].set_index("set")["test_f1_mean"]  # not the ceiling and floor rows
+    tuned = tuned.set_index("set")["test_f1_mean"].reindex(fixed.index)
     zero_fixed = np.mean([(result.per_class(s, probe=probe)["mean"] == 0).sum() for s in fixed.index])
     zero_tuned = np.mean([(result.per_class(s, probe=probe, threshold="tuned")["mean"] == 0).sum()
                           for s in fixed.index])
