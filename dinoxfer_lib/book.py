@@ -43,11 +43,13 @@ THIS_BUILD_MARKER = "<!-- this-build -->"
 def this_build(profile: str, runs_root: Path) -> str:
     """A MyST admonition naming the profile and, per domain, the data the book's numbers come from."""
     from dinoxfer_lib.data.dataset import load_imageset
+    from dinoxfer_lib.pipeline.run import DOMAINS
     from dinoxfer_lib.report.common import describe_data
 
     datasets = Path(runs_root).resolve() / Path(profile).stem / "datasets"
     name = f"`{Path(profile).stem}` ({profile})" if Path(profile).suffix in (".yaml", ".yml") else f"`{profile}`"
-    described = [load_imageset(folder) for folder in sorted(datasets.iterdir()) if (folder / "provenance.json").is_file()]
+    described = [load_imageset(datasets / domain) for domain in DOMAINS  # the study's domains, not the EM pair
+                 if (datasets / domain / "provenance.json").is_file()]
     lines = [f"- {describe_data(d)}" for d in described]
     if any(d.synthetic for d in described):
         return "\n".join([

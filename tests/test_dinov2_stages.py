@@ -60,6 +60,10 @@ def test_cell_dino_trains_on_hpa_and_plus_starts_from_the_natural_backbone(train
     assert train_dinov2_backbone(run, "cell_dino_plus", progress=False).reused
     with pytest.raises(ConfigError, match="unknown DINOv2 backbone 'cell_dino_xl'"):
         train_dinov2_backbone(run, "cell_dino_xl")
+    too_large = pipeline.open_run("smoke", {**TINY_RUN, "dinov2": {"recipe": {**TINY_RECIPE, "batch_size": 64}}},
+                                  runs_root=run.store.root.parent)
+    with pytest.raises(ConfigError, match=r"'dinov2\.recipe\.batch_size' = 64: expected <= the 32 training images"):
+        train_dinov2_backbone(too_large, "cell_dino")  # the message names the key the user must change
 
 
 def test_dino_boc_trains_one_channel_on_a_balanced_bag_of_every_domain(trained):

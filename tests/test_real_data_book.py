@@ -37,7 +37,8 @@ def real_book(tmp_path_factory):
         "  hpa: {source: hpa_kaggle, path: hpa, image_size: 32}\n"
         "  natural: {source: table, path: photos/table.csv, image_size: 32, channels: [red, green, blue]}\n"
         "split: {test_fraction: 0.25, n_folds: 3}\n"
-        "dino: {batch_size: 8}\n")
+        "dino: {batch_size: 8}\n"
+        "dinov2: {recipe: {batch_size: 8}}\n")
     runs = root / "runs"
     results = run_notebooks(profile=str(profile), notebook_dir=REPO / "notebooks", runs_root=runs, log=lambda s: None)
     build_book(profile=str(profile), runs_root=runs, repo_root=REPO, output_dir=root)

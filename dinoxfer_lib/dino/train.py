@@ -214,6 +214,7 @@ def train_dino(
     init_from: str | os.PathLike | None = None,
     stop_after_epochs: int | None = None,
     progress: bool = True,
+    config_key: str = "dino",
 ) -> TrainResult:
     """Train a ViT with DINO or DINOv2 on raw ``images`` (N, C, H, W); resume from ``out_dir`` when a checkpoint
     is there.
@@ -249,6 +250,8 @@ def train_dino(
         Raise :class:`TrainingInterrupted` after this many epochs of this call (tests: simulate a killed run).
     progress
         Show a progress bar over the steps (:mod:`dinoxfer_lib.progress`: in a book build, one summary line).
+    config_key
+        Where ``config`` sits in the profile (``dino``, ``dinov2.recipe``), for the messages that name its keys.
 
     Returns
     -------
@@ -263,7 +266,7 @@ def train_dino(
     if in_chans != len(channel_names):
         raise DataError(f"images have {in_chans} channels, channel_names name {len(channel_names)}")
     global_size = config.global_crop_size or img_size
-    _check_sizes(config, arch=arch, global_size=global_size, n_images=n_images, world=world)
+    _check_sizes(config, arch=arch, global_size=global_size, n_images=n_images, world=world, key=config_key)
 
     # ============ data: resident on the device, augmented there ============
     data = DeviceImages(images, device)
@@ -464,22 +467,22 @@ def epoch_order(n_images: int, images_per_epoch: int | None, generator: torch.Ge
     return torch.cat(orders)[:images_per_epoch]
 
 
-def _check_sizes(config: DinoConfig, *, arch: str, global_size: int, n_images: int, world: int) -> None:
+def _check_sizes(config: DinoConfig, *, arch: str, global_size: int, n_images: int, world: int, key: str) -> None:
     patch = architecture(arch).patch_size
     if global_size % patch or config.local_crop_size % patch:
         raise ConfigError(
-            f"config key 'dino.local_crop_size' = {config.local_crop_size} / global crop side {global_size}: "
+            f"config key '{key}.local_crop_size' = {config.local_crop_size} / global crop side {global_size}: "
             f"expected multiples of the {arch} patch ({patch} px)"
         )
     if config.batch_size % world:
-        raise ConfigError(f"config key 'dino.batch_size' = {config.batch_size}: expected a multiple of the "
+        raise ConfigError(f"config key '{key}.batch_size' = {config.batch_size}: expected a multiple of the "
                           f"{world} processes")
     if n_images < config.batch_size:
-        raise ConfigError(f"config key 'dino.batch_size' = {config.batch_size}: expected <= the {n_images} "
+        raise ConfigError(f"config key '{key}.batch_size' = {config.batch_size}: expected <= the {n_images} "
                           "training images")
     if config.images_per_epoch is not None and config.images_per_epoch < config.batch_size:
-        raise ConfigError(f"config key 'dino.images_per_epoch' = {config.images_per_epoch}: expected >= "
-                          f"dino.batch_size ({config.batch_size})")
+        raise ConfigError(f"config key '{key}.images_per_epoch' = {config.images_per_epoch}: expected >= "
+                          f"{key}.batch_size ({config.batch_size})")
 
 
 def _schedules(config: DinoConfig, steps_per_epoch: int) -> dict[str, np.ndarray]:

@@ -181,23 +181,7 @@ PRETRAINED: dict[str, PretrainedWeights] = {
     ),
     # The backbones of the EM segmentation comparison (paper 004); `dinoxfer fetch <name>` downloads each. DINOv3
     # (data_manifests/dinov3_*.yaml) is not here: timm builds it as an Eva model with rotary position embeddings,
-    # not the VisionTransformer this loader fills.
-    **{
-        f"dinov2_vit{size}14": PretrainedWeights(
-            arch=f"vit_{name}_patch14_dinov2",
-            slots=("red", "green", "blue"),
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
-            per_image_zscore=False,
-            filename=f"dinov2_vit{size}14_pretrain.pth",
-            manifest=f"dinov2_vit{size}14",
-            store_stage=None,
-            url=f"https://dl.fbaipublicfiles.com/dinov2/dinov2_vit{size}14/dinov2_vit{size}14_pretrain.pth",
-            licence="Apache-2.0",
-            description=f"Official DINOv2 ViT-{size.upper()}/14, LVD-142M (Oquab et al. 2024); backbone only",
-        )
-        for size, name in (("s", "small"), ("b", "base"), ("l", "large"))
-    },
+    # not the VisionTransformer this loader fills. The official DINOv2 backbones are added below.
     "openclip_vitb16_laion2b": PretrainedWeights(
         arch="vit_base_patch16_clip",
         slots=("red", "green", "blue"),
@@ -228,25 +212,24 @@ PRETRAINED: dict[str, PretrainedWeights] = {
 
 
 # Official DINOv2 backbones (facebookresearch/dinov2 hubconf; LVD-142M, the S, B and L sizes distilled from g/14),
-# named as the timm architectures they load into; data_manifests/dinov2_vit<size>14.yaml download them.
-PRETRAINED.update({
-    arch: PretrainedWeights(
-        arch=arch,
+# each registered under its manifest's name (dinov2_vits14, as `dinoxfer fetch` knows it) and the timm architecture
+# it loads into (vit_small_patch14_dinov2); data_manifests/dinov2_vit<size>14.yaml download them.
+for _arch, _size in (("vit_small_patch14_dinov2", "s"), ("vit_base_patch14_dinov2", "b"),
+                     ("vit_large_patch14_dinov2", "l")):
+    PRETRAINED[_arch] = PRETRAINED[f"dinov2_vit{_size}14"] = PretrainedWeights(
+        arch=_arch,
         slots=("red", "green", "blue"),
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         per_image_zscore=False,
-        filename=f"dinov2_vit{size}14_pretrain.pth",
-        manifest=f"dinov2_vit{size}14",
+        filename=f"dinov2_vit{_size}14_pretrain.pth",
+        manifest=f"dinov2_vit{_size}14",
         store_stage=None,
-        url=f"https://dl.fbaipublicfiles.com/dinov2/dinov2_vit{size}14/dinov2_vit{size}14_pretrain.pth",
+        url=f"https://dl.fbaipublicfiles.com/dinov2/dinov2_vit{_size}14/dinov2_vit{_size}14_pretrain.pth",
         licence="Apache-2.0",
-        description=f"Official DINOv2 ViT-{size.upper()}/14, LVD-142M (Oquab et al. 2024); backbone only, "
+        description=f"Official DINOv2 ViT-{_size.upper()}/14, LVD-142M (Oquab et al. 2024); backbone only, "
                     "LayerScale, no registers",
     )
-    for arch, size in (("vit_small_patch14_dinov2", "s"), ("vit_base_patch14_dinov2", "b"),
-                       ("vit_large_patch14_dinov2", "l"))
-})
 
 
 def architecture(arch: str) -> Architecture:

@@ -126,7 +126,7 @@ def train_backbone(run: Run, domain: str, *, grouped: bool | None = None, progre
                             natural=domain == "natural")
 
     stage = opencell_stage(run, grouped) if domain == "opencell" else f"dino/{domain}"
-    return _train_stage(run, stage, prepare, recipe=run.config.dino, progress=progress)
+    return _train_stage(run, stage, prepare, recipe=run.config.dino, progress=progress, config_key="dino")
 
 
 def train_dinov2_backbone(run: Run, name: str, *, progress: bool = True) -> Artifact:
@@ -234,7 +234,7 @@ def _channel_bag(run: Run) -> TrainingData:
 
 
 def _train_stage(run: Run, stage: str, prepare: Callable[[], TrainingData], *, recipe: DinoConfig,
-                 progress: bool) -> Artifact:
+                 progress: bool, config_key: str = "dinov2.recipe") -> Artifact:
     """The one training stage: ``prepare`` the data (rank 0 first, so the others reuse the stages it makes), train
     ``recipe`` on it, publish the finished run as ``stage``."""
     if not distributed.is_main_process():
@@ -259,7 +259,7 @@ def _train_stage(run: Run, stage: str, prepare: Callable[[], TrainingData], *, r
         train_dino(
             data.images, config=recipe, arch=run.config.embed.arch, img_size=run.config.embed.img_size,
             channel_names=data.channel_names, natural=data.natural, out_dir=out_dir, seed=run.config.seed,
-            init_from=data.init_from, progress=progress,
+            init_from=data.init_from, progress=progress, config_key=config_key,
         )
 
     def compute(folder: Path) -> None:
