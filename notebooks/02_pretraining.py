@@ -246,7 +246,7 @@ pretraining.cell_line_table(cell_lines) if cell_lines else Markdown(pretraining.
 # %%
 differences = pretraining.paired_differences({"OpenCell localisation": pipeline.load_probe_results(run),
                                               "HPA cell line": cell_lines})
-differences.round(4)
+differences.drop(columns=["from", "to", "std"]).round(4)  # the choice names the two sets
 
 # %%
 display(Markdown(pretraining.objectives_note(differences, synthetic=opencell.synthetic)))

@@ -198,7 +198,7 @@ classifier.low_label_summary(curves).pivot(index="fraction", columns="set", valu
 # %%
 grouped = pipeline.load_table_iii(run, grouped=True)
 split_frame = classifier.split_comparison(by_image, grouped, labels=opencell.labels, seed=run.config.seed)
-split_frame.round(4)
+split_frame.drop(columns=["role", "approach"]).round(4)
 
 # %%
 pl_results.plot_split_comparison(split_frame)

@@ -171,7 +171,7 @@ def test_adaptation_table_shows_table_iii_s_own_mlp_row_first():
     assert frozen["trainable_params"] == 1000 and table.iloc[1]["trainable_params"] == 1050
     assert table.iloc[1]["train_s_mean"] == 2.75  # its own steps and the head-only training it started from
     printed = report.format_adaptation_table(table)
-    assert printed.iloc[0]["training s per fold"] == "—" and printed.iloc[2]["trainable parameters"] == "10,000"
+    assert printed.iloc[0]["training / fold"] == "—" and printed.iloc[2]["trainable params"] == "10,000"
     assert printed.index[0] == ("hpa_mapping", "frozen + MLP (Table III)")
 
 

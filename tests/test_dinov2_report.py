@@ -84,7 +84,7 @@ def test_budget_table_and_note_say_what_each_run_cost():
     table = pretraining.training_budget_table({"hpa": run("dino", 4), "cell_dino": run("dinov2", 4),
                                                "dino_boc": run("dinov2", 4, sources={"hpa": 2, "natural": 2})})
     assert table.loc["dino_boc", "trained on"] == "hpa (2), natural (2)"
-    assert table.loc["cell_dino", "samples seen"] == 32 and table.loc["hpa", "initialised from"] == "random"
+    assert table.loc["cell_dino", "samples seen"] == 32 and table.loc["hpa", "starts from"] == "random"
     assert table.loc["hpa", "collapse"] == "none" and table.loc["hpa", "final loss"] == 1.2346
     assert "same number of optimiser steps (4)" in pretraining.budget_note(table)
 

@@ -70,6 +70,9 @@ def test_pages_describe_the_real_data_and_never_the_generator(real_book):
     assert "48 OpenCell images read from" in shown["01_datasets"] and "2 unlabelled row(s) dropped" in shown["01_datasets"]
     assert "24 HPA images read from" in shown["01_datasets"]
     for name, text in shown.items():
+        if name == "08_adaptation_em":  # this lab gave no EM data: the EM pair is the stand-in, and says so alone
+            assert "48 OpenCell images read from" in text and "synthetic Lucchi++ stand-in" in text
+            continue
         lowered = text.lower()
         assert not [word for word in SYNTHETIC_ONLY if word in lowered], name
     classifier = shown["04_classifier"]

@@ -119,14 +119,14 @@ def format_adaptation_table(table: pd.DataFrame) -> pd.DataFrame:
         "set": table["set"],
         "method": table["method"],
         "folds": table["folds"],
-        "macro F1 (test)": [f"{m:.4f} ± {s:.4f}" if pd.notna(s) else f"{m:.4f}"
+        "macro F1 (test)": [f"{m:.3f} ± {s:.3f}" if pd.notna(s) else f"{m:.3f}"
                             for m, s in zip(table["test_f1_mean"], table["test_f1_std"])],
         "validation": table["val_f1_mean"].map("{:.3f}".format),
         "train": table["train_f1_mean"].map("{:.3f}".format),
-        "trainable parameters": table["trainable_params"].map(count),
-        "steps per fold": table["steps"].map(count),
-        "training s per fold": table["train_s_mean"].map(seconds),
-        "device": table["device"].fillna("—"),
+        "trainable params": table["trainable_params"].map(count),
+        "steps / fold": table["steps"].map(count),
+        "training / fold": [seconds(value) if pd.isna(device) else f"{seconds(value)} s ({device})"
+                            for value, device in zip(table["train_s_mean"], table["device"])],
     }).set_index(["set", "method"])
 
 

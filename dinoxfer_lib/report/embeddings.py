@@ -24,7 +24,7 @@ def embedding_table(embeddings: Mapping) -> pd.DataFrame:
                 "backbone": meta.get("backbone", {}).get("source"),
                 "feature": meta.get("feature"),
                 "images": adata.n_obs,
-                "dimension": adata.n_vars,
+                "dim": adata.n_vars,
                 "images/s": meta.get("images_per_second"),
                 "device": meta.get("device"),
             }

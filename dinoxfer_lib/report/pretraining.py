@@ -58,20 +58,19 @@ def dino_summary_table(runs: Mapping) -> pd.DataFrame:
 
 def training_budget_table(runs: Mapping) -> pd.DataFrame:
     """One row per trained backbone (``name -> DinoRun``): objective, initialisation, what it trained on, steps,
-    samples seen, CPU (or GPU) seconds and the final health, so runs of equal budget can be told apart."""
+    samples seen, CPU (or GPU) seconds and the final health, so runs of equal budget can be told apart (throughput
+    is in :func:`dino_summary_table`)."""
     rows = {}
     for name, dino_run in runs.items():
         summary, data = dino_run.summary, dino_run.training_data
         init = (summary.get("init_from") or {}).get("source")
         rows[name] = {
             "objective": summary["objective"],
-            "initialised from": data.get("init_from") or ("random" if init is None else init),
+            "starts from": data.get("init_from") or ("random" if init is None else init),
             "trained on": ", ".join(f"{d} ({n})" for d, n in data.get("sources", {}).items()),
-            "channels per sample": len(summary["channels"]),
             "steps": summary["steps"],
             "samples seen": summary["steps"] * summary["batch_size"],
             "seconds": summary["wall_time_s"],
-            "samples/s": summary["images_per_s"],
             "final loss": round(summary["final_loss"], 4) if summary["final_loss"] is not None else None,
             "collapse": summary["collapse"] or "none",
         }
@@ -235,8 +234,8 @@ def _signed(value: float) -> str:
     return f"{round(value, 3) + 0.0:+.3f}"  # + 0.0 turns a rounded -0.0 into 0.0
 
 
-NO_CELL_LINES = ("The HPA images of this profile name no cell line (the HPA Kaggle images do not): the cell-line task "
-                 "needs an `obs` column `cell_line`, as the synthetic stand-in and a table source can provide.")
+NO_CELL_LINES = ("Skipped: the HPA images of this profile name no cell line (the HPA Kaggle layout has none), and the "
+                 "cell-line task needs one per image: a `cell_line` column of a table source provides it.")
 
 
 def cell_line_table(result: ProbeResult) -> pd.DataFrame:
