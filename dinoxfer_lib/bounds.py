@@ -65,7 +65,7 @@ BOUNDS: dict[str, dict[str, str]] = {
     },
     "DINOv2BackbonesConfig": {
         "plus_layerscale_init": ">= 0; 0 = no LayerScale, for DINO weights", "max_images": ">= 2; null = all images",
-        "boc_images_per_source": ">= 1; null = all images",
+        "boc_images_per_source": ">= 1; null = all images", "cell_line_images": ">= 20; null = all images",
     },
     "AnalysisConfig": {
         "n_pcs": ">= 2", "umap_n_neighbors": ">= 2", "umap_min_dist": "[0, 1]", "umap_n_epochs": ">= 10",

@@ -2,6 +2,7 @@
 
 import json
 
+import anndata
 import numpy as np
 import pandas as pd
 import pytest
@@ -119,6 +120,16 @@ def test_cell_line_task_probes_the_hpa_lines_with_the_same_probes(trained):
     split = pd.read_csv(run.store.load("probes/hpa_cell_line").path / "split.csv")
     assert len(split) == 32 and set(split["subset"]) == {"test", "dev"}
     assert pipeline.load_cell_line_results(run).table().equals(table)  # reused
+
+
+def test_cell_line_task_on_a_sample_probes_the_images_it_embedded(trained):
+    run, _ = trained
+    sampled = pipeline.open_run("smoke", {**TINY_RUN, "dinov2": {**TINY_RUN["dinov2"], "cell_line_images": 20}},
+                                runs_root=run.store.root.parent)
+    pipeline.load_cell_line_results(sampled)
+    split = pd.read_csv(sampled.store.load("probes/hpa_cell_line").path / "split.csv")
+    embedded = anndata.read_h5ad(sampled.store.load("hpa_embeddings/hpa_mapping").path / "embeddings.h5ad")
+    assert len(split) == 20 and list(split["image_id"]) == list(embedded.obs["image_id"])
 
 
 def test_cell_line_labels_are_one_hot_and_need_a_cell_line_column(trained):

@@ -286,6 +286,9 @@ class DINOv2BackbonesConfig:
     # takes that many times more steps than a joint-channel model on the same images (003's rule). Fewer images
     # make it cheaper; demo chooses the count that gives it Cell-DINO's step count (equal CPU budget).
     boc_images_per_source: int | None = None
+    # The cell-line task (002's CL task) probes at most this many HPA-like images (a seeded sample; None = all): its
+    # probes train one model per set, probe and fold, so on a CPU the task's cost grows with the corpus.
+    cell_line_images: int | None = None
 
     def validate(self, key: str) -> None:
         """Raise :class:`ConfigError` naming ``f"{key}.{field}"`` for the first impossible value."""

@@ -146,18 +146,20 @@ def table_iii_embeddings(run: Run, names: tuple[str, ...] | None = None, *,
 
 def cell_line_embeddings(run: Run) -> dict[str, Artifact]:
     """Stage ``hpa_embeddings/<set>`` of each set of the cell-line task the run has (:data:`CELL_LINE_SETS`): the
-    HPA-like images embedded the way the set embeds OpenCell's."""
+    HPA-like images (a seeded sample of ``dinov2.cell_line_images``) embedded the way the set embeds OpenCell's."""
     sets = embedding_sets(run.config.dinov2.backbones, CELL_LINE_SETS)
-    return _set_embeddings(run, sets, domain="hpa", stage=lambda name: f"hpa_embeddings/{name}")
+    return _set_embeddings(run, sets, domain="hpa", stage=lambda name: f"hpa_embeddings/{name}",
+                           max_images=run.config.dinov2.cell_line_images)
 
 
 def _set_embeddings(run: Run, sets: tuple[EmbeddingSet, ...], *, domain: str, stage,
-                    backbones: Mapping[str, ResolvedBackbone] | None = None) -> dict[str, Artifact]:
+                    backbones: Mapping[str, ResolvedBackbone] | None = None,
+                    max_images: int | None = None) -> dict[str, Artifact]:
     backbones = backbones or load_backbones(run, tuple(dict.fromkeys(s.pretraining for s in sets)))
     return {
         spec.name: make_embeddings(
             run, stage(spec.name), domain=domain, backbone=backbones[spec.pretraining], strategy=spec.strategy,
-            slot_table=spec.slot_table, description={"set": spec.name},
+            slot_table=spec.slot_table, description={"set": spec.name}, max_images=max_images,
         )
         for spec in sets
     }

@@ -33,7 +33,7 @@ from dinoxfer_lib.data.splits import Split
 from dinoxfer_lib.embedding_sets import embedding_sets
 from dinoxfer_lib.errors import ConfigError, DataError
 from dinoxfer_lib.pipeline.backbones import domain_channels, random_backbone, resolve_backbone
-from dinoxfer_lib.pipeline.data import load_datasets, load_split, make_dataset, make_split
+from dinoxfer_lib.pipeline.data import load_datasets, load_split, make_dataset, make_split, sample_indices
 from dinoxfer_lib.pipeline.embeddings import EMBEDDING_FILE, cell_line_embeddings, table_iii_embeddings
 from dinoxfer_lib.pipeline.run import Run
 from dinoxfer_lib.probes.ceiling import FLOOR_SET
@@ -240,8 +240,9 @@ def load_cell_line_results(run: Run) -> ProbeResult:
     from the embeddings of :data:`~dinoxfer_lib.embedding_sets.CELL_LINE_SETS`.
 
     The lines are one-hot labels for the same multilabel probes, scored by macro F1 over the lines; the split is a
-    fresh hold-out + K folds of the HPA-like images with ``split.*`` (stratified by line, grouped by antibody when
-    ``split.group_by_protein``), stored as the stage's ``split.csv``.
+    fresh hold-out + K folds of the HPA-like images (a seeded sample of ``dinov2.cell_line_images``) with
+    ``split.*`` (stratified by line, grouped by antibody when ``split.group_by_protein``), stored as the stage's
+    ``split.csv``.
     """
     from dinoxfer_lib.probes import run_probe_comparison
 
@@ -251,6 +252,8 @@ def load_cell_line_results(run: Run) -> ProbeResult:
 
     def compute(folder: Path) -> None:
         dataset = load_imageset(dataset_artifact.path)
+        if (sample := run.config.dinov2.cell_line_images) is not None:  # the images the embeddings hold, in order
+            dataset = dataset.subset(sample_indices(len(dataset), max_images=sample, seed=run.config.seed))
         lines, labels = cell_line_labels(dataset)
         groups = dataset.obs["group"].to_numpy() if split_config.group_by_protein else None
         split = splits.make_split(labels, groups=groups, test_fraction=split_config.test_fraction,
@@ -263,7 +266,8 @@ def load_cell_line_results(run: Run) -> ProbeResult:
 
     artifact = run.store.run_stage(
         "probes/hpa_cell_line", compute,
-        config={"probe": _probe_recipe(probe), "split": dataclasses.asdict(split_config), "seed": run.config.seed},
+        config={"probe": _probe_recipe(probe), "split": dataclasses.asdict(split_config), "seed": run.config.seed,
+                "images": run.config.dinov2.cell_line_images},
         inputs=[dataset_artifact, *features.values()], seed=run.config.seed, force=run.force,
     )
     return ProbeResult.load(artifact.path)
