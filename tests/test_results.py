@@ -1,6 +1,8 @@
 """The results chapters' stages and tables: stored probe results reload exactly, Table III sits beside the paper's
 values, Figure 2 shows test images only, and the error gallery really lists wrong decisions."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -53,6 +55,7 @@ def test_table_iii_puts_the_papers_numbers_beside_ours_in_table_order(toy):
     assert ours["hpa_mapping"] > ours["imagenet_mapping"] + 0.2
     shown = classifier.format_table_iii(table)
     assert shown["macro F1, paper"].iloc[1] == "0.8221 ± 0.0062 (HPA FOV)"  # the paper's weights named
+    assert all(re.fullmatch(r"\d\.\d{3} ± \d\.\d{3}", cell) for cell in shown["macro F1, this run (test)"])
     labelled = classifier.table_iii(result, weights={"hpa": "DINO on HPA data (HPA Kaggle layout), this run"})
     assert labelled.set_index("set").loc["hpa_mapping", "weights"].startswith("DINO on HPA data")
     assert labelled.set_index("set").loc["imagenet_mapping", "weights"] == "ImageNet-1k"  # not given: the paper's
