@@ -71,10 +71,11 @@ pretraining.dino_recipe_table(run.config.dino)
 # %% [markdown]
 # The `demo` recipe is chosen for what a CPU affords, and the table marks each difference. With a few hundred steps
 # DINO's running centre lags behind a quickly moving teacher: half of each batch lands on one prototype (a partial
-# collapse the loss does not show), and the official teacher temperature stays near-uniform. `demo` therefore makes
-# the teacher's targets with Sinkhorn-Knopp (DINOv2's equipartition), which gives every prototype its share of each
-# batch, and gives every domain the same number of steps (`images_per_epoch`), whatever its corpus size. *Deviations
-# and choices* lists the measurements behind each choice.
+# collapse the loss does not show), and the official teacher temperature stays near-uniform. `demo` therefore uses a
+# sharper, faster teacher than the official one, and gives every domain the same number of steps
+# (`images_per_epoch`), whatever its corpus size. Sinkhorn-Knopp targets (DINOv2's equipartition, `dino.centering:
+# sinkhorn_knopp`) are available against the partial collapse; the health checks below say whether this run needed
+# them. *Deviations and choices* lists the measurements behind each choice.
 
 # %% [markdown]
 # ## Training the backbones
