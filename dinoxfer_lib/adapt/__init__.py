@@ -12,7 +12,7 @@ The book's ``adapt/<set>`` stages are :mod:`dinoxfer_lib.pipeline.adapt`.
 
 from __future__ import annotations
 
-import importlib
+from dinoxfer_lib.lazy import lazy_exports
 
 # name -> submodule; loaded on first use, so ``dinoxfer_lib.config`` can import :mod:`.config` without torch.
 _EXPORTS = {
@@ -23,13 +23,4 @@ _EXPORTS = {
     "AdaptResult": "train", "embed_images": "train", "run_adaptation": "train",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -21,7 +21,7 @@ The names below are importable from this package directly; each loads its module
 
 from __future__ import annotations
 
-import importlib
+from dinoxfer_lib.lazy import lazy_exports
 
 _EXPORTS = {
     "DOMAINS": "run", "Run": "run", "open_run": "run",
@@ -39,13 +39,4 @@ _EXPORTS = {
     "adaptation_stages": "adapt",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -10,7 +10,7 @@ The book's ``seg/<backbone>`` stages are :mod:`dinoxfer_lib.pipeline.adapt`.
 
 from __future__ import annotations
 
-import importlib
+from dinoxfer_lib.lazy import lazy_exports
 
 # name -> submodule; loaded on first use, so ``dinoxfer_lib.config`` can import :mod:`.config` without torch.
 _EXPORTS = {
@@ -22,13 +22,4 @@ _EXPORTS = {
     "predict_masks": "train", "run_seg_study": "train", "train_segmenter": "train",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
