@@ -42,6 +42,7 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -157,9 +158,10 @@ def train_dinov2_backbone(run: Run, name: str, *, progress: bool = True) -> Arti
             train_backbone(run, "natural", progress=progress)  # every process: it may train under torchrun
     if name == "dino_boc":
         recipe = dataclasses.replace(recipe, channel_drop_p=0.0)  # the only channel is never dropped
-        return _train_stage(run, f"dino/{name}", lambda: _channel_bag(run), recipe=recipe, progress=progress)
-    return _train_stage(run, f"dino/{name}", lambda: _hpa_images(run, plus=name == "cell_dino_plus"),
-                        recipe=recipe, progress=progress)
+        prepare = partial(_channel_bag, run)
+    else:
+        prepare = partial(_hpa_images, run, plus=name == "cell_dino_plus")
+    return _train_stage(run, f"dino/{name}", prepare, recipe=recipe, progress=progress, config_key="dinov2.recipe")
 
 
 def _hpa_images(run: Run, *, plus: bool) -> TrainingData:
@@ -234,7 +236,7 @@ def _channel_bag(run: Run) -> TrainingData:
 
 
 def _train_stage(run: Run, stage: str, prepare: Callable[[], TrainingData], *, recipe: DinoConfig,
-                 progress: bool, config_key: str = "dinov2.recipe") -> Artifact:
+                 progress: bool, config_key: str) -> Artifact:
     """The one training stage: ``prepare`` the data (rank 0 first, so the others reuse the stages it makes), train
     ``recipe`` on it, publish the finished run as ``stage``."""
     if not distributed.is_main_process():
