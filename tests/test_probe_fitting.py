@@ -54,13 +54,20 @@ def test_models_stop_on_a_plateau_and_keep_their_best_check(data):
 
 
 def test_a_stopped_model_does_not_depend_on_its_batch_mates(data):
+    """Models stop at different checks, and the batch drops each stopped one: whoever stops first, every model
+    ends as it would have trained alone (its weights, its kept epoch, its curve)."""
     features, labels, split = data
     other = np.random.default_rng(5).normal(size=features.shape).astype(np.float32)  # a batch mate that learns nothing
-    alone = train(features, labels, split, PLATEAU)
-    together = train(np.stack([features, other]), labels, split, PLATEAU, sets=(0, 1))
-    assert together.kept_epoch[0] == alone.kept_epoch[0]
-    np.testing.assert_allclose(together.predict_proba()[0], alone.predict_proba()[0], atol=1e-6)
-    np.testing.assert_array_equal(np.isnan(together.loss[:, 0]), np.isnan(alone.loss[:, 0]))
+    both = np.stack([features, other])
+    together = train(both, labels, split, PLATEAU, sets=(0, 1))
+    stops = (~np.isnan(together.loss)).sum(0)
+    assert stops[0] != stops[1], stops  # one model trains on after the other has stopped
+    for m in (0, 1):
+        alone = train(both, labels, split, PLATEAU, sets=(m,))  # the same key, so the same start and draws
+        assert together.kept_epoch[m] == alone.kept_epoch[0]
+        np.testing.assert_allclose(together.predict_proba()[m], alone.predict_proba()[0], atol=1e-6)
+        np.testing.assert_array_equal(np.isnan(together.loss[:, m]), np.isnan(alone.loss[:, 0]))
+        np.testing.assert_allclose(together.loss[:, m], alone.loss[:, 0], atol=1e-6)
 
 
 def test_without_patience_every_epoch_is_trained_and_the_last_kept(data):

@@ -45,6 +45,7 @@ number of steps per epoch; :func:`train_mlps` groups them accordingly (with one 
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -137,6 +138,16 @@ class BatchedMLP(nn.Module):
     @property
     def n_hidden(self) -> int:
         return len(self.weights) - 1
+
+    def select(self, keep: torch.Tensor) -> BatchedMLP:
+        """The models at positions ``keep`` as a batched model of their own (copies of their weights and
+        statistics): plateau stopping drops the stopped models, so the steps no longer compute them."""
+        other = copy.deepcopy(self)
+        with torch.no_grad():
+            for param in other.parameters():
+                param.data = param.data[keep]
+        other.mean, other.std = self.mean[keep], self.std[keep]
+        return other
 
     def standardize(self, x: torch.Tensor) -> torch.Tensor:
         """Each model's standardised features ``(M, batch, d)`` of raw features ``x`` ``(M, batch, d)``."""
@@ -330,34 +341,44 @@ def _train_group(
     use_dropout = model.n_hidden > 0 and config.dropout > 0
     monitor = _padded(monitor_rows, device) if monitor_every > 0 else None  # ((M, V) rows, (M, V) mask)
 
-    # ---- training: per epoch, every model's draws at once, then its batches in draw order
+    # ---- training: per epoch, every model's draws at once, then its batches in draw order. ``working`` holds the
+    # models still training (``active``: their positions among the M); a check that stops some drops them from it.
     loss_sum = torch.zeros(config.epochs, n_models, dtype=torch.float64, device=device)
-    step_loss = torch.empty(config.epochs, n_steps, n_models, device=device)  # read only if a loss is not finite
+    step_loss = torch.zeros(config.epochs, n_steps, n_models, device=device)  # read only if a loss is not finite
     checks = []
     plateau = _Plateau(model, patience=config.plateau_patience, min_delta=config.plateau_min_delta)
+    working, active = model, torch.arange(n_models, device=device)
     for epoch in range(config.epochs):
-        u = uniform(draw_keys[epoch], n_max)  # (M, n_max)
-        position = torch.searchsorted(cdf_t, u * cdf_t[:, -1:], right=True).clamp_(max=n_max - 1)
-        drawn = position + offsets  # (M, n_max) row in train_x of every draw of this epoch
+        u = uniform(draw_keys[epoch, active], n_max)  # (A, n_max)
+        position = torch.searchsorted(cdf_t[active], u * cdf_t[active, -1:], right=True).clamp_(max=n_max - 1)
+        drawn = position + offsets[active]  # (A, n_max) row in train_x of every draw of this epoch
         for step in range(n_steps):
             part = slice(step * config.batch_size, (step + 1) * config.batch_size)
-            batch, real = drawn[:, part].flatten(), valid[:, part]  # (M * b,), (M, b)
-            x = train_x.index_select(0, batch).view(n_models, -1, train_x.shape[1])  # (M, b, d)
-            logits = model.logits(x, dropout_keys[epoch, step] if use_dropout else None)  # (M, b, K)
-            y = train_y.index_select(0, batch).view_as(logits)  # (M, b, K)
-            per_row = nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(-1)  # (M, b)
-            n_real = real.sum(1)  # (M,)
-            per_model = (per_row * real).sum(1) / (n_real * n_classes)  # (M,) each model's mean BCE
+            batch, real = drawn[:, part].flatten(), valid[active, part]  # (A * b,), (A, b)
+            x = train_x.index_select(0, batch).view(len(active), -1, train_x.shape[1])  # (A, b, d)
+            keys_now = dropout_keys[epoch, step][:, active] if use_dropout else None
+            logits = working.logits(x, keys_now)  # (A, b, K)
+            y = train_y.index_select(0, batch).view_as(logits)  # (A, b, K)
+            per_row = nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(-1)  # (A, b)
+            n_real = real.sum(1)  # (A,)
+            per_model = (per_row * real).sum(1) / (n_real * n_classes)  # (A,) each model's mean BCE
             optimizer.zero_grad(set_to_none=True)
             per_model.sum().backward()  # disjoint parameters: each model gets its own loss's gradient
             optimizer.step()
-            loss_sum[epoch] += per_model.detach() * n_real
-            step_loss[epoch, step] = per_model.detach()
+            loss_sum[epoch, active] += per_model.detach() * n_real
+            step_loss[epoch, step, active] = per_model.detach()
         scheduler.step()
         if monitor is not None and _is_check(epoch + 1, config.epochs, monitor_every):
-            checks.append(_monitor_f1(model, features_t, labels_t, sets_t, *monitor, config.threshold))
-            if plateau.update(checks[-1], epoch + 1):
+            f1 = torch.full((n_models,), float("nan"), device=device)
+            f1[active] = _monitor_f1(working, features_t, labels_t, sets_t[active], monitor[0][active],
+                                     monitor[1][active], config.threshold)
+            checks.append(f1)
+            if plateau.update(f1, epoch + 1, working, active):
                 break
+            running = torch.as_tensor(plateau.stop_epoch[active.cpu().numpy()] > epoch + 1, device=device)
+            if not running.all():
+                working, optimizer, scheduler = _drop_stopped(working, optimizer, scheduler, running, config)
+                active = active[running]
     n_epochs = epoch + 1
     loss = (loss_sum / counts_t).cpu().numpy()
     if not np.isfinite(loss).all():
@@ -389,18 +410,20 @@ class _Plateau:
     def enabled(self) -> bool:
         return self.patience > 0
 
-    def update(self, f1: torch.Tensor, epoch: int) -> bool:
-        """Record one check's ``(M,)`` validation F1; True once every model has stopped."""
+    def update(self, f1: torch.Tensor, epoch: int, working: BatchedMLP, active: torch.Tensor) -> bool:
+        """Record one check's ``(M,)`` validation F1 (NaN for stopped models) of the models at positions ``active``,
+        trained as ``working``; True once every model has stopped."""
         if not self.enabled:
             return False
         f1 = f1.cpu().numpy()
         running = self.stop_epoch > epoch
         improved = running & (f1 > self.best + self.min_delta)
         if improved.any():
-            which = torch.as_tensor(improved, device=self.saved[0].device)
+            which = torch.as_tensor(improved[active.cpu().numpy()], device=self.saved[0].device)
+            rows = active[which]
             with torch.no_grad():
-                for saved, param in zip(self.saved, self.model.parameters()):
-                    saved[which] = param[which]  # (M, ...) stacked: row m is model m
+                for saved, param in zip(self.saved, working.parameters()):
+                    saved[rows] = param[which]  # (M, ...) stacked: row m is model m
         self.best[improved], self.best_epoch[improved], self.since_best[improved] = f1[improved], epoch, 0
         self.since_best[running & ~improved] += 1
         self.stop_epoch[running & (self.since_best >= self.patience)] = epoch
@@ -415,6 +438,23 @@ class _Plateau:
                 param.copy_(saved)
         self.stop_epoch = np.minimum(self.stop_epoch, n_epochs)
         return self.best_epoch.copy()
+
+
+def _drop_stopped(working: BatchedMLP, optimizer: torch.optim.Optimizer, scheduler, running: torch.Tensor,
+                  config: ProbeConfig) -> tuple[BatchedMLP, torch.optim.Optimizer, object]:
+    """The models still ``running`` (a mask over ``working``'s models) with their AdamW moments and the schedule's
+    position: each continues exactly as it would have among all of them (AdamW and the schedule are per element)."""
+    kept = working.select(running)
+    new_optimizer = make_optimizer(kept.parameters(), config)
+    for old, new in zip(working.parameters(), kept.parameters()):
+        state = optimizer.state[old]
+        new_optimizer.state[new] = {key: value.clone() if key == "step" else value[running].clone()
+                                    for key, value in state.items()}
+    new_scheduler = make_scheduler(new_optimizer, config)
+    for new_group, old_group in zip(new_optimizer.param_groups, optimizer.param_groups):
+        new_group["lr"] = old_group["lr"]  # the constructor set the initial rate; the schedule continues from here
+    new_scheduler.last_epoch, new_scheduler._last_lr = scheduler.last_epoch, list(scheduler.get_last_lr())
+    return kept, new_optimizer, new_scheduler
 
 
 def _draw_weights(train_labels: np.ndarray, *, resample: bool) -> np.ndarray:
