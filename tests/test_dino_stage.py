@@ -89,7 +89,7 @@ def test_torchrun_entry_point_takes_overrides_and_writes_the_stage_the_book_reus
     overrides finds the stage instead of training again."""
     from dinoxfer_lib.pipeline.dino import main
 
-    main(["--profile", "smoke", "--domain", "opencell", "--runs-root", str(tmp_path),
+    main(["--profile", "smoke", "--domain", "opencell", "--runs", str(tmp_path),
           "--set", *_as_set_arguments(TINY_RUN)])
     assert "dino/opencell: trained" in capsys.readouterr().out
     assert train_backbone(open_run("smoke", TINY_RUN, runs_root=tmp_path), "opencell", progress=False).reused

@@ -26,9 +26,9 @@ finished run. Under ``torchrun`` every process trains; rank 0 alone decides reus
 
 Command line (the same stage the DINO chapter makes or reuses)::
 
-    python -m dinoxfer_lib.pipeline.dino --profile demo --domain opencell --runs-root runs
-    torchrun --nproc_per_node 8 -m dinoxfer_lib.pipeline.dino --profile paper --domain opencell --runs-root runs
-    torchrun --nproc_per_node 8 -m dinoxfer_lib.pipeline.dino --profile paper --domain cell_dino --runs-root runs
+    python -m dinoxfer_lib.pipeline.dino --profile demo --domain opencell --runs runs
+    torchrun --nproc_per_node 8 -m dinoxfer_lib.pipeline.dino --profile paper --domain opencell --runs runs
+    torchrun --nproc_per_node 8 -m dinoxfer_lib.pipeline.dino --profile paper --domain cell_dino --runs runs
 
 Re-running the same command resumes from the last checkpoint of an interrupted run.
 """
@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default="demo")
     parser.add_argument("--domain", default="opencell", choices=(*DOMAINS, *DINOV2_BACKBONES),
                         help="a domain (its DINO backbone) or a DINOv2 backbone")
-    parser.add_argument("--runs-root", default="runs")
+    parser.add_argument("--runs", default="runs", help="artifact store root (as `dinoxfer run --runs`)")
     parser.add_argument("--grouped", action=argparse.BooleanOptionalAction, default=None,
                         help="opencell: train on the split grouped by protein (--grouped) or by image (--no-grouped); "
                         "default split.group_by_protein")
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="override a config value, e.g. dino.batch_size=128 (give `dinoxfer run` the same)")
     args = parser.parse_args(argv)
     distributed.init_from_env()
-    run = open_run(args.profile, parse_overrides(args.set), runs_root=args.runs_root, force=args.force)
+    run = open_run(args.profile, parse_overrides(args.set), runs_root=args.runs, force=args.force)
     if args.domain in DOMAINS:
         artifact = train_backbone(run, args.domain, grouped=args.grouped)
     else:

@@ -8,8 +8,8 @@ Why the domain embeddings use the bag of channels, averaged, is in *Deviations a
 Under ``torchrun`` every process embeds a contiguous share of each stage's images (rank 0 alone decides reuse,
 assembles and publishes), so a large set is embedded on all GPUs at once; the notebooks then reuse the stages::
 
-    python -m dinoxfer_lib.pipeline.embeddings --profile paper --runs-root runs
-    torchrun --nproc_per_node 8 -m dinoxfer_lib.pipeline.embeddings --profile paper --runs-root runs --domains
+    python -m dinoxfer_lib.pipeline.embeddings --profile paper --runs runs
+    torchrun --nproc_per_node 8 -m dinoxfer_lib.pipeline.embeddings --profile paper --runs runs --domains
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Embed the Table III sets (and with --domains the domain-shift "
                                      "chapter's samples) into the run store, sharded over torchrun's processes.")
     parser.add_argument("--profile", default="demo")
-    parser.add_argument("--runs-root", default="runs")
+    parser.add_argument("--runs", default="runs", help="artifact store root (as `dinoxfer run --runs`)")
     parser.add_argument("--sets", nargs="+", metavar="NAME", choices=[s.name for s in EMBEDDING_SETS],
                         help="Table III sets to embed (default: all)")
     parser.add_argument("--domains", action="store_true",
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="override a config value, e.g. embed.batch_size=512 (give `dinoxfer run` the same)")
     args = parser.parse_args(argv)
     distributed.init_from_env()
-    run = open_run(args.profile, parse_overrides(args.set), runs_root=args.runs_root, force=args.force)
+    run = open_run(args.profile, parse_overrides(args.set), runs_root=args.runs, force=args.force)
     artifacts = table_iii_embeddings(run, tuple(args.sets) if args.sets else None)
     if args.domains:
         for backbone_domain in transfer_backbones(run):
