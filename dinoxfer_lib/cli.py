@@ -134,6 +134,26 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         print(f"recorded for the performance chapter: {path}")
 
 
+def _cmd_frontier(args: argparse.Namespace) -> None:
+    from dinoxfer_lib.bench.frontier import (FRONTIER_DIR, default_epochs, frontier_table, make_frontier_record,
+                                             measure_frontier, write_frontier_record)
+    from dinoxfer_lib.config import load_config
+    from dinoxfer_lib.errors import ConfigError
+    from dinoxfer_lib.runner import parse_overrides
+
+    overrides = parse_overrides(args.set or ())
+    profile_epochs = load_config(args.profile, overrides).dino.epochs
+    epochs = args.epochs or default_epochs(profile_epochs)
+    if sorted(set(epochs)) != epochs or epochs[0] < 1:
+        raise ConfigError(f"--epochs {' '.join(map(str, epochs))}: expected distinct whole numbers >= 1 in "
+                          "increasing order, e.g. 4 8 16")
+    folder = args.record_dir or FRONTIER_DIR
+    points = measure_frontier(args.profile, overrides, epochs=epochs, runs_root=args.runs)
+    record = make_frontier_record(points, profile=args.profile, profile_epochs=profile_epochs, overrides=overrides)
+    print(frontier_table(record).to_string())
+    print(f"recorded for the classifier chapter: {write_frontier_record(record, folder)}")
+
+
 def _cmd_channels_check(args: argparse.Namespace) -> None:
     from dinoxfer_lib.data.classes import HPA_CHANNELS
     from dinoxfer_lib.data.readers import read_hpa_kaggle
@@ -264,6 +284,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--record-dir", type=Path, default=None,
                        help="where --record writes (default: book/performance/records/ of this checkout)")
     bench.set_defaults(func=_cmd_bench)
+
+    frontier = sub.add_parser("frontier", help="train the OpenCell DINO backbone for several epoch counts and record "
+                              "test macro F1 against minutes of training (chapter 04 shows it)")
+    add_profile(frontier)
+    frontier.add_argument("--epochs", nargs="+", type=int, default=None, metavar="E",
+                          help="DINO epoch counts, increasing (default: a quarter, half, all and twice the profile's)")
+    frontier.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="override a config value, e.g. seed=1")
+    frontier.add_argument("--record-dir", type=Path, default=None,
+                          help="where the record goes (default: book/performance/frontier/ of this checkout)")
+    frontier.set_defaults(func=_cmd_frontier)
 
     channels = sub.add_parser("channels", help="which input slot of a published backbone holds which stain")
     channels_sub = channels.add_subparsers(dest="channels_command", required=True)

@@ -46,6 +46,7 @@ force = False
 from IPython.display import Markdown, display
 
 from dinoxfer_lib import pipeline
+from dinoxfer_lib.bench import frontier as frontier_records
 from dinoxfer_lib.pl import results as pl_results
 from dinoxfer_lib.report import classifier, common
 
@@ -223,6 +224,22 @@ targets.drop(columns="value")
 
 # %%
 display(Markdown(classifier.targets_note(targets)))
+
+# %% [markdown]
+# ### The measured frontier
+#
+# What CPU time buys the DINO-trained OpenCell backbone: this profile's DINO recipe at several epoch counts (by
+# default a quarter, half, all and twice its own), each probed as *DINO pretraining* does (trained vs random weights,
+# the same folds and test images). It runs longer than the book's budget, so `dinoxfer frontier --profile <profile>`
+# measures it once and records it beside the book (`book/performance/frontier/`); the latest record of this profile
+# is shown, with where and when it was measured.
+
+# %%
+frontier = frontier_records.latest_frontier(run.config.profile)
+if frontier is not None:
+    display(frontier_records.frontier_table(frontier))
+    display(pl_results.plot_frontier(frontier))
+display(Markdown(classifier.frontier_note(frontier, profile=run.config.profile)))
 
 # %% [markdown]
 # ## Provenance

@@ -206,3 +206,20 @@ def plot_error_gallery(images: np.ndarray, channel_names: Sequence[str], errors:
     for ax in axes[n:]:
         ax.axis("off")
     return fig
+
+
+def plot_frontier(record: dict) -> Figure:
+    """The recorded frontier: test macro F1 of the DINO-trained and the random-weights OpenCell embeddings against
+    CPU minutes of DINO training (``record`` as :mod:`~dinoxfer_lib.bench.frontier` writes it)."""
+    points = pd.DataFrame(record["points"])
+    fig = Figure(figsize=(6, 3.2), layout="constrained")
+    ax = fig.subplots()
+    minutes = points["dino_seconds"] / 60
+    ax.plot(minutes, points["trained_f1"], "o-", color=APPROACH_COLOURS["-"], label="DINO-trained")
+    ax.plot(minutes, points["random_f1"], "s--", color="0.5", label="random weights")
+    for x, y, epochs in zip(minutes, points["trained_f1"], points["epochs"]):
+        mark = " (this profile)" if epochs == record["profile_epochs"] else ""
+        ax.annotate(f"{epochs} epochs{mark}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set(xlabel="DINO training, CPU minutes", ylabel="test macro F1 (OpenCell)")
+    ax.legend(frameon=False)
+    return fig

@@ -512,3 +512,29 @@ def targets_note(targets: pd.DataFrame) -> str:
         text += " Missed: " + "; ".join(f"{t} ({s}: {m})" for t, s, m in
                                         zip(missed["target"], missed["split"], missed["measured"])) + "."
     return text
+
+
+def frontier_note(record: dict | None, *, profile: str) -> str:
+    """Where the recorded frontier (:mod:`~dinoxfer_lib.bench.frontier`) comes from, and what it says about the
+    trained-vs-random target: the smallest budget that met it, or the best gain measured and its cost."""
+    if record is None:
+        return (f"No frontier is recorded for the `{profile}` profile: `dinoxfer frontier --profile {profile}` "
+                "measures it (many CPU minutes) and writes it beside the book.")
+    points = pd.DataFrame(record["points"])
+    source = (f"Recorded by `{record['command']}` on {record['machine']}, {record['date']} (commit "
+              f"{record['commit']}), not by this build.")
+    met = points[(points["difference"] >= TARGET_DINO_GAIN) & (points["low"] > 0)]
+    if len(met):
+        first = met.iloc[0]
+        return (f"{source} The target (trained ≥ random + {TARGET_DINO_GAIN}, interval above 0) is first met at "
+                f"{_budget(first)}: {interval(first['difference'], first['low'], first['high'])}; this profile trains "
+                f"{record['profile_epochs']} epochs.")
+    best = points.loc[points["difference"].idxmax()]
+    return (f"{source} No measured budget meets the target (trained ≥ random + {TARGET_DINO_GAIN}, interval above "
+            f"0); the largest gain, {interval(best['difference'], best['low'], best['high'])}, took {_budget(best)}; "
+            f"this profile trains {record['profile_epochs']} epochs.")
+
+
+def _budget(point) -> str:
+    return (f"{point['epochs']} epochs ({point['steps']} steps, {point['dino_seconds'] / 60:.1f} CPU minutes of "
+            "DINO)")
