@@ -221,5 +221,6 @@ def plot_frontier(record: dict) -> Figure:
         mark = " (this profile)" if epochs == record["profile_epochs"] else ""
         ax.annotate(f"{epochs} epochs{mark}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set(xlabel="DINO training, CPU minutes", ylabel="test macro F1 (OpenCell)")
+    ax.margins(x=0.2)  # room for the last point's label
     ax.legend(frameon=False)
     return fig
