@@ -14,10 +14,10 @@ draw order, the last one smaller.
 Training until the validation F1 has plateaued (``config.plateau_patience`` > 0; not the paper's recipe, which
 trains all epochs and keeps the last weights). At each monitoring check a model whose validation macro F1 rose
 by more than ``plateau_min_delta`` over its best so far has its weights copied aside; after ``plateau_patience``
-checks without such a rise it counts as stopped, and ends with the weights of its best check. The models of a
-batch keep stepping together until the last has stopped, but a stopped model's kept weights and curve end at its
-own stop, so its result does not depend on its batch mates. The cosine schedule still spans ``epochs``, which
-becomes a maximum.
+checks without such a rise it counts as stopped, and ends with the weights of its best check. A stopped model
+leaves the batch (the others keep their AdamW moments and the schedule's position), so a stage costs the epochs its
+models train rather than the slowest model's epochs times all of them, and no model's result depends on its batch
+mates. The cosine schedule still spans ``epochs``, which becomes a maximum.
 
 Batching models. The study trains 5 folds x several embedding sets; sets of one dimension give M models with the
 same layer shapes. :class:`BatchedMLP` stacks their parameters (``(M, in, out)``) and runs them with
