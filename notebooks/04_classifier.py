@@ -239,7 +239,7 @@ frontier = frontier_records.latest_frontier(run.config.profile)
 if frontier is not None:
     display(frontier_records.frontier_table(frontier))
     display(pl_results.plot_frontier(frontier))
-display(Markdown(classifier.frontier_note(frontier, profile=run.config.profile)))
+display(Markdown(classifier.frontier_note(frontier, profile=run.config.profile, dino=run.config.dino)))
 
 # %% [markdown]
 # ## Provenance

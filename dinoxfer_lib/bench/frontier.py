@@ -15,6 +15,7 @@ a few seconds), so the book's own stages are never replaced.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -69,14 +70,28 @@ def measure_frontier(profile: str, overrides: Mapping[str, Any] | None = None, *
     return points
 
 
-def make_frontier_record(points: list[dict], *, profile: str, profile_epochs: int,
-                         overrides: Mapping[str, Any] | None = None) -> dict:
-    """The points with where, when and from which commit they were measured, and the profile's own epochs."""
+def recipe_fields(dino) -> dict:
+    """The DINO recipe a frontier was measured with, every field but the epochs it varies (JSON-ready)."""
+    fields = json.loads(json.dumps(dataclasses.asdict(dino), default=list))
+    fields.pop("epochs")
+    return fields
+
+
+def recipe_differences(record: dict, dino) -> list[str]:
+    """The recipe fields in which ``dino`` differs from the one ``record`` was measured with."""
+    recorded, now = record.get("dino_recipe", {}), recipe_fields(dino)
+    return sorted(key for key in now if recorded.get(key) != now[key])
+
+
+def make_frontier_record(points: list[dict], *, profile: str, dino, overrides: Mapping[str, Any] | None = None) -> dict:
+    """The points with where, when and from which commit they were measured, and the recipe (``dino``, the
+    profile's DINO config: its epochs and every other field)."""
     import torch
 
     git = git_state()
     return {
-        "profile": profile, "profile_epochs": profile_epochs, "overrides": dict(overrides or {}),
+        "profile": profile, "profile_epochs": dino.epochs, "dino_recipe": recipe_fields(dino),
+        "overrides": dict(overrides or {}),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
                    f"({torch.get_num_threads()} threads)",
         "date": datetime.date.today().isoformat(),

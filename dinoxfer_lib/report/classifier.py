@@ -514,15 +514,21 @@ def targets_note(targets: pd.DataFrame) -> str:
     return text
 
 
-def frontier_note(record: dict | None, *, profile: str) -> str:
-    """Where the recorded frontier (:mod:`~dinoxfer_lib.bench.frontier`) comes from, and what it says about the
-    trained-vs-random target: the smallest budget that met it, or the best gain measured and its cost."""
+def frontier_note(record: dict | None, *, profile: str, dino) -> str:
+    """Where the recorded frontier (:mod:`~dinoxfer_lib.bench.frontier`) comes from, whether it was measured with
+    this build's DINO recipe (``dino``), and what it says about the trained-vs-random target: the smallest budget
+    that met it, or the best gain measured and its cost."""
+    from dinoxfer_lib.bench.frontier import recipe_differences
+
     if record is None:
         return (f"No frontier is recorded for the `{profile}` profile: `dinoxfer frontier --profile {profile}` "
-                "measures it (many CPU minutes) and writes it beside the book.")
+                "measures it and writes it beside the book.")
     points = pd.DataFrame(record["points"])
     source = (f"Recorded by `{record['command']}` on {record['machine']}, {record['date']} (commit "
               f"{record['commit']}), not by this build.")
+    if differences := recipe_differences(record, dino):
+        source += (f" **It was measured with another DINO recipe** (differs in {', '.join(differences)}): run the "
+                   "command again to measure this one.")
     met = points[(points["difference"] >= TARGET_DINO_GAIN) & (points["low"] > 0)]
     if len(met):
         first = met.iloc[0]
