@@ -72,12 +72,12 @@ pretraining.dino_recipe_table(run.config.dino)
 # The `demo` recipe is chosen for what a CPU affords, and the table marks each difference. With a few hundred steps
 # DINO's running centre lags behind a quickly moving teacher: half of each batch lands on one prototype (a partial
 # collapse the loss does not show), and the official teacher temperature stays near-uniform. `demo` therefore uses a
-# sharper, faster teacher than the official one, and gives every domain the same number of steps
-# (`images_per_epoch`), whatever its corpus size. Sinkhorn-Knopp targets (DINOv2's equipartition, `dino.centering:
-# sinkhorn_knopp`) are available against the partial collapse; the health checks below say whether this run needed
-# them (on the demo's world they kept the teacher healthy but the backbone gained half as much over random weights,
-# so `demo` keeps DINO's centring). The number of epochs was chosen on the measured frontier that *Classifier and
-# results* shows: F1 against CPU minutes of DINO. *Deviations and choices* lists the measurements behind each choice.
+# sharper, faster teacher than the official one, gives every domain the same number of steps
+# (`images_per_epoch`), whatever its corpus size, and replaces the running centre by Sinkhorn-Knopp targets
+# (DINOv2's equipartition, `dino.centering: sinkhorn_knopp`: each prototype takes an equal share of the batch); the
+# health checks below say whether the teachers stayed healthy. The number of epochs was chosen on the measured
+# frontier that *Classifier and results* shows: F1 against CPU minutes of DINO. *Deviations and choices* lists the
+# measurements behind each choice.
 
 # %% [markdown]
 # ## Training the backbones
