@@ -44,7 +44,7 @@ def measure_frontier(profile: str, overrides: Mapping[str, Any] | None = None, *
     OpenCell embeddings (mean over fold models) and the paired bootstrap difference with its 95 % interval."""
     from dinoxfer_lib import pipeline
     from dinoxfer_lib.pipeline.dino import DinoRun, train_backbone
-    from dinoxfer_lib.report import classifier, pretraining
+    from dinoxfer_lib.report import pretraining
 
     points = []
     for n_epochs in epochs:
@@ -56,7 +56,8 @@ def measure_frontier(profile: str, overrides: Mapping[str, Any] | None = None, *
         trained_seconds = time.perf_counter() - started
         result = pipeline.load_trained_vs_random(run)
         labels = pipeline.load_datasets(run, ("opencell",))["opencell"].labels
-        rows = classifier.table_iii(result).set_index("set")
+        table = result.table()
+        rows = table[table["probe"] == "mlp"].set_index("set")
         paired = pretraining.trained_vs_random(result, labels, seed=run.config.seed).iloc[-1]
         health = pretraining.health_table({"opencell": dino_run}, out_dim=run.config.dino.out_dim)
         points.append({
