@@ -20,13 +20,13 @@ import datetime
 import json
 import os
 import platform
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from dinoxfer_lib.bench.records import write_numbered
 from dinoxfer_lib.provenance import git_state
 
 # The frontier records the book ships, in a checkout: ``book/performance/frontier`` at the repository's root.
@@ -51,9 +51,7 @@ def measure_frontier(profile: str, overrides: Mapping[str, Any] | None = None, *
         scaled = {**(overrides or {})}
         scaled["dino"] = {**scaled.get("dino", {}), "epochs": n_epochs}
         run = pipeline.open_run(profile, scaled, runs_root=Path(runs_root) / "frontier" / f"e{n_epochs}")
-        started = time.perf_counter()
         dino_run = DinoRun.load(train_backbone(run, "opencell", grouped=False, progress=progress))
-        trained_seconds = time.perf_counter() - started
         result = pipeline.load_trained_vs_random(run)
         labels = pipeline.load_datasets(run, ("opencell",))["opencell"].labels
         table = result.table()
@@ -62,7 +60,7 @@ def measure_frontier(profile: str, overrides: Mapping[str, Any] | None = None, *
         health = pretraining.health_table({"opencell": dino_run}, out_dim=run.config.dino.out_dim)
         points.append({
             "epochs": n_epochs, "steps": dino_run.summary["steps"],
-            "dino_seconds": round(dino_run.summary.get("wall_time_s", trained_seconds), 1),
+            "dino_seconds": round(dino_run.summary["wall_time_s"], 1),  # when trained, also if reused now
             "trained_f1": round(float(rows.loc["DINO-trained", "test_f1_mean"]), 4),
             "random_f1": round(float(rows.loc["random init", "test_f1_mean"]), 4),
             "difference": round(float(paired["difference"]), 4), "low": round(float(paired["low"]), 4),
@@ -104,16 +102,8 @@ def make_frontier_record(points: list[dict], *, profile: str, dino, overrides: M
 
 
 def write_frontier_record(record: dict, folder: str | Path = FRONTIER_DIR) -> Path:
-    """``<profile>_<date>.json`` in ``folder``; an existing file of that name is kept and the new one numbered."""
-    folder = Path(folder)
-    stem, n = f"{record['profile']}_{record['date']}", 1
-    path = folder / f"{stem}.json"
-    while path.exists():
-        n += 1
-        path = folder / f"{stem}_{n}.json"
-    folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1))
-    return path
+    """``<profile>_<date>.json`` in ``folder`` (numbered when one exists, :func:`~.records.write_numbered`)."""
+    return write_numbered(record, folder, f"{record['profile']}_{record['date']}")
 
 
 def latest_frontier(profile: str, folder: str | Path = FRONTIER_DIR) -> dict | None:

@@ -178,9 +178,15 @@ def make_record(results: list[dict], variants: list[dict] | None, device) -> dic
 
 
 def write_record(record: dict, folder: str | Path = RECORD_DIR) -> Path:
-    """``<gpu>_<date>.json`` in ``folder``; an existing file of that name is kept and the new one numbered."""
-    folder = Path(folder)
+    """``<gpu>_<date>.json`` in ``folder`` (:func:`write_numbered`)."""
     stem = f"{record['gpu'].lower().replace('nvidia', '').strip().replace(' ', '_')}_{record['date']}"
+    return write_numbered(record, folder, stem)
+
+
+def write_numbered(record: dict, folder: str | Path, stem: str) -> Path:
+    """``record`` as ``<stem>.json`` in ``folder``; an existing file of that name is kept and the new one numbered
+    (``<stem>_2.json``, ...), so a record once written is never replaced."""
+    folder = Path(folder)
     path, n = folder / f"{stem}.json", 1
     while path.exists():
         n += 1
