@@ -233,6 +233,18 @@ def test_a_sets_results_do_not_depend_on_its_batch_mates(comparison, data):
     np.testing.assert_allclose(alone.probs("good"), comparison.probs("good"), atol=1e-5)
 
 
+def test_the_same_embeddings_get_the_same_probe_under_any_name(comparison, data):
+    """Chapter 02 probes the OpenCell embeddings as "DINO-trained", Table III as "opencell_native": one number."""
+    features, labels, split = data
+    config = dataclasses.replace(FAST, tune_thresholds=True)
+    renamed = run_probe_suite({"DINO-trained": features, "noise": np.random.default_rng(2).normal(
+        size=features.shape).astype(np.float32)}, labels, split=split, config=config, class_names=CLASSES)
+    np.testing.assert_allclose(renamed.probs("DINO-trained"), comparison.probs("good"), atol=1e-5)
+    other_seed = run_probe_suite({"good": features}, labels, split=split, config=config, class_names=CLASSES,
+                                 seed=1)
+    assert not np.allclose(other_seed.probs("good"), comparison.probs("good"), atol=1e-3)
+
+
 def test_one_nn_on_duplicated_points_is_perfect():
     rng = np.random.default_rng(0)
     points = rng.normal(size=(40, 8)).astype(np.float32)

@@ -68,7 +68,7 @@ def low_label_curve(
     device
         ``None``: the GPU if there is one.
     name
-        The set's name in error messages and model keys.
+        The set's name in error messages (model keys depend on the seed, fraction and fold only).
 
     Returns
     -------
@@ -98,7 +98,7 @@ def low_label_curve(
         np.asarray(X, dtype=np.float32)[None], labels,
         sets=[0] * len(runs),
         train_rows=train_rows,
-        keys=[model_key(r["seed"], name, "low_label", r["fraction"], r["fold"]) for r in runs],
+        keys=[model_key(r["seed"], "low_label", r["fraction"], r["fold"]) for r in runs],
         config=config,
         device=device,
         monitor_rows=val_rows if plateau else None,

@@ -3,8 +3,13 @@
 :func:`run_probe_suite` is Table III: the MLP probe (PAPER_SPEC.md §5) on each set, five fold models each, mean ±
 std of the test macro F1 over the fold models. :func:`run_probe_comparison` adds the Cell-DINO probes on the same
 folds (linear; 1-NN and k-NN). Sets of one dimension are trained together by the batched trainer
-(:mod:`~dinoxfer_lib.probes.mlp`); every model's key is derived from (seed, set name, probe, fold), so a set's
-numbers do not depend on which other sets are run beside it.
+(:mod:`~dinoxfer_lib.probes.mlp`). Every model's key is derived from (seed, probe, fold), not from the set's name:
+
+- a set's numbers do not depend on which other sets are run beside it, nor on what the set is called, so the same
+  embeddings get the same probe in every stage (chapter 02's trained-vs-random comparison and Table III's row);
+- two sets on the same fold draw the same resampled batches and dropout masks (and, of one dimension, the same
+  initial weights): common random numbers, so a paired difference between two rows measures their features,
+  not two different draws of the probe's randomness.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ def run_probe_suite(
     device
         ``None``: the GPU if there is one.
     seed
-        Run seed; with the set and fold names it fixes every model's initial weights and draws.
+        Run seed; with the probe and the fold it fixes every model's initial weights and draws.
     monitor_every
         Every that many epochs record each model's validation macro F1 in ``history`` (0: never; ``None``:
         ``config.monitor_every``). Stopping on a plateau (``config.plateau_patience``) decides on these checks.
@@ -134,7 +139,7 @@ def _trained_probe(embedding_sets: Mapping[str, np.ndarray], labels: np.ndarray,
             stacked, labels,
             sets=[s for s, _ in models],
             train_rows=[split.folds[fold][0] for _, fold in models],
-            keys=[model_key(seed, names[s], probe, fold) for s, fold in models],
+            keys=[model_key(seed, probe, fold) for _, fold in models],
             config=config,
             device=device,
             monitor_rows=[split.folds[fold][1] for _, fold in models],
