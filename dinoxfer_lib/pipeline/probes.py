@@ -36,7 +36,7 @@ from dinoxfer_lib.data.splits import Split
 from dinoxfer_lib.embedding_sets import embedding_sets
 from dinoxfer_lib.errors import ConfigError, DataError
 from dinoxfer_lib.pipeline.backbones import domain_channels, random_backbone, resolve_backbone
-from dinoxfer_lib.pipeline.data import load_datasets, load_split, make_dataset, make_split, sample_indices
+from dinoxfer_lib.pipeline.data import load_datasets, load_split, make_dataset, make_split
 from dinoxfer_lib.pipeline.embeddings import EMBEDDING_FILE, cell_line_embeddings, table_iii_embeddings
 from dinoxfer_lib.pipeline.run import Run
 from dinoxfer_lib.probes.ceiling import FLOOR_SET
@@ -236,15 +236,15 @@ def load_cell_line_results(run: Run) -> ProbeResult:
 
     def compute(folder: Path) -> None:
         dataset = load_imageset(dataset_artifact.path)
-        if (sample := run.config.dinov2.cell_line_images) is not None:  # the images the embeddings hold, in order
-            dataset = dataset.subset(sample_indices(len(dataset), max_images=sample, seed=run.config.seed))
+        matrices, image_ids = _embedded_images(features)
+        dataset = dataset.subset(_positions(dataset, image_ids, source="hpa_embeddings"))
         lines, labels = cell_line_labels(dataset)
         groups = dataset.obs["group"].to_numpy() if split_config.group_by_protein else None
         split = splits.make_split(labels, groups=groups, test_fraction=split_config.test_fraction,
                                   n_folds=split_config.n_folds, seed=run.config.seed)
         split.to_frame(dataset.obs["image_id"]).to_csv(folder / "split.csv", index=False)
         run_probe_comparison(
-            _embedding_matrices(features), labels, split=split, config=probe, class_names=lines,
+            matrices, labels, split=split, config=probe, class_names=lines,
             probes=("mlp", *probe.compare), seed=run.config.seed, monitor_every=probe.monitor_every,
         ).save(folder)
 
@@ -285,9 +285,32 @@ def _mlp_stage(run: Run, stage: str, features: Mapping[str, Artifact], *, groupe
 
 
 def _embedding_matrices(artifacts: Mapping[str, Artifact]) -> dict[str, np.ndarray]:
+    return _embedded_images(artifacts)[0]
+
+
+def _embedded_images(artifacts: Mapping[str, Artifact]) -> tuple[dict[str, np.ndarray], pd.Index]:
+    """Each set's embedding matrix and the image ids of its rows, which every set must share (the probes pair rows
+    across sets)."""
     import anndata
 
-    return {name: np.asarray(anndata.read_h5ad(a.path / EMBEDDING_FILE).X) for name, a in artifacts.items()}
+    matrices, image_ids = {}, None
+    for name, artifact in artifacts.items():
+        embedded = anndata.read_h5ad(artifact.path / EMBEDDING_FILE)
+        if image_ids is not None and not embedded.obs_names.equals(image_ids):
+            raise DataError(f"{artifact.path / EMBEDDING_FILE}: holds other images than the first set's "
+                            f"({embedded.n_obs} vs {len(image_ids)}): expected every set on the same images")
+        matrices[name], image_ids = np.asarray(embedded.X), embedded.obs_names
+    return matrices, image_ids
+
+
+def _positions(dataset: ImageSet, image_ids: pd.Index, *, source: str) -> np.ndarray:
+    """Where each of ``image_ids`` (from ``source``) sits in ``dataset``; an id it lacks is a DataError."""
+    positions = pd.Index(dataset.obs["image_id"].astype(str)).get_indexer(image_ids)
+    if (positions < 0).any():
+        missing = image_ids[positions < 0][0]
+        raise DataError(f"{source}: image {missing!r} is not among the {dataset.domain} images: the embeddings "
+                        "are of another dataset (rerun with --force)")
+    return positions
 
 
 def _probe_recipe(probe) -> dict:
