@@ -63,7 +63,7 @@ display(Markdown(common.data_banner({"opencell": opencell}, profile=run.config.p
 # validation and test); an MLP d → 512 → 256 → 17 with ReLU and dropout 0.5 is trained with AdamW and cosine
 # annealing on a binary cross-entropy; a label is predicted when its sigmoid reaches 0.5. One model per fold and set;
 # each is scored on the same untouched test images. The table lists every setting of this run; "differs" marks
-# where this profile departs from the paper (CPU profiles train fewer epochs at a higher learning rate).
+# where this profile departs from the paper (`book/deviations.md` says why for each).
 
 # %%
 classifier.probe_recipe_table(run.config.probe)
@@ -239,7 +239,7 @@ frontier = frontier_records.latest_frontier(run.config.profile)
 if frontier is not None:
     display(frontier_records.frontier_table(frontier))
     display(pl_results.plot_frontier(frontier))
-display(Markdown(classifier.frontier_note(frontier, profile=run.config.profile, dino=run.config.dino)))
+display(Markdown(classifier.frontier_note(frontier, profile=run.config.profile, config=run.config)))
 
 # %% [markdown]
 # ## Provenance
