@@ -142,14 +142,14 @@ def _cmd_frontier(args: argparse.Namespace) -> None:
     from dinoxfer_lib.runner import parse_overrides
 
     overrides = parse_overrides(args.set or ())
-    dino = load_config(args.profile, overrides).dino
-    epochs = args.epochs or default_epochs(dino.epochs)
+    config = load_config(args.profile, overrides)
+    epochs = args.epochs or default_epochs(config.dino.epochs)
     if sorted(set(epochs)) != epochs or epochs[0] < 1:
         raise ConfigError(f"--epochs {' '.join(map(str, epochs))}: expected distinct whole numbers >= 1 in "
                           "increasing order, e.g. 4 8 16")
     folder = args.record_dir or FRONTIER_DIR
     points = measure_frontier(args.profile, overrides, epochs=epochs, runs_root=args.runs)
-    record = make_frontier_record(points, profile=args.profile, dino=dino, overrides=overrides)
+    record = make_frontier_record(points, profile=args.profile, config=config, overrides=overrides)
     print(frontier_table(record).to_string())
     print(f"recorded for the classifier chapter: {write_frontier_record(record, folder)}")
 

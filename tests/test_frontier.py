@@ -11,7 +11,7 @@ from dinoxfer_lib.cli import main
 from dinoxfer_lib.config import load_config
 from dinoxfer_lib.report.classifier import frontier_note
 
-DINO = load_config("demo").dino
+CONFIG = load_config("demo")
 
 
 def point(scale, difference, low, high):
@@ -22,7 +22,7 @@ def point(scale, difference, low, high):
 
 
 def record(points, *, profile="demo", date="2026-12-02", time="04:00 UTC"):
-    return {"profile": profile, "profile_epochs": 16, "dino_recipe": recipe_fields(DINO), "overrides": {},
+    return {"profile": profile, "profile_epochs": 16, "recipe": recipe_fields(CONFIG), "overrides": {},
             "machine": "x86_64, 2 cores", "date": date,
             "time": time, "commit": "abc1234", "command": "dinoxfer frontier --profile demo --epochs 4 8 16",
             "points": points}
@@ -30,7 +30,7 @@ def record(points, *, profile="demo", date="2026-12-02", time="04:00 UTC"):
 
 def test_the_note_names_the_first_budget_that_meets_the_target():
     text = frontier_note(record([point(1, -0.05, -0.09, -0.01), point(2, 0.16, 0.10, 0.22),
-                                 point(4, 0.20, 0.15, 0.25)]), profile="demo", dino=DINO)
+                                 point(4, 0.20, 0.15, 0.25)]), profile="demo", config=CONFIG)
     assert "not by this build" in text and "abc1234" in text
     assert "first met at 8 epochs (272 steps, 1.3 CPU minutes of DINO)" in text and "trains 16 epochs" in text
 
@@ -38,21 +38,22 @@ def test_the_note_names_the_first_budget_that_meets_the_target():
 def test_the_note_says_when_no_budget_meets_it_and_reports_the_largest_gain():
     text = frontier_note(record([point(1, -0.05, -0.09, -0.01), point(2, 0.10, 0.02, 0.18),
                                  point(4, 0.16, -0.01, 0.30)]),
-                         profile="demo", dino=DINO)  # 4x: large but not resolved
+                         profile="demo", config=CONFIG)  # 4x: large but not resolved
     assert "No measured budget meets the target" in text
     assert "+0.160 [-0.010, +0.300], took 16 epochs" in text
 
 
 def test_without_a_record_the_note_gives_the_command():
-    assert "`dinoxfer frontier --profile paper`" in frontier_note(None, profile="paper", dino=DINO)
+    assert "`dinoxfer frontier --profile paper`" in frontier_note(None, profile="paper", config=CONFIG)
 
 
 def test_a_record_of_another_recipe_says_so():
-    same = frontier_note(record([point(1, 0.2, 0.1, 0.3)]), profile="demo", dino=DINO)
-    assert "another DINO recipe" not in same
-    other = dataclasses.replace(DINO, lr=DINO.lr * 2, epochs=DINO.epochs * 2)  # the epochs alone would not count
-    text = frontier_note(record([point(1, 0.2, 0.1, 0.3)]), profile="demo", dino=other)
-    assert "**It was measured with another DINO recipe** (differs in lr)" in text
+    same = frontier_note(record([point(1, 0.2, 0.1, 0.3)]), profile="demo", config=CONFIG)
+    assert "another recipe" not in same
+    dino = dataclasses.replace(CONFIG.dino, lr=CONFIG.dino.lr * 2, epochs=CONFIG.dino.epochs * 2)  # not the epochs
+    other = dataclasses.replace(CONFIG, dino=dino, probe=dataclasses.replace(CONFIG.probe, dropout=0.5))
+    text = frontier_note(record([point(1, 0.2, 0.1, 0.3)]), profile="demo", config=other)
+    assert "**It was measured with another recipe** (differs in dino.lr, probe.dropout)" in text
 
 
 def test_records_are_numbered_and_the_latest_of_the_profile_is_read(tmp_path):
@@ -74,7 +75,7 @@ def test_the_command_records_each_budget_in_its_own_store(tmp_path):
     (path,) = records.glob("smoke_*.json")
     saved = json.loads(path.read_text())
     points = saved["points"]
-    assert saved["dino_recipe"] == recipe_fields(load_config("smoke").dino)
+    assert saved["recipe"] == recipe_fields(load_config("smoke"))
     assert [p["epochs"] for p in points] == [1, 2] and points[1]["steps"] == 2 * points[0]["steps"]
     assert all(0 <= p["trained_f1"] <= 1 and p["low"] <= p["difference"] <= p["high"] for p in points)
     assert not (runs / "smoke").exists()  # the book's own store is never written

@@ -69,27 +69,34 @@ def measure_frontier(profile: str, overrides: Mapping[str, Any] | None = None, *
     return points
 
 
-def recipe_fields(dino) -> dict:
-    """The DINO recipe a frontier was measured with, every field but the epochs it varies (JSON-ready)."""
-    fields = json.loads(json.dumps(dataclasses.asdict(dino), default=list))
-    fields.pop("epochs")
-    return fields
+def recipe_fields(config) -> dict:
+    """The recipe a frontier was measured with (JSON-ready): ``{"dino": ..., "probe": ...}``, every field of the
+    run config's DINO recipe but the epochs it varies, and every field of the probe that scores each budget."""
+    def fields(section) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(section), default=list))
+
+    dino = fields(config.dino)
+    dino.pop("epochs")
+    return {"dino": dino, "probe": fields(config.probe)}
 
 
-def recipe_differences(record: dict, dino) -> list[str]:
-    """The recipe fields in which ``dino`` differs from the one ``record`` was measured with."""
-    recorded, now = record.get("dino_recipe", {}), recipe_fields(dino)
-    return sorted(key for key in now if recorded.get(key) != now[key])
+def recipe_differences(record: dict, config) -> list[str]:
+    """The recipe fields (``dino.<field>``, ``probe.<field>``) in which ``config`` differs from the recipe ``record``
+    was measured with."""
+    recorded, now = record.get("recipe", {}), recipe_fields(config)
+    return [f"{section}.{key}" for section in now for key in sorted(now[section])
+            if recorded.get(section, {}).get(key) != now[section][key]]
 
 
-def make_frontier_record(points: list[dict], *, profile: str, dino, overrides: Mapping[str, Any] | None = None) -> dict:
-    """The points with where, when and from which commit they were measured, and the recipe (``dino``, the
-    profile's DINO config: its epochs and every other field)."""
+def make_frontier_record(points: list[dict], *, profile: str, config,
+                         overrides: Mapping[str, Any] | None = None) -> dict:
+    """The points with where, when and from which commit they were measured, and the recipe (``config``, the
+    profile's run config with ``overrides``: its DINO epochs and the DINO and probe recipes)."""
     import torch
 
     git = git_state()
     return {
-        "profile": profile, "profile_epochs": dino.epochs, "dino_recipe": recipe_fields(dino),
+        "profile": profile, "profile_epochs": config.dino.epochs, "recipe": recipe_fields(config),
         "overrides": dict(overrides or {}),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
                    f"({torch.get_num_threads()} threads)",

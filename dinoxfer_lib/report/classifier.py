@@ -514,10 +514,10 @@ def targets_note(targets: pd.DataFrame) -> str:
     return text
 
 
-def frontier_note(record: dict | None, *, profile: str, dino) -> str:
+def frontier_note(record: dict | None, *, profile: str, config) -> str:
     """Where the recorded frontier (:mod:`~dinoxfer_lib.bench.frontier`) comes from, whether it was measured with
-    this build's DINO recipe (``dino``), and what it says about the trained-vs-random target: the smallest budget
-    that met it, or the best gain measured and its cost."""
+    this build's DINO and probe recipes (``config``, the run config), and what it says about the trained-vs-random
+    target: the smallest budget that met it, or the best gain measured and its cost."""
     from dinoxfer_lib.bench.frontier import recipe_differences
 
     if record is None:
@@ -526,8 +526,8 @@ def frontier_note(record: dict | None, *, profile: str, dino) -> str:
     points = pd.DataFrame(record["points"])
     source = (f"Recorded by `{record['command']}` on {record['machine']}, {record['date']} (commit "
               f"{record['commit']}), not by this build.")
-    if differences := recipe_differences(record, dino):
-        source += (f" **It was measured with another DINO recipe** (differs in {', '.join(differences)}): run the "
+    if differences := recipe_differences(record, config):
+        source += (f" **It was measured with another recipe** (differs in {', '.join(differences)}): run the "
                    "command again to measure this one.")
     met = points[(points["difference"] >= TARGET_DINO_GAIN) & (points["low"] > 0)]
     if len(met):
