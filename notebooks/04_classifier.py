@@ -63,7 +63,7 @@ display(Markdown(common.data_banner({"opencell": opencell}, profile=run.config.p
 # validation and test); an MLP d → 512 → 256 → 17 with ReLU and dropout 0.5 is trained with AdamW and cosine
 # annealing on a binary cross-entropy; a label is predicted when its sigmoid reaches 0.5. One model per fold and set;
 # each is scored on the same untouched test images. The table lists every setting of this run; "differs" marks
-# where this profile departs from the paper (`book/deviations.md` says why for each).
+# where this profile departs from the paper (*Deviations and choices* says why for each).
 
 # %%
 classifier.probe_recipe_table(run.config.probe)
