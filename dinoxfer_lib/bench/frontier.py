@@ -31,6 +31,11 @@ from dinoxfer_lib.provenance import git_state
 
 # The frontier records the book ships, in a checkout: ``book/performance/frontier`` at the repository's root.
 FRONTIER_DIR = Path(__file__).resolve().parents[2] / "book" / "performance" / "frontier"
+# What a point trains: name -> (domain, grouped), the OpenCell backbone of each split and the two pretraining domains.
+BACKBONES = {"opencell": ("opencell", False), "opencell_grouped": ("opencell", True), "hpa": ("hpa", False),
+             "natural": ("natural", False)}
+# The splits each point probes, as chapter 04 labels them.
+SPLITS = {"by image": False, "grouped by protein": True}
 
 
 def default_epochs(profile_epochs: int) -> list[int]:
@@ -40,8 +45,10 @@ def default_epochs(profile_epochs: int) -> list[int]:
 
 def measure_frontier(profile: str, overrides: Mapping[str, Any] | None = None, *, epochs: Sequence[int],
                      runs_root: str | Path = "runs", progress: bool = False) -> list[dict]:
-    """One point per epoch count: DINO steps and training seconds, test macro F1 of the trained and random-weights
-    OpenCell embeddings (mean over fold models) and the paired bootstrap difference with its 95 % interval."""
+    """One point per epoch count: the OpenCell backbone's DINO steps and training seconds, test macro F1 of its
+    trained and random-weights embeddings (mean over fold models) with the paired bootstrap difference and its
+    95 % interval, and under ``comparisons`` every paired target of chapter 04 on both splits (:func:`comparisons`).
+    """
     from dinoxfer_lib import pipeline
     from dinoxfer_lib.pipeline.dino import DinoRun, train_backbone
     from dinoxfer_lib.report import pretraining
@@ -51,22 +58,45 @@ def measure_frontier(profile: str, overrides: Mapping[str, Any] | None = None, *
         scaled = {**(overrides or {})}
         scaled["dino"] = {**scaled.get("dino", {}), "epochs": n_epochs}
         run = pipeline.open_run(profile, scaled, runs_root=Path(runs_root) / "frontier" / f"e{n_epochs}")
-        dino_run = DinoRun.load(train_backbone(run, "opencell", grouped=False, progress=progress))
-        result = pipeline.load_trained_vs_random(run)
-        labels = pipeline.load_datasets(run, ("opencell",))["opencell"].labels
-        table = result.table()
-        rows = table[table["probe"] == "mlp"].set_index("set")
-        paired = pretraining.trained_vs_random(result, labels, seed=run.config.seed).iloc[-1]
-        health = pretraining.health_table({"opencell": dino_run}, out_dim=run.config.dino.out_dim)
+        runs = {name: DinoRun.load(train_backbone(run, domain, grouped=grouped, progress=progress))
+                for name, (domain, grouped) in BACKBONES.items()}
+        measured = comparisons(run)
+        opencell, by_image = runs["opencell"], measured[0]
+        health = pretraining.health_table(runs, out_dim=run.config.dino.out_dim)
         points.append({
-            "epochs": n_epochs, "steps": dino_run.summary["steps"],
-            "dino_seconds": round(dino_run.summary["wall_time_s"], 1),  # when trained, also if reused now
-            "trained_f1": round(float(rows.loc["DINO-trained", "test_f1_mean"]), 4),
-            "random_f1": round(float(rows.loc["random init", "test_f1_mean"]), 4),
-            "difference": round(float(paired["difference"]), 4), "low": round(float(paired["low"]), 4),
-            "high": round(float(paired["high"]), 4), "healthy": bool(health["healthy"].eq("✓").all()),
+            "epochs": n_epochs, "steps": opencell.summary["steps"],
+            "dino_seconds": round(opencell.summary["wall_time_s"], 1),  # when trained, also if reused now
+            "trained_f1": by_image["a_f1"], "random_f1": by_image["b_f1"], "difference": by_image["difference"],
+            "low": by_image["low"], "high": by_image["high"],
+            "healthy": bool(health.loc["opencell", "healthy"].eq("✓").all()),
+            "dino_seconds_all": round(sum(r.summary["wall_time_s"] for r in runs.values()), 1),
+            "comparisons": measured,
         })
     return points
+
+
+def comparisons(run) -> list[dict]:
+    """Chapter 04's paired targets (DINO-trained OpenCell minus random weights, HPA-like minus natural-image
+    pretraining) on the split by image and grouped by protein, from the rows alone
+    (:func:`~dinoxfer_lib.pipeline.load_target_rows`) with the book's bootstrap: one dict per (split, pair) with
+    both rows' test F1, the difference and its 95 % interval, rounded for the record."""
+    from dinoxfer_lib import pipeline
+    from dinoxfer_lib.report.classifier import DINO_VS_RANDOM, HPA_VS_NATURAL, RESAMPLES
+    from dinoxfer_lib.stats import paired_bootstrap
+
+    labels = pipeline.load_datasets(run, ("opencell",))["opencell"].labels
+    measured = []
+    for split, grouped in SPLITS.items():
+        result = pipeline.load_target_rows(run, grouped=grouped)
+        table = result.table()
+        f1 = table[table["probe"] == "mlp"].set_index("set")["test_f1_mean"]
+        pairs = [DINO_VS_RANDOM, HPA_VS_NATURAL]
+        paired = paired_bootstrap(result, labels, pairs=pairs, n_resamples=RESAMPLES, seed=run.config.seed)
+        for ((a, _), (b, _)), (_, row) in zip(pairs, paired.iterrows()):
+            measured.append({"split": split, "a": a, "b": b, "a_f1": round(float(f1[a]), 4),
+                             "b_f1": round(float(f1[b]), 4), "difference": round(float(row["difference"]), 4),
+                             "low": round(float(row["low"]), 4), "high": round(float(row["high"]), 4)})
+    return measured
 
 
 def recipe_fields(config) -> dict:

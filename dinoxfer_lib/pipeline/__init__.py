@@ -33,7 +33,7 @@ _EXPORTS = {
     "load_probe_results": "probes", "load_trained_vs_random": "probes", "load_low_label_curves": "probes",
     "load_cell_line_results": "probes", "has_cell_lines": "probes",
     "load_ceiling": "probes", "load_floor": "probes", "load_reference_rows": "probes", "grade_labels": "probes",
-    "split_embeddings": "probes", "load_table_iii": "probes",
+    "split_embeddings": "probes", "load_table_iii": "probes", "load_target_rows": "probes",
     "load_transfer_matrix": "shift", "shift_stages": "shift", "transfer_backbones": "backbones",
     "adapted_sets": "adapt", "load_adaptation": "adapt", "load_em_data": "adapt", "load_seg_studies": "adapt",
     "adaptation_stages": "adapt",

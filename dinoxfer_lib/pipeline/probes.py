@@ -50,6 +50,8 @@ _LOW_LABEL_KEYS = ("low_label_fractions", "low_label_seeds", "low_label_folds")
 PAPER_SETS = tuple(paper.TABLE_III)
 # Grades of the OpenCell annotation: 3 prominent, 2 less pronounced, 1 weak.
 GRADES = (1, 2, 3)
+# The Table III rows chapter 04's paired targets compare (trained OpenCell vs the floor, HPA-like vs natural).
+TARGET_SETS = ("opencell_native", "hpa_mapping", "imagenet_mapping")
 
 
 def split_name(grouped: bool) -> str:
@@ -175,6 +177,18 @@ def load_trained_vs_random(run: Run) -> ProbeResult:
     trained = _mlp_stage(run, "probes/opencell_dino_trained_by_image",
                          {"DINO-trained": split_embeddings(run, grouped=False, names=(name,))[name]}, grouped=False)
     return ProbeResult.concat([trained, load_floor(run)])
+
+
+def load_target_rows(run: Run, *, grouped: bool = False) -> ProbeResult:
+    """The rows chapter 04's paired targets compare, alone: the MLP on :data:`TARGET_SETS` and the floor.
+
+    What ``dinoxfer frontier`` measures at each DINO budget: the rows that move with the DINO epochs and enter a
+    target, without the DINOv2 backbones, the replication rows and the ceiling. The probe's draws do not depend on
+    which sets share a stage, so each row equals its Table III row.
+    """
+    rows = _mlp_stage(run, f"probes/opencell_target_rows_{split_name(grouped)}",
+                      split_embeddings(run, grouped=grouped, names=TARGET_SETS), grouped=grouped)
+    return ProbeResult.concat([rows, load_floor(run, grouped=grouped)])
 
 
 def load_low_label_curves(run: Run) -> pd.DataFrame:
