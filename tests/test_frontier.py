@@ -6,10 +6,17 @@ import json
 
 import pytest
 
-from dinoxfer_lib.bench.frontier import frontier_table, latest_frontier, recipe_fields, write_frontier_record
+from dinoxfer_lib.bench.frontier import (
+    frontier_comparisons,
+    frontier_table,
+    latest_frontier,
+    recipe_fields,
+    write_frontier_record,
+)
 from dinoxfer_lib.cli import main
 from dinoxfer_lib.config import load_config
-from dinoxfer_lib.report.classifier import frontier_note
+from dinoxfer_lib.pl.results import plot_frontier
+from dinoxfer_lib.report.classifier import frontier_note, frontier_targets_table
 
 CONFIG = load_config("demo")
 
@@ -19,6 +26,23 @@ def point(scale, difference, low, high):
     return {"epochs": 4 * scale, "steps": 136 * scale, "dino_seconds": 40.0 * scale,
             "trained_f1": 0.4 + difference, "random_f1": 0.4,
             "difference": difference, "low": low, "high": high, "healthy": True}
+
+
+def comparison(split, a, b, a_f1, b_f1, low, high):
+    return {"split": split, "a": a, "b": b, "a_f1": a_f1, "b_f1": b_f1, "difference": round(a_f1 - b_f1, 4),
+            "low": low, "high": high}
+
+
+def full_point(scale, *, gain, grouped_gain, hpa_gain, hpa_low):
+    """A budget as the frontier now records it: both splits, both paired targets."""
+    by_image = comparison("by image", "opencell_native", "random init", 0.4 + gain, 0.4, gain - 0.05, gain + 0.05)
+    return {**point(scale, gain, gain - 0.05, gain + 0.05), "dino_seconds_all": 160.0 * scale, "comparisons": [
+        by_image,
+        comparison("by image", "hpa_mapping", "imagenet_mapping", 0.5 + hpa_gain, 0.5, hpa_low, hpa_gain + 0.04),
+        comparison("grouped by protein", "opencell_native", "random init", 0.3 + grouped_gain, 0.3,
+                   grouped_gain - 0.04, grouped_gain + 0.04),
+        comparison("grouped by protein", "hpa_mapping", "imagenet_mapping", 0.3, 0.31, -0.04, 0.02),
+    ]}
 
 
 def record(points, *, profile="demo", date="2026-12-02", time="04:00 UTC"):
@@ -39,7 +63,7 @@ def test_the_note_says_when_no_budget_meets_it_and_reports_the_largest_gain():
     text = frontier_note(record([point(1, -0.05, -0.09, -0.01), point(2, 0.10, 0.02, 0.18),
                                  point(4, 0.16, -0.01, 0.30)]),
                          profile="demo", config=CONFIG)  # 4x: large but not resolved
-    assert "No measured budget meets the target" in text
+    assert "no measured budget meets the target" in text
     assert "+0.160 [-0.010, +0.300], took 16 epochs" in text
 
 
@@ -78,8 +102,18 @@ def test_the_command_records_each_budget_in_its_own_store(tmp_path):
     assert saved["recipe"] == recipe_fields(load_config("smoke"))
     assert [p["epochs"] for p in points] == [1, 2] and points[1]["steps"] == 2 * points[0]["steps"]
     assert all(0 <= p["trained_f1"] <= 1 and p["low"] <= p["difference"] <= p["high"] for p in points)
+    for p in points:  # every paired target on both splits; the by-image gain is the first of them
+        pairs = [(c["split"], c["a"], c["b"]) for c in p["comparisons"]]
+        assert pairs == [(split, a, b) for split in ("by image", "grouped by protein")
+                         for a, b in (("opencell_native", "random init"), ("hpa_mapping", "imagenet_mapping"))]
+        first = p["comparisons"][0]
+        assert (first["a_f1"], first["b_f1"], first["difference"]) == (p["trained_f1"], p["random_f1"],
+                                                                       p["difference"])
+        assert p["dino_seconds_all"] > p["dino_seconds"]
     assert not (runs / "smoke").exists()  # the book's own store is never written
     assert {p.name for p in (runs / "frontier").iterdir()} == {"e1", "e2"}
+    trained = {path.name for path in (runs / "frontier" / "e2" / "smoke" / "dino").iterdir()}
+    assert trained == {"opencell", "opencell_grouped", "hpa", "natural"}
 
 
 def test_epochs_out_of_order_are_refused_in_one_line(tmp_path, capsys):
@@ -91,3 +125,44 @@ def test_the_default_budgets_bracket_the_profiles_epochs():
     from dinoxfer_lib.bench.frontier import default_epochs
 
     assert default_epochs(16) == [4, 8, 16, 32] and default_epochs(2) == [1, 2, 4]
+
+
+FULL = [full_point(1, gain=0.10, grouped_gain=0.05, hpa_gain=0.01, hpa_low=-0.03),
+        full_point(2, gain=0.16, grouped_gain=0.09, hpa_gain=0.03, hpa_low=0.005),
+        full_point(4, gain=0.21, grouped_gain=0.12, hpa_gain=0.03, hpa_low=-0.01)]
+
+
+def test_the_note_reads_every_target_on_both_splits():
+    text = frontier_note(record(FULL), profile="demo", config=CONFIG)
+    lines = {line.split("**")[1]: line for line in text.splitlines() if line.startswith("- ")}
+    assert "first met at 8 epochs" in lines["DINO-trained OpenCell backbone minus random weights, by image"]
+    grouped = lines["DINO-trained OpenCell backbone minus random weights, grouped by protein"]
+    assert "no measured budget meets the target" in grouped and "+0.120 [+0.080, +0.160], took 16 epochs" in grouped
+    # a positive interval is enough for HPA vs natural: met at 8 epochs, though 16 epochs' interval reaches below 0
+    assert "first met at 8 epochs" in lines["HPA-like minus natural-image pretraining (mapping), by image"]
+    assert "no measured budget" in lines["HPA-like minus natural-image pretraining (mapping), grouped by protein"]
+    # the best probed row: by image 0.61 (opencell_native at 16 epochs) reaches 0.6, grouped never does
+    assert "first reached at 16 epochs" in lines["Best of the probed Table III rows, by image"]
+    assert "0.610 (opencell_native)" in lines["Best of the probed Table III rows, by image"]
+    assert "0.420 (opencell_native)" in lines["Best of the probed Table III rows, grouped by protein"]
+
+
+def test_the_targets_table_marks_each_budget_by_the_targets_rule():
+    table = frontier_targets_table(record(FULL))
+    assert list(table.columns) == ["4 epochs (0.7 min)", "8 epochs (1.3 min)", "16 epochs (2.7 min)"]
+    dino = table.loc[("DINO-trained OpenCell backbone minus random weights", "by image")]
+    assert [cell[-1] for cell in dino] == ["✗", "✓", "✓"]  # +0.10 is resolved but below the 0.15 gain
+    assert dino.iloc[1] == "0.560 − 0.400 = +0.160 [+0.110, +0.210] ✓"
+    hpa = table.loc[("HPA-like minus natural-image pretraining (mapping)", "by image")]
+    assert [cell[-1] for cell in hpa] == ["✗", "✓", "✗"]
+
+
+def test_an_older_record_reads_as_the_by_image_gain_alone():
+    old = record([point(1, 0.1, 0.05, 0.15), point(2, 0.2, 0.15, 0.25)])
+    rows = frontier_comparisons(old)
+    assert list(rows["split"]) == ["by image"] * 2 and list(rows["b"]) == ["random init"] * 2
+    assert list(rows["a_f1"]) == pytest.approx([0.5, 0.6]) and list(rows["difference"]) == [0.1, 0.2]
+    assert list(frontier_targets_table(old).index) == [("DINO-trained OpenCell backbone minus random weights",
+                                                        "by image")]
+    assert len(plot_frontier(old).axes) == 1 and len(plot_frontier(record(FULL)).axes) == 2
+    assert "comparisons" not in frontier_table(record(FULL)).columns

@@ -13,6 +13,7 @@ from dinoxfer_lib.data.dataset import load_imageset
 from dinoxfer_lib.dino.train import SUMMARY_FILE
 from dinoxfer_lib.errors import ConfigError
 from dinoxfer_lib.pipeline.dino import opencell_stage, train_backbone
+from dinoxfer_lib.pipeline.probes import TARGET_SETS
 from dinoxfer_lib.probes.ceiling import CEILING_PROBE, CEILING_SET, FLOOR_SET
 from dinoxfer_lib.probes.result import ProbeResult
 from dinoxfer_lib.report import classifier
@@ -71,6 +72,10 @@ def test_ceiling_and_floor_join_table_iii_as_its_last_rows(run):
     rows = table[table["probe"].isin(["mlp"])].set_index("set")["test_f1_mean"]
     assert chapter_02["random init"] == pytest.approx(rows[FLOOR_SET])
     assert chapter_02["DINO-trained"] == pytest.approx(rows["opencell_native"], abs=1e-4)
+    # so are the frontier's target rows, probed alone
+    targets = pipeline.load_target_rows(run).table().set_index("set")["test_f1_mean"]
+    assert set(targets.index) == {*TARGET_SETS, FLOOR_SET}
+    assert targets.to_dict() == pytest.approx(rows[targets.index].to_dict(), abs=1e-4)
 
 
 def test_grade_two_variant_counts_only_grade_two_and_three(run):

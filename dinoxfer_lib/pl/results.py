@@ -209,18 +209,28 @@ def plot_error_gallery(images: np.ndarray, channel_names: Sequence[str], errors:
 
 
 def plot_frontier(record: dict) -> Figure:
-    """The recorded frontier: test macro F1 of the DINO-trained and the random-weights OpenCell embeddings against
-    CPU minutes of DINO training (``record`` as :mod:`~dinoxfer_lib.bench.frontier` writes it)."""
-    points = pd.DataFrame(record["points"])
-    fig = Figure(figsize=(6, 3.2), layout="constrained")
-    ax = fig.subplots()
-    minutes = points["dino_seconds"] / 60
-    ax.plot(minutes, points["trained_f1"], "o-", color=APPROACH_COLOURS["-"], label="DINO-trained")
-    ax.plot(minutes, points["random_f1"], "s--", color="0.5", label="random weights")
-    for x, y, epochs in zip(minutes, points["trained_f1"], points["epochs"]):
-        mark = " (this profile)" if epochs == record["profile_epochs"] else ""
-        ax.annotate(f"{epochs} epochs{mark}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set(xlabel="DINO training, CPU minutes", ylabel="test macro F1 (OpenCell)")
-    ax.margins(x=0.2)  # room for the last point's label
-    ax.legend(frameon=False)
+    """The recorded frontier: test macro F1 of both rows of each recorded comparison (one panel each: the OpenCell
+    backbone trained vs random weights, HPA-like vs natural-image pretraining) against CPU minutes of the OpenCell
+    backbone's DINO training, solid by image and dashed grouped by protein (``record`` as
+    :mod:`~dinoxfer_lib.bench.frontier` writes it)."""
+    from dinoxfer_lib.bench.frontier import frontier_comparisons
+
+    rows = frontier_comparisons(record)
+    rows["minutes"] = rows["dino_seconds"] / 60
+    panels = list(dict.fromkeys(zip(rows["a"], rows["b"])))
+    fig = Figure(figsize=(min(FULL_WIDTH, 6 * len(panels)), 3.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
+    for ax, (a, b) in zip(axes, panels):
+        pair = rows[(rows["a"] == a) & (rows["b"] == b)]
+        for (split, line), style in zip(pair.groupby("split", sort=False), ("o-", "s--")):
+            ax.plot(line["minutes"], line["a_f1"], style, color=APPROACH_COLOURS["-"], label=f"{a}, {split}")
+            ax.plot(line["minutes"], line["b_f1"], style, color="0.55", label=f"{b}, {split}")
+        first = pair.drop_duplicates("epochs")
+        for x, y, epochs in zip(first["minutes"], first["a_f1"], first["epochs"]):
+            mark = " (this profile)" if epochs == record["profile_epochs"] else ""
+            ax.annotate(f"{epochs} epochs{mark}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set(xlabel="DINO training of the OpenCell backbone, CPU minutes", title=f"{a} vs {b}")
+        ax.margins(x=0.2)  # room for the last point's label
+        ax.legend(frameon=False, fontsize=8)
+    axes[0].set(ylabel="test macro F1 (OpenCell)")
     return fig
