@@ -185,7 +185,8 @@ def _write_record(record_path: Path, fingerprint: Mapping, result: NotebookRun, 
     from dinoxfer_lib.files import atomic_write_text
 
     stages = {stage: store.artifact_hash(stage) for stage in (*result.computed, *result.reused)}
-    atomic_write_text(record_path, json.dumps({"fingerprint": fingerprint, "stages": stages}, indent=2))
+    record = {"fingerprint": fingerprint, "stages": stages, "seconds": round(result.seconds, 1)}
+    atomic_write_text(record_path, json.dumps(record, indent=2))
 
 
 def _execute(path: Path, out_dir: Path, parameters: dict[str, Any], *, events: Path) -> NotebookRun:

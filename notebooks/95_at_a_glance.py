@@ -84,3 +84,17 @@ targets.drop(columns="value")
 
 # %%
 display(Markdown(classifier.targets_note(targets)))
+
+# %% [markdown]
+# ### Where the build's minutes go
+#
+# Each kind of stage with its CPU minutes (as each stage recorded when it was computed) and its largest stage, then
+# each notebook's wall time as the runner recorded it: what a shorter build would have to cut. *Classifier and
+# results* shows what more DINO minutes would buy (the measured frontier).
+
+# %%
+minutes = classifier.build_minutes(run.store)
+minutes.round({"minutes": 1}).set_index(["kind", "what"])
+
+# %%
+display(Markdown(classifier.build_minutes_note(minutes)))

@@ -63,3 +63,24 @@ def test_claims_table_gives_a_verdict_per_claim_from_paired_intervals(toy):
     real = glance.claims_table(result, labels, synthetic=False, n_resamples=300)
     assert real.iloc[0]["verdict"] in ("reproduced", "not reproduced")
     assert "reproduces" in glance.claims_note(real)
+
+
+def test_build_minutes_sums_each_kind_of_stage_and_lists_the_timed_notebooks(tmp_path):
+    import json
+
+    from dinoxfer_lib.store import ArtifactStore
+
+    store = ArtifactStore(tmp_path, "demo")
+    for stage in ("dino/opencell", "dino/hpa", "probes/opencell_by_image"):
+        store.run_stage(stage, lambda folder: (folder / "out.txt").write_text("x"), config={"stage": stage})
+    (store.root / "notebooks").mkdir()
+    for name, seconds in (("01_datasets", 60.0), ("02_pretraining", 600.0)):
+        (store.root / "notebooks" / f"{name}.run.json").write_text(json.dumps({"stages": {}, "seconds": seconds}))
+    (store.root / "notebooks" / "03_old.run.json").write_text(json.dumps({"stages": {}}))  # written before timing
+    minutes = classifier.build_minutes(store).set_index(["kind", "what"])
+    wall = {s: store.load(s).provenance["wall_time_s"] / 60 for s in store.stages()}
+    assert minutes.loc[("stages", "dino"), "minutes"] == pytest.approx(wall["dino/opencell"] + wall["dino/hpa"])
+    assert minutes.loc[("stages", "dino"), "count"] == 2 and minutes.loc[("stages", "probes"), "count"] == 1
+    assert list(minutes.loc["notebooks", "minutes"]) == [1.0, 10.0]  # the untimed record is left out
+    note = classifier.build_minutes_note(minutes.reset_index())
+    assert "The 2 notebooks the runner timed took 11.0 minutes" in note and "15 minutes" in note

@@ -1,5 +1,6 @@
 """The runner executes jupytext notebooks with papermill, injects parameters, and stops clearly on a failure."""
 
+import json
 import os
 
 import nbformat
@@ -107,6 +108,8 @@ def test_unchanged_notebook_is_not_executed_again_but_a_change_or_force_reruns_i
     run = lambda **kw: run_notebooks(profile="smoke", notebook_dir=nb_dir, runs_root=tmp_path / "runs", log=lambda s: None, **kw)
     first = run()[0]
     assert not first.skipped and first.computed == ("s",)
+    record = json.loads((tmp_path / "runs" / "smoke" / "notebooks" / "01_stage.run.json").read_text())
+    assert record["seconds"] == round(first.seconds, 1) > 0  # what the book's build-minutes table reads
     second = run()[0]
     assert second.skipped and second.reused == ("s",) and "unchanged" in second.summary()
     assert run(force=True)[0].skipped is False

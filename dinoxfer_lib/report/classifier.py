@@ -6,6 +6,7 @@ sit beside them only where the paper reports one, so a reader can always tell wh
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -509,6 +510,45 @@ def stage_minutes(store, stages: Sequence[str] | None = None) -> float:
     ``stages`` is None), wherever they were computed: a reused stage counts what it cost when it ran."""
     names = stages if stages is not None else store.stages()
     return sum(float(store.load(name).provenance.get("wall_time_s") or 0.0) for name in names) / 60
+
+
+def build_minutes(store) -> pd.DataFrame:
+    """Where the build's CPU minutes went: each kind of stage (``dino``, ``probes``, ... : a stage name's first
+    part) with its stages' minutes and count and its largest stage, then each notebook's wall time as the runner
+    recorded it (``notebooks/<name>.run.json``: the whole notebook, stages included; a reused notebook keeps what
+    it cost when it ran). Rows ``kind``, ``what``, ``minutes``, ``count``, ``largest``."""
+    rows = []
+    seconds = {name: float(store.load(name).provenance.get("wall_time_s") or 0.0) for name in store.stages()}
+    kinds: dict[str, list[str]] = {}
+    for name in seconds:
+        kinds.setdefault(name.split("/")[0], []).append(name)
+    for kind, names in kinds.items():
+        largest = max(names, key=seconds.get)
+        rows.append({"kind": "stages", "what": kind, "minutes": sum(map(seconds.get, names)) / 60,
+                     "count": len(names), "largest": f"{largest} ({seconds[largest] / 60:.1f} min)"})
+    rows.sort(key=lambda row: -row["minutes"])
+    for path in sorted((store.root / "notebooks").glob("*.run.json")):
+        recorded = json.loads(path.read_text()).get("seconds")
+        if recorded is not None:
+            rows.append({"kind": "notebooks", "what": path.name.removesuffix(".run.json"),
+                         "minutes": recorded / 60, "count": 1, "largest": ""})
+    return pd.DataFrame(rows, columns=["kind", "what", "minutes", "count", "largest"])
+
+
+def build_minutes_note(minutes: pd.DataFrame) -> str:
+    """The build's minutes against its budget, in one paragraph: the stages' total and their largest kinds, the
+    notebooks' total where the runner recorded it."""
+    stages = minutes[minutes["kind"] == "stages"]
+    total = stages["minutes"].sum()
+    top = ", ".join(f"{row.what} {row.minutes:.1f} min ({row.count} stages, {row.minutes / total:.0%})"
+                    for row in stages.head(3).itertuples())
+    text = f"The stages took {total:.1f} CPU minutes; the largest kinds: {top}."
+    notebooks = minutes[minutes["kind"] == "notebooks"]
+    if len(notebooks):
+        text += (f" The {len(notebooks)} notebooks the runner timed took {notebooks['minutes'].sum():.1f} minutes "
+                 "(the install and the HTML build are not among them).")
+    return text + (f" The budget is {TARGET_BUILD_MINUTES:.0f} minutes for `make book` from a fresh clone, install "
+                   "included.")
 
 
 def targets_note(targets: pd.DataFrame) -> str:
