@@ -229,8 +229,9 @@ def plot_frontier(record: dict) -> Figure:
         for x, y, epochs in zip(first["minutes"], first["a_f1"], first["epochs"]):
             mark = " (this profile)" if epochs == record["profile_epochs"] else ""
             ax.annotate(f"{epochs} epochs{mark}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        ax.set(xlabel="DINO training of the OpenCell backbone, CPU minutes", title=f"{a} vs {b}")
+        ax.set_title(f"{a} vs {b}")
         ax.margins(x=0.2)  # room for the last point's label
         ax.legend(frameon=False, fontsize=8)
     axes[0].set(ylabel="test macro F1 (OpenCell)")
+    fig.supxlabel("DINO training of the OpenCell backbone, CPU minutes", fontsize="medium")
     return fig

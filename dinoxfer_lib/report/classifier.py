@@ -578,8 +578,10 @@ def frontier_note(record: dict | None, *, profile: str, config) -> str:
     rows = frontier_comparisons(record)
     pairs = {(a[0], b[0]): (a, b) for a, b in PAIRED_TARGETS}
     rows["pair"] = [pairs[(a, b)] for a, b in zip(rows["a"], rows["b"])]
+    rows["rank"] = [list(PAIRED_TARGETS).index(pair) for pair in rows["pair"]]  # each target's splits together
     lines = []
-    for (pair, split), group in rows.groupby(["pair", "split"], sort=False):
+    for _, group in rows.sort_values("rank", kind="stable").groupby(["rank", "split"], sort=False):
+        pair, split = group["pair"].iloc[0], group["split"].iloc[0]
         name, required = PAIRED_TARGETS[pair]
         label = f"**{name.removesuffix(' [95 % CI]')}, {split}** ({required})"
         met = group[[paired_target_met(pair, d, lo) for d, lo in zip(group["difference"], group["low"])]]
