@@ -135,11 +135,10 @@ def _cmd_bench(args: argparse.Namespace) -> None:
 
 
 def _cmd_frontier(args: argparse.Namespace) -> None:
-    from dinoxfer_lib.bench.frontier import (FRONTIER_DIR, default_epochs, frontier_table, make_frontier_record,
-                                             measure_frontier, write_frontier_record)
+    from dinoxfer_lib.bench.frontier import (FRONTIER_DIR, default_epochs, frontier_table, frontier_targets_table,
+                                             make_frontier_record, measure_frontier, write_frontier_record)
     from dinoxfer_lib.config import load_config
     from dinoxfer_lib.errors import ConfigError
-    from dinoxfer_lib.report.classifier import frontier_targets_table
     from dinoxfer_lib.runner import parse_overrides
 
     overrides = parse_overrides(args.set or ())

@@ -8,7 +8,9 @@ import pytest
 
 from dinoxfer_lib.bench.frontier import (
     frontier_comparisons,
+    frontier_note,
     frontier_table,
+    frontier_targets_table,
     latest_frontier,
     recipe_fields,
     write_frontier_record,
@@ -16,7 +18,6 @@ from dinoxfer_lib.bench.frontier import (
 from dinoxfer_lib.cli import main
 from dinoxfer_lib.config import load_config
 from dinoxfer_lib.pl.results import plot_frontier
-from dinoxfer_lib.report.classifier import frontier_note, frontier_targets_table
 
 CONFIG = load_config("demo")
 

@@ -540,7 +540,7 @@ def build_minutes_note(minutes: pd.DataFrame) -> str:
     notebooks' total where the runner recorded it."""
     stages = minutes[minutes["kind"] == "stages"]
     total = stages["minutes"].sum()
-    top = ", ".join(f"{row.what} {row.minutes:.1f} min ({row.count} stages, {row.minutes / total:.0%})"
+    top = ", ".join(f"{row.what} {row.minutes:.1f} min ({row.count} stages, {row.minutes / max(total, 1e-9):.0%})"
                     for row in stages.head(3).itertuples())
     text = f"The stages took {total:.1f} CPU minutes; the largest kinds: {top}."
     notebooks = minutes[minutes["kind"] == "notebooks"]
@@ -559,74 +559,3 @@ def targets_note(targets: pd.DataFrame) -> str:
         text += " Missed: " + "; ".join(f"{t} ({s}: {m})" for t, s, m in
                                         zip(missed["target"], missed["split"], missed["measured"])) + "."
     return text
-
-
-def frontier_note(record: dict | None, *, profile: str, config) -> str:
-    """Where the recorded frontier (:mod:`~dinoxfer_lib.bench.frontier`) comes from, whether it was measured with
-    this build's DINO and probe recipes (``config``, the run config), and what it says about each target it
-    measured, per split: the smallest budget that met it, or the best value measured and its cost."""
-    from dinoxfer_lib.bench.frontier import frontier_comparisons, recipe_differences
-
-    if record is None:
-        return (f"No frontier is recorded for the `{profile}` profile: `dinoxfer frontier --profile {profile}` "
-                "measures it and writes it beside the book.")
-    source = (f"Recorded by `{record['command']}` on {record['machine']}, {record['date']} (commit "
-              f"{record['commit']}), not by this build.")
-    if differences := recipe_differences(record, config):
-        source += (f" **It was measured with another recipe** (differs in {', '.join(differences)}): run the "
-                   "command again to measure this one.")
-    rows = frontier_comparisons(record)
-    pairs = {(a[0], b[0]): (a, b) for a, b in PAIRED_TARGETS}
-    rows["pair"] = [pairs[(a, b)] for a, b in zip(rows["a"], rows["b"])]
-    rows["rank"] = [list(PAIRED_TARGETS).index(pair) for pair in rows["pair"]]  # each target's splits together
-    lines = []
-    for _, group in rows.sort_values("rank", kind="stable").groupby(["rank", "split"], sort=False):
-        pair, split = group["pair"].iloc[0], group["split"].iloc[0]
-        name, required = PAIRED_TARGETS[pair]
-        label = f"**{name.removesuffix(' [95 % CI]')}, {split}** ({required})"
-        met = group[[paired_target_met(pair, d, lo) for d, lo in zip(group["difference"], group["low"])]]
-        if len(met):
-            first = met.iloc[0]
-            lines.append(f"{label}: first met at {_budget(first)}: "
-                         f"{interval(first['difference'], first['low'], first['high'])}.")
-        else:
-            best = group.loc[group["difference"].idxmax()]
-            lines.append(f"{label}: no measured budget meets the target; the largest difference, "
-                         f"{interval(best['difference'], best['low'], best['high'])}, took {_budget(best)}.")
-    for split, group in rows.groupby("split", sort=False):
-        scores = pd.concat([group[["epochs", "steps", "dino_seconds", side, f"{side}_f1"]].set_axis(
-            ["epochs", "steps", "dino_seconds", "set", "f1"], axis=1) for side in ("a", "b")], ignore_index=True)
-        scores = scores[scores["set"] != FLOOR_SET].drop_duplicates(["epochs", "set"]).sort_values(
-            ["epochs", "f1"], ascending=[True, False])
-        label = f"**Best of the probed Table III rows, {split}** (test macro F1 ≥ {TARGET_BEST_F1})"
-        reached = scores[scores["f1"] >= TARGET_BEST_F1]
-        best = reached.iloc[0] if len(reached) else scores.loc[scores["f1"].idxmax()]
-        verb = "first reached at" if len(reached) else "not reached at any measured budget; the highest took"
-        lines.append(f"{label}: {verb} {_budget(best)}: {best['f1']:.3f} ({best['set']}).")
-    return (f"{source} This profile trains {record['profile_epochs']} epochs.\n\n"
-            + "\n".join(f"- {line}" for line in lines))
-
-
-def frontier_targets_table(record: dict) -> pd.DataFrame:
-    """The recorded frontier's paired comparisons: one row per (target, split), one column per budget, each cell
-    "a F1 − b F1 = difference [95 % CI]" with ✓ where the target is met."""
-    from dinoxfer_lib.bench.frontier import frontier_comparisons
-
-    rows = frontier_comparisons(record)
-    pairs = {(a[0], b[0]): (a, b) for a, b in PAIRED_TARGETS}
-    cells = []
-    for row in rows.itertuples(index=False):
-        pair = pairs[(row.a, row.b)]
-        mark = "✓" if paired_target_met(pair, row.difference, row.low) else "✗"
-        cells.append({"target": PAIRED_TARGETS[pair][0].removesuffix(" [95 % CI]"), "split": row.split,
-                      "budget": f"{row.epochs} epochs ({row.dino_seconds / 60:.1f} min)",
-                      "cell": f"{row.a_f1:.3f} − {row.b_f1:.3f} = {interval(row.difference, row.low, row.high)} "
-                              f"{mark}"})
-    table = pd.DataFrame(cells)
-    order = list(dict.fromkeys(table["budget"]))
-    return table.pivot(index=["target", "split"], columns="budget", values="cell")[order].rename_axis(columns=None)
-
-
-def _budget(point) -> str:
-    return (f"{point['epochs']} epochs ({point['steps']} steps, {point['dino_seconds'] / 60:.1f} CPU minutes of "
-            "DINO)")
