@@ -83,7 +83,7 @@ def comparisons(run) -> list[dict]:
     (:func:`~dinoxfer_lib.pipeline.load_target_rows`) with the book's bootstrap: one dict per (split, pair) with
     both rows' test F1, the difference and its 95 % interval, rounded for the record."""
     from dinoxfer_lib import pipeline
-    from dinoxfer_lib.report.classifier import DINO_VS_RANDOM, HPA_VS_NATURAL, RESAMPLES
+    from dinoxfer_lib.report.classifier import PAIRED_TARGETS, RESAMPLES
     from dinoxfer_lib.stats import paired_bootstrap
 
     labels = pipeline.load_datasets(run, ("opencell",))["opencell"].labels
@@ -92,7 +92,7 @@ def comparisons(run) -> list[dict]:
         result = pipeline.load_target_rows(run, grouped=grouped)
         table = result.table()
         f1 = table[table["probe"] == "mlp"].set_index("set")["test_f1_mean"]
-        pairs = [DINO_VS_RANDOM, HPA_VS_NATURAL]
+        pairs = list(PAIRED_TARGETS)
         paired = paired_bootstrap(result, labels, pairs=pairs, n_resamples=RESAMPLES, seed=run.config.seed)
         for ((a, _), (b, _)), (_, row) in zip(pairs, paired.iterrows()):
             measured.append({"split": split, "a": a, "b": b, "a_f1": round(float(f1[a]), 4),
@@ -167,8 +167,9 @@ def frontier_table(record: dict) -> pd.DataFrame:
 
 def frontier_comparisons(record: dict) -> pd.DataFrame:
     """Every recorded paired comparison at every budget, one row each: ``epochs``, ``steps``, ``dino_seconds``,
-    ``split``, ``a``, ``b``, ``a_f1``, ``b_f1``, ``difference``, ``low``, ``high``. A record written before the
-    frontier measured both splits holds the OpenCell backbone against random weights by image alone."""
+    ``split``, ``a``, ``b``, ``a_f1``, ``b_f1``, ``difference``, ``low``, ``high`` and ``pair`` (its key in
+    :data:`~dinoxfer_lib.report.classifier.PAIRED_TARGETS`). A record written before the frontier measured both
+    splits holds the OpenCell backbone against random weights by image alone."""
     from dinoxfer_lib.probes.ceiling import FLOOR_SET
 
     rows = []
@@ -178,7 +179,9 @@ def frontier_comparisons(record: dict) -> pd.DataFrame:
             {"split": "by image", "a": "opencell_native", "b": FLOOR_SET, "a_f1": point["trained_f1"],
              "b_f1": point["random_f1"], **{key: point[key] for key in ("difference", "low", "high")}}]
         rows += [{**budget, **comparison} for comparison in measured]
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table["pair"] = [((a, "mlp"), (b, "mlp")) for a, b in zip(table["a"], table["b"])]  # the probe is the MLP
+    return table
 
 
 def frontier_note(record: dict | None, *, profile: str, config) -> str:
@@ -197,8 +200,6 @@ def frontier_note(record: dict | None, *, profile: str, config) -> str:
         source += (f" **It was measured with another recipe** (differs in {', '.join(differences)}): run the "
                    "command again to measure this one.")
     rows = frontier_comparisons(record)
-    pairs = {(a[0], b[0]): (a, b) for a, b in PAIRED_TARGETS}
-    rows["pair"] = [pairs[(a, b)] for a, b in zip(rows["a"], rows["b"])]
     rows["rank"] = [list(PAIRED_TARGETS).index(pair) for pair in rows["pair"]]  # each target's splits together
     lines = []
     for _, group in rows.sort_values("rank", kind="stable").groupby(["rank", "split"], sort=False):
@@ -233,13 +234,10 @@ def frontier_targets_table(record: dict) -> pd.DataFrame:
     "a F1 − b F1 = difference [95 % CI]" with ✓ where the target is met."""
     from dinoxfer_lib.report.classifier import PAIRED_TARGETS, interval, paired_target_met
 
-    rows = frontier_comparisons(record)
-    pairs = {(a[0], b[0]): (a, b) for a, b in PAIRED_TARGETS}
     cells = []
-    for row in rows.itertuples(index=False):
-        pair = pairs[(row.a, row.b)]
-        mark = "✓" if paired_target_met(pair, row.difference, row.low) else "✗"
-        cells.append({"target": PAIRED_TARGETS[pair][0].removesuffix(" [95 % CI]"), "split": row.split,
+    for row in frontier_comparisons(record).itertuples(index=False):
+        mark = "✓" if paired_target_met(row.pair, row.difference, row.low) else "✗"
+        cells.append({"target": PAIRED_TARGETS[row.pair][0].removesuffix(" [95 % CI]"), "split": row.split,
                       "budget": f"{row.epochs} epochs ({row.dino_seconds / 60:.1f} min)",
                       "cell": f"{row.a_f1:.3f} − {row.b_f1:.3f} = {interval(row.difference, row.low, row.high)} "
                               f"{mark}"})

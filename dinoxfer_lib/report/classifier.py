@@ -491,7 +491,7 @@ def targets_table(results: Mapping[str, tuple[ProbeResult, np.ndarray]], *, stag
                     f"{floor / ceiling:.0%} (floor {floor:.3f})", f"<= {TARGET_FLOOR_SHARE:.0%}",
                     floor <= TARGET_FLOOR_SHARE * ceiling)
         held = set(result.test_probs)
-        pairs = [pair for pair in (DINO_VS_RANDOM, HPA_VS_NATURAL) if set(pair) <= held]
+        pairs = [pair for pair in PAIRED_TARGETS if set(pair) <= held]
         if pairs:
             paired = paired_bootstrap(result, labels, pairs=pairs, n_resamples=n_resamples, seed=seed)
             for pair, (_, row) in zip(pairs, paired.iterrows()):
@@ -505,11 +505,16 @@ def targets_table(results: Mapping[str, tuple[ProbeResult, np.ndarray]], *, stag
     return pd.DataFrame(rows, columns=["target", "split", "measured", "required", "met", "value"])
 
 
-def stage_minutes(store, stages: Sequence[str] | None = None) -> float:
-    """Minutes the run's stages took to compute (``wall_time_s`` of their provenance; every stage in the store when
-    ``stages`` is None), wherever they were computed: a reused stage counts what it cost when it ran."""
+def stage_seconds(store, stages: Sequence[str] | None = None) -> dict[str, float]:
+    """Seconds each of the run's stages took to compute (``wall_time_s`` of its provenance; every stage in the store
+    when ``stages`` is None), wherever it was computed: a reused stage counts what it cost when it ran."""
     names = stages if stages is not None else store.stages()
-    return sum(float(store.load(name).provenance.get("wall_time_s") or 0.0) for name in names) / 60
+    return {name: float(store.load(name).provenance.get("wall_time_s") or 0.0) for name in names}
+
+
+def stage_minutes(store, stages: Sequence[str] | None = None) -> float:
+    """Minutes the run's stages took to compute, together (:func:`stage_seconds`)."""
+    return sum(stage_seconds(store, stages).values()) / 60
 
 
 def build_minutes(store) -> pd.DataFrame:
@@ -518,7 +523,7 @@ def build_minutes(store) -> pd.DataFrame:
     recorded it (``notebooks/<name>.run.json``: the whole notebook, stages included; a reused notebook keeps what
     it cost when it ran). Rows ``kind``, ``what``, ``minutes``, ``count``, ``largest``."""
     rows = []
-    seconds = {name: float(store.load(name).provenance.get("wall_time_s") or 0.0) for name in store.stages()}
+    seconds = stage_seconds(store)
     kinds: dict[str, list[str]] = {}
     for name in seconds:
         kinds.setdefault(name.split("/")[0], []).append(name)
