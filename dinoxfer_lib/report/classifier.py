@@ -545,8 +545,8 @@ def build_minutes_note(minutes: pd.DataFrame) -> str:
     notebooks' total where the runner recorded it."""
     stages = minutes[minutes["kind"] == "stages"]
     total = stages["minutes"].sum()
-    top = ", ".join(f"{row.what} {row.minutes:.1f} min ({row.count} stages, {row.minutes / max(total, 1e-9):.0%})"
-                    for row in stages.head(3).itertuples())
+    top = ", ".join(f"{row.what} {row.minutes:.1f} min ({row.count} stage{'s' * (row.count != 1)}, "
+                    f"{row.minutes / max(total, 1e-9):.0%})" for row in stages.head(3).itertuples())
     text = f"The stages took {total:.1f} CPU minutes; the largest kinds: {top}."
     notebooks = minutes[minutes["kind"] == "notebooks"]
     if len(notebooks):
