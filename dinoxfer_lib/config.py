@@ -63,7 +63,7 @@ class DomainConfig:
     n_images: int = 2400
     # Side of the square images in pixels (synthetic: rendered size; real: resized to this, None keeps the original).
     image_size: int | None = 64
-    # Synthetic only: proteins (OpenCell) / antibodies (HPA; at most one per field of 4 tiles) / photographs
+    # Synthetic only: proteins (OpenCell) / antibodies (HPA; at most one per image) / photographs
     # (natural, at most the 14 scikit-image ships). Several images per group.
     n_groups: int = 400
     # Synthetic only: plates (acquisition batches) with their own illumination, gain, offset and noise.

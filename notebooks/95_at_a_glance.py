@@ -94,7 +94,7 @@ display(Markdown(classifier.targets_note(targets)))
 
 # %%
 minutes = classifier.build_minutes(run.store)
-minutes.round({"minutes": 1}).set_index(["kind", "what"])
+minutes.assign(minutes=minutes["minutes"].map("{:.1f}".format)).set_index(["kind", "what"])
 
 # %%
 display(Markdown(classifier.build_minutes_note(minutes)))

@@ -81,6 +81,12 @@ def test_a_record_of_another_recipe_says_so():
     assert "**It was measured with another recipe** (differs in dino.lr, probe.dropout)" in text
 
 
+def test_a_record_of_another_synthetic_world_says_so():
+    older = record([point(1, 0.2, 0.1, 0.3)])
+    older["recipe"]["data"]["world"] -= 1
+    assert "(differs in data.world)" in frontier_note(older, profile="demo", config=CONFIG)
+
+
 def test_records_are_numbered_and_the_latest_of_the_profile_is_read(tmp_path):
     first = write_frontier_record(record([point(1, 0.0, -0.1, 0.1)], time="03:00 UTC"), tmp_path)
     second = write_frontier_record(record([point(1, 0.1, 0.0, 0.2)], time="05:00 UTC"), tmp_path)

@@ -24,6 +24,18 @@ def test_datasets_and_splits_are_stored_and_reused(tmp_path, small_run):
     assert json.loads(events[-1])["action"] == "reused"
 
 
+def test_a_new_synthetic_world_regenerates_a_stored_dataset(tmp_path, small_run, monkeypatch):
+    """A store built by an older generator is not reused as this one's world (nothing else in the config changed)."""
+    from dinoxfer_lib.data import synthetic
+
+    pipeline.load_datasets(pipeline.open_run("smoke", small_run, runs_root=tmp_path), ("hpa",))
+    monkeypatch.setattr(synthetic, "WORLD_VERSION", synthetic.WORLD_VERSION + 1)
+    run = pipeline.open_run("smoke", small_run, runs_root=tmp_path)
+    pipeline.load_datasets(run, ("hpa",))
+    events = [json.loads(line) for line in (tmp_path / "smoke" / "events.jsonl").read_text().splitlines()]
+    assert events[-1]["action"] == "computed" and "world" in events[-1]["reason"], events[-1]
+
+
 def test_bad_real_data_never_overwrites_the_previous_result(tmp_path, small_run):
     run = pipeline.open_run("smoke", small_run, runs_root=tmp_path)
     pipeline.load_datasets(run, ("opencell",))

@@ -229,17 +229,19 @@ def test_hpa_like_shapes_vocabulary_and_labels(hpa):
 
 
 def test_hpa_cells_are_larger_and_flatter_than_opencell_cells():
-    """In pixels of a 64-px image (HPA-like tiles hold parts of many cells, so cells per image says little)."""
+    """In pixels of a 64-px image, and as many to an image."""
     from dinoxfer_lib.data.patterns import make_field
     from dinoxfer_lib.data.synthetic import OPENCELL_STYLE, OPENCELL_ZOOM, draw_cell_lines
 
     rng = np.random.default_rng(0)
     lines = draw_cell_lines(rng, 6)
-    hpa_radius = np.mean([make_field(rng, 128, line, scale=1.0).cell_radius.mean() for line in lines * 5])
+    hpa = [make_field(rng, 64, line, scale=1.0) for line in lines * 5]
+    hpa_radius = np.mean([field.cell_radius.mean() for field in hpa])
     oc_radius = np.mean([make_field(rng, 64, OPENCELL_STYLE, scale=OPENCELL_ZOOM).cell_radius.mean()
                          for _ in range(30)])
     assert hpa_radius > 1.1 * oc_radius, (hpa_radius, oc_radius)
     assert np.mean([line.aspect for line in lines]) > OPENCELL_STYLE.aspect
+    assert {field.n_cells for field in hpa} <= set(range(OPENCELL_STYLE.n_cells[0], OPENCELL_STYLE.n_cells[1] + 1))
 
 
 def test_hpa_reference_channels_stain_the_cytoplasm(hpa):
@@ -272,7 +274,7 @@ def test_natural_caps_the_photographs_at_those_shipped():
     assert len(data.class_names) == len(NATURAL_PHOTOS)
 
 
-# ---- the planted world: corpus sizes, tiles, per-domain optics, and the table of planted effects
+# ---- the planted world: corpus sizes, cells per image, per-domain optics, and the table of planted effects
 
 
 def test_demo_pretraining_corpora_are_larger_than_the_target():
@@ -285,22 +287,15 @@ def test_demo_pretraining_corpora_are_larger_than_the_target():
     assert config.data.natural.n_images >= n_train
 
 
-def test_hpa_fields_are_cut_into_tiles_that_share_antibody_plate_and_line(hpa):
-    fields = hpa.obs.groupby("field")
-    assert (fields.size() == 4).all() and fields.ngroups == 40
-    assert (fields[["group", "batch", "cell_line"]].nunique() == 1).all().all()
-    # the tiles of a field are one image: across the seam between the two upper tiles the nucleus channel
-    # continues (neighbouring columns correlate, the same columns of two different fields do not; many seams
-    # cross only background, hence the modest margin)
-    nucleus = hpa.images[:, HPA_CHANNELS.index("nucleus")].astype(float)
-    seam = [np.corrcoef(nucleus[i, :, -1], nucleus[i + 1, :, 0])[0, 1] for i in range(0, 160, 4)]
-    unrelated = [np.corrcoef(nucleus[i, :, -1], nucleus[(i + 5) % 160, :, 0])[0, 1] for i in range(0, 160, 4)]
-    assert np.nanmedian(seam) > np.nanmedian(unrelated) + 0.15, (np.nanmedian(seam), np.nanmedian(unrelated))
+def test_hpa_images_are_fields_of_two_to_four_whole_cells(hpa):
+    """One field per image, as in the OpenCell-like domain (tiles of crowded fields taught DINO less)."""
+    assert hpa.obs["n_cells"].between(2, 4).all() and hpa.obs["n_cells"].nunique() == 3
+    assert "field" not in hpa.obs  # every image is its own field
 
 
-def test_hpa_antibodies_are_capped_at_one_per_field():
-    data = make_hpa_like(small(n_images=20, n_groups=10, n_batches=2, n_cell_lines=2), seed=0)
-    assert len(data) == 20 and data.obs["field"].nunique() == 5 and data.obs["group"].nunique() <= 5
+def test_hpa_antibodies_are_capped_at_one_per_image():
+    data = make_hpa_like(small(n_images=5, n_groups=10, n_batches=2, n_cell_lines=2), seed=0)
+    assert len(data) == 5 and data.obs["group"].nunique() <= 5
 
 
 def test_hpa_like_is_deterministic_per_seed(hpa):

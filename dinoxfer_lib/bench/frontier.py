@@ -102,19 +102,24 @@ def comparisons(run) -> list[dict]:
 
 
 def recipe_fields(config) -> dict:
-    """The recipe a frontier was measured with (JSON-ready): ``{"dino": ..., "probe": ...}``, every field of the
-    run config's DINO recipe but the epochs it varies, and every field of the probe that scores each budget."""
+    """The recipe a frontier was measured with (JSON-ready): ``{"dino": ..., "probe": ..., "data": ...}``, every
+    field of the run config's DINO recipe but the epochs it varies, every field of the probe that scores each
+    budget, and the data it ran on (each domain's config and the synthetic world's version)."""
+    from dinoxfer_lib.data.synthetic import WORLD_VERSION
+    from dinoxfer_lib.pipeline.run import DOMAINS
+
     def fields(section) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(section), default=list))
 
     dino = fields(config.dino)
     dino.pop("epochs")
-    return {"dino": dino, "probe": fields(config.probe)}
+    data = {domain: fields(getattr(config.data, domain)) for domain in DOMAINS}
+    return {"dino": dino, "probe": fields(config.probe), "data": {**data, "world": WORLD_VERSION}}
 
 
 def recipe_differences(record: dict, config) -> list[str]:
-    """The recipe fields (``dino.<field>``, ``probe.<field>``) in which ``config`` differs from the recipe ``record``
-    was measured with."""
+    """The recipe fields (``dino.<field>``, ``probe.<field>``, ``data.<domain>``, ``data.world``) in which
+    ``config`` differs from the recipe ``record`` was measured with."""
     recorded, now = record.get("recipe", {}), recipe_fields(config)
     return [f"{section}.{key}" for section in now for key in sorted(now[section])
             if recorded.get(section, {}).get(key) != now[section][key]]

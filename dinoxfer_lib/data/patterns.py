@@ -12,8 +12,7 @@ the same renderers with other parameters.
 Renderers return an ``(S, S)`` float map whose bright structures are about 1 (before grade, expression and
 imaging), so that a label's grade, not its compartment, sets how strong it looks. Lengths are given in pixels of
 a 64-px field and scale with the field's ``scale`` (by default its size / 64), so the same cells can be rendered
-at 32, 64 or 224 px; a wider field at the same ``scale`` holds more cells of the same pixel size (the HPA-like
-domain draws such fields and cuts them into tiles).
+at 32, 64 or 224 px; a wider field at the same ``scale`` holds more cells of the same pixel size.
 """
 
 from __future__ import annotations

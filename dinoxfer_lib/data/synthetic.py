@@ -14,8 +14,8 @@ the paper's questions have answers, with its effects planted on purpose and list
   optics (point-scanning confocal: sharper, less haze, photomultiplier noise; :data:`HPA_OPTICS`), cell lines
   (larger, flatter, each its own shape) and pattern variants (the 28 HPA classes drawn by the same compartment
   renderers with other parameters, :data:`HPA_RENDERERS`), 1-4 labels an image, antibodies as groups, 4 channels
-  (protein, microtubules, nucleus, ER). Each field of view is drawn twice as wide as an image and cut into four
-  tiles (HPA fields hold many cells; this also makes the large corpus cheap to draw).
+  (protein, microtubules, nucleus, ER). Each image is one field of 2-4 whole cells, as the OpenCell-like fields
+  are (fields of 6-14 cells cut into tiles taught DINO less of the protein patterns: ``book/deviations.md``).
 - **Natural** (stands in for ImageNet): random crops (position, scale, mirroring, quarter turns) of the
   photographs scikit-image ships. No cells and no compartments: what a backbone learns there is generic.
 
@@ -97,6 +97,11 @@ OPENCELL_CARDINALITY = (0.45, 0.38, 0.17)  # P(1, 2, 3 labels)
 GRADE_STRENGTH: dict[int, float] = {3: 1.0, 2: 0.6, 1: 0.35}
 P_SECOND_GRADE_2 = 0.6
 
+# Which world a seed draws: bumped whenever a change alters the images or labels, so that a store regenerates its
+# synthetic datasets (and everything downstream) instead of reusing another world's, and frontier records say which
+# world they measured. 2: HPA-like images are whole fields of 2-4 cells (1: quarters of fields of 6-14 cells).
+WORLD_VERSION = 2
+
 # Compartments drawn alike on purpose (the renderers say how each pair differs); a probe's errors should gather here.
 LOOK_ALIKES: tuple[tuple[str, str], ...] = (
     ("nucleoplasm", "chromatin"),
@@ -110,7 +115,7 @@ LOOK_ALIKES: tuple[tuple[str, str], ...] = (
 
 # HEK293T cells: small, round, large nucleus, in clumps. Cell diameter sets the physical field width.
 OPENCELL_STYLE = CellStyle(n_cells=(2, 4), radius=0.23, aspect=1.35, nucleus_ratio=0.58)
-# OpenCell-like fields are seen at higher magnification than HPA-like tiles: fewer, larger cells and every
+# OpenCell-like fields are seen at higher magnification than HPA-like ones: fewer, larger cells and every
 # structure drawn this much larger than at the reference scale (at 64 px the smallest patterns stay resolvable).
 OPENCELL_ZOOM = 1.25
 HEK_CELL_DIAMETER_UM = 13.0
@@ -184,7 +189,6 @@ HPA_COMPANIONS: dict[str, tuple[str, ...]] = {
 HPA_CARDINALITY = (0.49, 0.40, 0.10, 0.01)
 HPA_CELL_DIAMETER_UM = 35.0
 HPA_PIXEL_UM = 0.08
-HPA_TILES = 2  # an HPA-like field is this many images wide and high; its tiles are the images
 
 # Photographs scikit-image ships inside its wheel (loadable offline; checked with scikit-image 0.26), colour ones
 # first. ``cat`` duplicates ``chelsea``; the microscopy/medical samples would not stand in for ImageNet.
@@ -495,21 +499,22 @@ def _describe(optics: Optics) -> dict[str, float | list[float]]:
     return {k: (list(map(float, v)) if isinstance(v, tuple) else float(v)) for k, v in vars(optics).items()}
 
 
-# HPA-like cell lines: cell radius as a fraction of an image's side, and largest elongation, range over the lines.
-CELL_LINE_RADIUS, CELL_LINE_ASPECT = (0.22, 0.32), (1.2, 2.2)
+# HPA-like cell lines: cell radius as a fraction of an image's side, and largest elongation, range over the lines;
+# cells in an image, as in the OpenCell-like domain.
+CELL_LINE_RADIUS, CELL_LINE_ASPECT, CELL_LINE_CELLS = (0.22, 0.32), (1.2, 2.2), (2, 4)
 
 
 def draw_cell_lines(rng: np.random.Generator, n: int) -> list[CellStyle]:
-    """Cell-line families of the HPA-like domain, for a field :data:`HPA_TILES` images wide.
+    """Cell-line families of the HPA-like domain.
 
     Larger, flatter cells than HEK293T (:data:`CELL_LINE_RADIUS` of an image's side against
-    ``OPENCELL_STYLE.radius``), each line its own size, elongation and outline, scattered more loosely than
-    HEK293T clumps so most tiles hold a cell.
+    ``OPENCELL_STYLE.radius``), each line its own size, elongation and outline, :data:`CELL_LINE_CELLS` to an
+    image but scattered more loosely than HEK293T clumps.
     """
     return [
         CellStyle(
-            n_cells=(6, int(rng.integers(10, 15))),
-            radius=float(rng.uniform(*CELL_LINE_RADIUS)) / HPA_TILES,
+            n_cells=CELL_LINE_CELLS,
+            radius=float(rng.uniform(*CELL_LINE_RADIUS)),
             aspect=float(rng.uniform(*CELL_LINE_ASPECT)),
             nucleus_ratio=float(rng.uniform(0.33, 0.45)),
             wobble=float(rng.uniform(0.06, 0.16)),
@@ -541,20 +546,12 @@ def _antibody_floor(field: Field, rng: np.random.Generator, level: float) -> np.
     return level * uneven * (field.cytoplasm + 0.5 * field.nucleus)
 
 
-def _tiles(image: np.ndarray, size: int) -> list[np.ndarray]:
-    """The HPA_TILES x HPA_TILES tiles of a (C, T*S, T*S) field, row by row."""
-    return [image[:, y : y + size, x : x + size] for y in range(0, image.shape[1], size)
-            for x in range(0, image.shape[2], size)]
-
-
 def make_hpa_like(config: DomainConfig, *, seed: int) -> ImageSet:
     """HPA-like set: 4 channels (protein, microtubules, nucleus, ER), 28 HPA classes, cell lines, plates.
 
-    Each field of view is drawn :data:`HPA_TILES` times an image's width and cut into tiles, which are the
-    images (``obs["field"]`` says which field each came from): a field belongs to one antibody, cell line and
-    plate, so its tiles share them. There are ceil(n_images / 4) fields and at most that many antibodies
-    (``n_groups`` is capped there). HPA labels have no grades, so every present label is exported as grade 3;
-    internally later labels are still drawn weaker, as in the atlas.
+    Each image is one field of view of one antibody, cell line and plate; ``n_groups`` is capped at
+    ``n_images``. HPA labels have no grades, so every present label is exported as grade 3; internally later
+    labels are still drawn weaker, as in the atlas.
 
     Parameters
     ----------
@@ -567,46 +564,40 @@ def make_hpa_like(config: DomainConfig, *, seed: int) -> ImageSet:
     rng, camera = _streams(seed, 2)
     size = config.image_size or DEFAULT_SIZE
     scale = size / REFERENCE_SIZE
-    n_fields = -(-config.n_images // HPA_TILES**2)
-    n_antibodies = min(config.n_groups, n_fields)
+    n_antibodies = min(config.n_groups, config.n_images)
     prior = {c: HPA_COUNTS[c] / sum(HPA_COUNTS.values()) for c in HPA_CLASSES}
     label_sets = draw_label_sets(rng, n_antibodies, prior, companions=HPA_COMPANIONS, cardinality=HPA_CARDINALITY)
     styles = draw_protein_styles(rng, n_antibodies)
     floors = rng.lognormal(np.log(HPA_OFF_TARGET), 0.5, n_antibodies)  # each antibody's off-target level
-    group, plate = assign_images(rng, n_fields, n_antibodies, config.n_batches)
+    group, plate = assign_images(rng, config.n_images, n_antibodies, config.n_batches)
     plates = draw_plates(rng, config.n_batches, HPA_OPTICS, config.batch_effect)
-    illumination = [p.illumination(HPA_TILES * size) for p in plates]
+    illumination = [p.illumination(size) for p in plates]
     lines = draw_cell_lines(rng, config.n_cell_lines)
     line_of_group = rng.integers(0, config.n_cell_lines, n_antibodies)
-    line = np.where(rng.random(n_fields) < 0.7, line_of_group[group],
-                    rng.integers(0, config.n_cell_lines, n_fields))
-    images = np.empty((n_fields * HPA_TILES**2, 4, size, size), np.uint16)
-    n_cells = np.empty(len(images), int)
-    for f in progress_bar(range(n_fields), desc="HPA-like fields"):
-        field = make_field(rng, HPA_TILES * size, lines[line[f]], scale=scale)
-        g = group[f]
+    line = np.where(rng.random(config.n_images) < 0.7, line_of_group[group],
+                    rng.integers(0, config.n_cell_lines, config.n_images))
+    images = np.empty((config.n_images, 4, size, size), np.uint16)
+    n_cells = np.empty(config.n_images, int)
+    for i in progress_bar(range(config.n_images), desc="HPA-like images"):
+        field = make_field(rng, size, lines[line[i]], scale=scale)
+        g = group[i]
         floor = _antibody_floor(field, rng, floors[g])
         protein = _protein_signal(field, rng, label_sets[g], HPA_RENDERERS, styles[g], floor=floor,
                                   cell_sd=HPA_CELL_SD)
         microtubules, er = _hpa_references(field, rng)
         signal = np.stack([protein, microtubules, hoechst(field, rng), er])
-        counts = acquire(camera, signal, plates[plate[f]], illumination[plate[f]], HPA_OPTICS, scale=scale)
-        tiles = slice(f * HPA_TILES**2, (f + 1) * HPA_TILES**2)
-        images[tiles] = _tiles(counts, size)
-        n_cells[tiles] = [len(np.unique(owner[owner >= 0])) for owner in _tiles(field.owner[None], size)]
-    keep = slice(0, config.n_images)
-    field_of = np.repeat(np.arange(n_fields), HPA_TILES**2)[keep]
-    labels, _ = _label_matrices(label_sets, group[field_of], HPA_CLASSES)
+        images[i] = acquire(camera, signal, plates[plate[i]], illumination[plate[i]], HPA_OPTICS, scale=scale)
+        n_cells[i] = field.n_cells
+    labels, _ = _label_matrices(label_sets, group, HPA_CLASSES)
     obs = pd.DataFrame({
         "image_id": _ids("hpa", config.n_images),
-        "group": [f"A{g + 1:04d}" for g in group[field_of]],
-        "batch": [f"plate{p + 1:02d}" for p in plate[field_of]],
+        "group": [f"A{g + 1:04d}" for g in group],
+        "batch": [f"plate{p + 1:02d}" for p in plate],
         "domain": "hpa",
-        "cell_line": [_line_name(k) for k in line[field_of]],
-        "field": [f"F{f + 1:06d}" for f in field_of],
-        "n_cells": n_cells[keep],
+        "cell_line": [_line_name(k) for k in line],
+        "n_cells": n_cells,
     })
-    fov = float(np.mean([_field_of_view_um(s, HPA_CELL_DIAMETER_UM) for s in lines])) / HPA_TILES  # one tile
+    fov = float(np.mean([_field_of_view_um(s, HPA_CELL_DIAMETER_UM) for s in lines]))
     extra = {
         "emulates": "HPA Kaggle 2018 (Ouyang et al. 2019, Nat Methods)",
         "field_of_view_um": round(fov, 3),
@@ -614,7 +605,7 @@ def make_hpa_like(config: DomainConfig, *, seed: int) -> ImageSet:
         "optics": _describe(HPA_OPTICS),
         "plates": {f"plate{k + 1:02d}": p.summary() for k, p in enumerate(plates)},
     }
-    return ImageSet(images[keep], labels, labels.astype(np.int8) * 3, obs, HPA_CLASSES, HPA_CHANNELS, "hpa",
+    return ImageSet(images, labels, labels.astype(np.int8) * 3, obs, HPA_CLASSES, HPA_CHANNELS, "hpa",
                     pixel_size_um=HPA_PIXEL_UM, synthetic=True, extra=extra)
 
 
@@ -720,7 +711,6 @@ def planted_effects(config: Config) -> pd.DataFrame:
     later = sum(k * p for k, p in enumerate(OPENCELL_CARDINALITY))  # expected labels after the first
     grade_1 = later * (1 - P_SECOND_GRADE_2) / (1 + later)
     prior = np.array(list(OPENCELL_PRIOR.values()))
-    n_fields = -(-hpa.n_images // HPA_TILES**2)
     rows = []
 
     def add(*, effect: str, where: str, strength: str, recover: str) -> None:
@@ -733,7 +723,7 @@ def planted_effects(config: Config) -> pd.DataFrame:
         add(
             effect="larger pretraining corpus", where="HPA-like (all images)",
             strength=(f"{hpa.n_images:,} images = {hpa.n_images / n_train:.1f}x the OpenCell-like training set "
-                      f"({n_train:,}), in {n_fields:,} fields of {min(hpa.n_groups, n_fields):,} antibodies"),
+                      f"({n_train:,}), of {min(hpa.n_groups, hpa.n_images):,} antibodies"),
             recover="pretraining on it pays off only through what transfers (next row)")
         add(
             effect="shared compartment vocabulary", where="HPA-like protein channel",
@@ -761,7 +751,9 @@ def planted_effects(config: Config) -> pd.DataFrame:
             effect="domain shift: cells", where="HPA-like vs OpenCell-like",
             strength=(f"{hpa.n_cell_lines} HPA-like cell lines, cell radius {CELL_LINE_RADIUS[0]:g}-"
                       f"{CELL_LINE_RADIUS[1]:g} of an image (elongation up to {CELL_LINE_ASPECT[1]:g}) vs "
-                      f"{OPENCELL_STYLE.radius:g} ({OPENCELL_STYLE.aspect:g}) for HEK293T-like cells; structures "
+                      f"{OPENCELL_STYLE.radius:g} ({OPENCELL_STYLE.aspect:g}) for HEK293T-like cells, "
+                      f"{CELL_LINE_CELLS[0]}-{CELL_LINE_CELLS[1]} vs {OPENCELL_STYLE.n_cells[0]}-"
+                      f"{OPENCELL_STYLE.n_cells[1]} cells an image, loosely scattered vs clumped; structures "
                       f"drawn {OPENCELL_ZOOM:g}x larger in OpenCell-like images (higher magnification)"),
             recover="cell line is visible in HPA-like embeddings (UMAP colour, neighbours share it)")
         add(

@@ -38,7 +38,11 @@ def make_dataset(run: Run, domain: str) -> Artifact:
     domain_config = getattr(run.config.data, domain)
     config = {"domain": domain, **dataclasses.asdict(domain_config), "seed": run.config.seed}
     record, explain, digest = None, None, None
-    if domain_config.source != "synthetic":
+    if domain_config.source == "synthetic":
+        from dinoxfer_lib.data.synthetic import WORLD_VERSION
+
+        config["world"] = WORLD_VERSION
+    else:
         digest = source_content(run, domain)
         del config["path"]  # the content below stands for it
         config.update(table_sha256=digest.table_sha256, files_sha256=digest.files_sha256)
