@@ -214,7 +214,8 @@ display(Markdown(classifier.split_note(split_frame)))
 # splits: the best Table III row (chosen on validation F1) at least 0.6 test macro F1 and 75 % of the ceiling;
 # random weights at most 60 % of the ceiling; the DINO-trained OpenCell backbone at least 0.15 above random weights
 # with a paired interval above 0; HPA-like pretraining above natural-image pretraining with a paired interval above 0;
-# and the build's compute within the 15-minute budget of a 2-core CPU.
+# and the build's compute within the 15-minute budget of a 2-core CPU. On a first build that last row counts the
+# stages of the chapters run so far (up to this one); *At a glance*, run last, counts every chapter's.
 
 # %%
 targets = classifier.targets_table({"by image": (by_image, opencell.labels),

@@ -44,7 +44,7 @@ def test_targets_table_reads_each_target_from_the_joined_result(toy):
     best = classifier.table_iii(result).query("role == 'table III'")
     assert rows.loc["best Table III row: test macro F1", "value"] == pytest.approx(
         best.loc[best["val_f1_mean"].idxmax(), "test_f1_mean"])
-    assert rows.loc["the book's stages on this machine (the build's compute)", "met"] == "✗"  # 20 > 15 minutes
+    assert rows.loc["the book's stages computed so far on this machine", "met"] == "✗"  # 20 > 15 minutes
     assert "share of the supervised ceiling" not in " ".join(targets["target"])  # no ceiling row, no share
     assert "Missed" in classifier.targets_note(targets)
 

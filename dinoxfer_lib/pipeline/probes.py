@@ -41,6 +41,7 @@ from dinoxfer_lib.pipeline.embeddings import EMBEDDING_FILE, cell_line_embedding
 from dinoxfer_lib.pipeline.run import Run
 from dinoxfer_lib.probes.ceiling import FLOOR_SET
 from dinoxfer_lib.probes.result import ProbeResult
+from dinoxfer_lib.report.classifier import PAIRED_TARGETS
 from dinoxfer_lib.store import Artifact
 
 # probe.* settings that only the low-label stage depends on.
@@ -50,8 +51,8 @@ _LOW_LABEL_KEYS = ("low_label_fractions", "low_label_seeds", "low_label_folds")
 PAPER_SETS = tuple(paper.TABLE_III)
 # Grades of the OpenCell annotation: 3 prominent, 2 less pronounced, 1 weak.
 GRADES = (1, 2, 3)
-# The Table III rows chapter 04's paired targets compare (trained OpenCell vs the floor, HPA-like vs natural).
-TARGET_SETS = ("opencell_native", "hpa_mapping", "imagenet_mapping")
+# The Table III rows chapter 04's paired targets compare, but the floor (a stage of its own).
+TARGET_SETS = tuple(dict.fromkeys(name for pair in PAIRED_TARGETS for name, _ in pair if name != FLOOR_SET))
 
 
 def split_name(grouped: bool) -> str:

@@ -455,8 +455,9 @@ def targets_table(results: Mapping[str, tuple[ProbeResult, np.ndarray]], *, stag
         labels). The best row is the Table III row chosen on validation F1, so the choice never sees the test
         images.
     stage_minutes
-        Minutes this run's stages computed (e.g. :func:`stage_minutes`): the book's own share of the build budget;
-        the install, kernels and HTML are not measured from inside the book.
+        Minutes this run's stages computed (e.g. :func:`stage_minutes`): the book's own share of the build budget,
+        as far as the store holds it (on a first build, the chapters run so far); the install, kernels and HTML
+        are not measured from inside the book.
     n_resamples, seed
         The paired bootstrap behind the two comparisons that need an interval.
 
@@ -499,7 +500,7 @@ def targets_table(results: Mapping[str, tuple[ProbeResult, np.ndarray]], *, stag
                 add(name, split, row["difference"], interval(row["difference"], row["low"], row["high"]), required,
                     paired_target_met(pair, row["difference"], row["low"]))
     if stage_minutes is not None:
-        add("the book's stages on this machine (the build's compute)", "—", stage_minutes,
+        add("the book's stages computed so far on this machine", "—", stage_minutes,
             f"{stage_minutes:.1f} min", f"make book <= {TARGET_BUILD_MINUTES:.0f} min with install",
             stage_minutes <= TARGET_BUILD_MINUTES)
     return pd.DataFrame(rows, columns=["target", "split", "measured", "required", "met", "value"])
