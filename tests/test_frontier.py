@@ -85,6 +85,8 @@ def test_a_record_of_another_synthetic_world_says_so():
     older = record([point(1, 0.2, 0.1, 0.3)])
     older["recipe"]["data"]["world"] -= 1
     assert "(differs in data.world)" in frontier_note(older, profile="demo", config=CONFIG)
+    del older["recipe"]["data"]  # a record from before the data were recorded
+    assert "(differs in data (not recorded))" in frontier_note(older, profile="demo", config=CONFIG)
 
 
 def test_records_are_numbered_and_the_latest_of_the_profile_is_read(tmp_path):

@@ -119,10 +119,16 @@ def recipe_fields(config) -> dict:
 
 def recipe_differences(record: dict, config) -> list[str]:
     """The recipe fields (``dino.<field>``, ``probe.<field>``, ``data.<domain>``, ``data.world``) in which
-    ``config`` differs from the recipe ``record`` was measured with."""
+    ``config`` differs from the recipe ``record`` was measured with; ``data (not recorded)`` for a record older
+    than the data section."""
     recorded, now = record.get("recipe", {}), recipe_fields(config)
-    return [f"{section}.{key}" for section in now for key in sorted(now[section])
-            if recorded.get(section, {}).get(key) != now[section][key]]
+    differences = []
+    for section, fields in now.items():
+        if section not in recorded:
+            differences.append(f"{section} (not recorded)")
+        else:
+            differences += [f"{section}.{key}" for key in sorted(fields) if recorded[section].get(key) != fields[key]]
+    return differences
 
 
 def make_frontier_record(points: list[dict], *, profile: str, config,
