@@ -15,7 +15,6 @@ from dinoxfer_lib.dino.checkpoint import BACKBONE_FILE
 from dinoxfer_lib.errors import ConfigError, DataError
 from dinoxfer_lib.pipeline.dino import TRAINING_DATA_FILE, train_dinov2_backbone
 from dinoxfer_lib.pipeline.probes import cell_line_labels
-from dinoxfer_lib.probes import run_probe_comparison
 
 TINY_RECIPE = {"epochs": 2, "batch_size": 8, "out_dim": 32, "hidden_dim": 16, "bottleneck_dim": 8,
                "n_local_crops": 1, "local_crop_size": 8, "warmup_epochs": 0, "warmup_teacher_temp_epochs": 0,
@@ -82,18 +81,20 @@ def test_dino_boc_trains_one_channel_on_a_balanced_bag_of_every_domain(trained):
 
 
 def test_boc_row_is_its_own_encoder_not_replication(trained):
-    """The old bag-of-channels row summed the HPA backbone's filters: arithmetically replication, equal scores."""
+    """The old bag-of-channels row summed the HPA backbone's filters: arithmetically replication, the same
+    neighbours and so equal k-NN scores. Its own encoder gives each image other neighbours (scores on 40 tiny
+    images are too coarse to tell apart: both can be 0)."""
     run, _ = trained
     embeddings = pipeline.load_embeddings(run, ("hpa_replication", "dino_boc"))
     boc, replication = embeddings["dino_boc"], embeddings["hpa_replication"]
     assert boc.uns["embedding"]["backbone"]["stage"] == "dino/dino_boc" and boc.n_vars == replication.n_vars
-    opencell = pipeline.load_datasets(run, ("opencell",))["opencell"]
-    result = run_probe_comparison({"boc": boc.X, "replication": replication.X}, opencell.labels,
-                                  split=pipeline.load_split(run, "opencell"), config=run.config.probe,
-                                  class_names=opencell.class_names, probes=("knn",))
-    scores = result.scores[(result.scores["subset"] == "test") & result.scores["class"].isna()]
-    per_fold = scores.pivot_table(index=["probe", "fold"], columns="set", values="value")
-    assert not np.allclose(per_fold["boc"], per_fold["replication"])
+
+    def nearest(x: np.ndarray) -> np.ndarray:
+        distances = ((x[:, None] - x[None]) ** 2).sum(-1)
+        np.fill_diagonal(distances, np.inf)
+        return distances.argmin(1)
+
+    assert (nearest(np.asarray(boc.X)) != nearest(np.asarray(replication.X))).mean() > 0.2
 
 
 def test_runs_list_the_dinov2_rows_they_train(trained):
