@@ -445,6 +445,32 @@ def _ids(prefix: str, n: int) -> list[str]:
     return [f"{prefix}_{i + 1:06d}" for i in range(n)]
 
 
+def _image_fields(draw: Callable[[int], tuple[Field, np.ndarray]], camera: np.random.Generator, *, n_images: int,
+                  n_channels: int, size: int, plates: list[Plate], plate: np.ndarray, optics: Optics, scale: float,
+                  desc: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's field and signal (``draw(i)`` → ``(field, (C, S, S) signal)``) imaged on its plate: the uint16
+    images and the cells in each. Content and detector noise stay on their own streams (:func:`_streams`)."""
+    illumination = [p.illumination(size) for p in plates]
+    images = np.empty((n_images, n_channels, size, size), np.uint16)
+    n_cells = np.empty(n_images, int)
+    for i in progress_bar(range(n_images), desc=desc):
+        field, signal = draw(i)
+        images[i] = acquire(camera, signal, plates[plate[i]], illumination[plate[i]], optics, scale=scale)
+        n_cells[i] = field.n_cells
+    return images, n_cells
+
+
+def _acquisition(emulates: str, *, fov_um: float, size: int, optics: Optics, plates: list[Plate]) -> dict:
+    """What a synthetic microscopy set records of how it was imaged (``ImageSet.extra``)."""
+    return {
+        "emulates": emulates,
+        "field_of_view_um": round(fov_um, 3),
+        "effective_pixel_size_um": round(fov_um / size, 4),
+        "optics": _describe(optics),
+        "plates": {f"plate{k + 1:02d}": p.summary() for k, p in enumerate(plates)},
+    }
+
+
 def make_opencell_like(config: DomainConfig, *, seed: int) -> ImageSet:
     """OpenCell-like set: 2 channels (protein, nucleus), 17 classes, graded labels per protein, plates.
 
@@ -463,18 +489,16 @@ def make_opencell_like(config: DomainConfig, *, seed: int) -> ImageSet:
     styles = draw_protein_styles(rng, config.n_groups)
     group, plate = assign_images(rng, config.n_images, config.n_groups, config.n_batches)
     plates = draw_plates(rng, config.n_batches, OPENCELL_OPTICS, config.batch_effect)
-    illumination = [p.illumination(size) for p in plates]
     table = {c: (c, {}) for c in OPENCELL_CLASSES}
-    images = np.empty((config.n_images, 2, size, size), np.uint16)
-    n_cells = np.empty(config.n_images, int)
-    for i in progress_bar(range(config.n_images), desc="OpenCell-like images"):
+
+    def draw(i: int) -> tuple[Field, np.ndarray]:
         field = make_field(rng, size, OPENCELL_STYLE, scale=scale)
-        g = group[i]
-        protein = _protein_signal(field, rng, label_sets[g], table, styles[g], floor=AUTOFLUORESCENCE,
-                                  cell_sd=OPENCELL_CELL_SD)
-        signal = np.stack([protein, hoechst(field, rng)])
-        images[i] = acquire(camera, signal, plates[plate[i]], illumination[plate[i]], OPENCELL_OPTICS, scale=scale)
-        n_cells[i] = field.n_cells
+        protein = _protein_signal(field, rng, label_sets[group[i]], table, styles[group[i]],
+                                  floor=AUTOFLUORESCENCE, cell_sd=OPENCELL_CELL_SD)
+        return field, np.stack([protein, hoechst(field, rng)])
+
+    images, n_cells = _image_fields(draw, camera, n_images=config.n_images, n_channels=2, size=size, plates=plates,
+                                    plate=plate, optics=OPENCELL_OPTICS, scale=scale, desc="OpenCell-like images")
     labels, grades = _label_matrices(label_sets, group, OPENCELL_CLASSES)
     obs = pd.DataFrame({
         "image_id": _ids("oc", config.n_images),
@@ -483,14 +507,8 @@ def make_opencell_like(config: DomainConfig, *, seed: int) -> ImageSet:
         "domain": "opencell",
         "n_cells": n_cells,
     })
-    fov = _field_of_view_um(OPENCELL_STYLE, HEK_CELL_DIAMETER_UM)
-    extra = {
-        "emulates": "OpenCell (Cho et al. 2022, Science)",
-        "field_of_view_um": round(fov, 3),
-        "effective_pixel_size_um": round(fov / size, 4),
-        "optics": _describe(OPENCELL_OPTICS),
-        "plates": {f"plate{k + 1:02d}": p.summary() for k, p in enumerate(plates)},
-    }
+    extra = _acquisition("OpenCell (Cho et al. 2022, Science)", size=size, optics=OPENCELL_OPTICS, plates=plates,
+                         fov_um=_field_of_view_um(OPENCELL_STYLE, HEK_CELL_DIAMETER_UM))
     return ImageSet(images, labels, grades, obs, OPENCELL_CLASSES, OPENCELL_CHANNELS, "opencell",
                     pixel_size_um=OPENCELL_PIXEL_UM, synthetic=True, extra=extra)
 
@@ -571,23 +589,21 @@ def make_hpa_like(config: DomainConfig, *, seed: int) -> ImageSet:
     floors = rng.lognormal(np.log(HPA_OFF_TARGET), 0.5, n_antibodies)  # each antibody's off-target level
     group, plate = assign_images(rng, config.n_images, n_antibodies, config.n_batches)
     plates = draw_plates(rng, config.n_batches, HPA_OPTICS, config.batch_effect)
-    illumination = [p.illumination(size) for p in plates]
     lines = draw_cell_lines(rng, config.n_cell_lines)
     line_of_group = rng.integers(0, config.n_cell_lines, n_antibodies)
     line = np.where(rng.random(config.n_images) < 0.7, line_of_group[group],
                     rng.integers(0, config.n_cell_lines, config.n_images))
-    images = np.empty((config.n_images, 4, size, size), np.uint16)
-    n_cells = np.empty(config.n_images, int)
-    for i in progress_bar(range(config.n_images), desc="HPA-like images"):
+
+    def draw(i: int) -> tuple[Field, np.ndarray]:
         field = make_field(rng, size, lines[line[i]], scale=scale)
-        g = group[i]
-        floor = _antibody_floor(field, rng, floors[g])
-        protein = _protein_signal(field, rng, label_sets[g], HPA_RENDERERS, styles[g], floor=floor,
+        floor = _antibody_floor(field, rng, floors[group[i]])
+        protein = _protein_signal(field, rng, label_sets[group[i]], HPA_RENDERERS, styles[group[i]], floor=floor,
                                   cell_sd=HPA_CELL_SD)
         microtubules, er = _hpa_references(field, rng)
-        signal = np.stack([protein, microtubules, hoechst(field, rng), er])
-        images[i] = acquire(camera, signal, plates[plate[i]], illumination[plate[i]], HPA_OPTICS, scale=scale)
-        n_cells[i] = field.n_cells
+        return field, np.stack([protein, microtubules, hoechst(field, rng), er])
+
+    images, n_cells = _image_fields(draw, camera, n_images=config.n_images, n_channels=4, size=size, plates=plates,
+                                    plate=plate, optics=HPA_OPTICS, scale=scale, desc="HPA-like images")
     labels, _ = _label_matrices(label_sets, group, HPA_CLASSES)
     obs = pd.DataFrame({
         "image_id": _ids("hpa", config.n_images),
@@ -597,14 +613,9 @@ def make_hpa_like(config: DomainConfig, *, seed: int) -> ImageSet:
         "cell_line": [_line_name(k) for k in line],
         "n_cells": n_cells,
     })
-    fov = float(np.mean([_field_of_view_um(s, HPA_CELL_DIAMETER_UM) for s in lines]))
-    extra = {
-        "emulates": "HPA Kaggle 2018 (Ouyang et al. 2019, Nat Methods)",
-        "field_of_view_um": round(fov, 3),
-        "effective_pixel_size_um": round(fov / size, 4),
-        "optics": _describe(HPA_OPTICS),
-        "plates": {f"plate{k + 1:02d}": p.summary() for k, p in enumerate(plates)},
-    }
+    extra = _acquisition("HPA Kaggle 2018 (Ouyang et al. 2019, Nat Methods)", size=size, optics=HPA_OPTICS,
+                         plates=plates,
+                         fov_um=float(np.mean([_field_of_view_um(s, HPA_CELL_DIAMETER_UM) for s in lines])))
     return ImageSet(images, labels, labels.astype(np.int8) * 3, obs, HPA_CLASSES, HPA_CHANNELS, "hpa",
                     pixel_size_um=HPA_PIXEL_UM, synthetic=True, extra=extra)
 
