@@ -240,9 +240,9 @@ display(Markdown(classifier.targets_note(targets)))
 # %%
 frontier = frontier_records.latest_frontier(run.config.profile)
 if frontier is not None:
-    display(frontier_records.frontier_table(frontier))
+    display(frontier_records.frontier_table(frontier, profile_epochs=run.config.dino.epochs))
     display(frontier_records.frontier_targets_table(frontier))
-    display(pl_results.plot_frontier(frontier))
+    display(pl_results.plot_frontier(frontier, profile_epochs=run.config.dino.epochs))
 display(Markdown(frontier_records.frontier_note(frontier, profile=run.config.profile, config=run.config)))
 
 # %% [markdown]

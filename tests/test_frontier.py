@@ -89,6 +89,18 @@ def test_a_record_of_another_synthetic_world_says_so():
     assert "(differs in data (not recorded))" in frontier_note(older, profile="demo", config=CONFIG)
 
 
+def test_a_record_made_when_the_profile_trained_other_epochs_marks_this_builds_budget():
+    old = {**record([point(1, 0.05, 0.0, 0.1), point(2, 0.16, 0.1, 0.22), point(4, 0.2, 0.15, 0.25)]),
+           "profile_epochs": 8}  # the profile has since moved to 16 (CONFIG)
+    assert CONFIG.dino.epochs == 16
+    text = frontier_note(old, profile="demo", config=CONFIG)
+    assert "This profile trains 16 epochs (it trained 8 then)." in text
+    marks = frontier_table(old, profile_epochs=CONFIG.dino.epochs)["this profile"]
+    assert marks.to_dict() == {4: "", 8: "", 16: "◀"}
+    labels = [t.get_text() for t in plot_frontier(old, profile_epochs=16).axes[0].texts]
+    assert "16 epochs (this profile)" in labels and "8 epochs" in labels
+
+
 def test_records_are_numbered_and_the_latest_of_the_profile_is_read(tmp_path):
     first = write_frontier_record(record([point(1, 0.0, -0.1, 0.1)], time="03:00 UTC"), tmp_path)
     second = write_frontier_record(record([point(1, 0.1, 0.0, 0.2)], time="05:00 UTC"), tmp_path)

@@ -163,16 +163,18 @@ def latest_frontier(profile: str, folder: str | Path = FRONTIER_DIR) -> dict | N
     return max(records, key=lambda r: (r["date"], r["time"])) if records else None
 
 
-def frontier_table(record: dict) -> pd.DataFrame:
+def frontier_table(record: dict, *, profile_epochs: int | None = None) -> pd.DataFrame:
     """One row per budget: steps, minutes of DINO (the OpenCell backbone; the four a point trains, where recorded),
-    the OpenCell backbone's trained and random F1 by image, the paired difference and its interval."""
+    the OpenCell backbone's trained and random F1 by image, the paired difference and its interval, and ◀ at
+    ``profile_epochs`` (the build's epochs; by default the profile's when the record was made)."""
     table = pd.DataFrame(record["points"]).drop(columns="comparisons", errors="ignore")
     table.insert(2, "dino_minutes", (table.pop("dino_seconds") / 60).round(2))
     if "dino_seconds_all" in table:
         table.insert(3, "minutes, 4 backbones", (table.pop("dino_seconds_all") / 60).round(1))
     table["interval"] = [f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(table.pop("low"), table.pop("high"))]
     table["healthy"] = table["healthy"].map({True: "✓", False: "✗"})
-    table["this profile"] = (table["epochs"] == record["profile_epochs"]).map({True: "◀", False: ""})
+    marked = record["profile_epochs"] if profile_epochs is None else profile_epochs
+    table["this profile"] = (table["epochs"] == marked).map({True: "◀", False: ""})
     return table.set_index("epochs")
 
 
@@ -236,7 +238,8 @@ def frontier_note(record: dict | None, *, profile: str, config) -> str:
         best = reached.iloc[0] if len(reached) else scores.loc[scores["f1"].idxmax()]
         verb = "first reached at" if len(reached) else "not reached at any measured budget; the highest took"
         lines.append(f"{label}: {verb} {_budget(best)}: {best['f1']:.3f} ({best['set']}).")
-    return (f"{source} This profile trains {record['profile_epochs']} epochs.\n\n"
+    then = "" if record["profile_epochs"] == config.dino.epochs else f" (it trained {record['profile_epochs']} then)"
+    return (f"{source} This profile trains {config.dino.epochs} epochs{then}.\n\n"
             + "\n".join(f"- {line}" for line in lines))
 
 

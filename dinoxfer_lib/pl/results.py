@@ -208,11 +208,12 @@ def plot_error_gallery(images: np.ndarray, channel_names: Sequence[str], errors:
     return fig
 
 
-def plot_frontier(record: dict) -> Figure:
+def plot_frontier(record: dict, *, profile_epochs: int | None = None) -> Figure:
     """The recorded frontier: test macro F1 of both rows of each recorded comparison (one panel each: the OpenCell
     backbone trained vs random weights, HPA-like vs natural-image pretraining) against CPU minutes of the OpenCell
     backbone's DINO training, solid by image and dashed grouped by protein (``record`` as
-    :mod:`~dinoxfer_lib.bench.frontier` writes it)."""
+    :mod:`~dinoxfer_lib.bench.frontier` writes it); ``profile_epochs`` (the build's; by default the profile's when
+    the record was made) is marked "this profile"."""
     from dinoxfer_lib.bench.frontier import frontier_comparisons
 
     rows = frontier_comparisons(record)
@@ -226,8 +227,9 @@ def plot_frontier(record: dict) -> Figure:
             ax.plot(line["minutes"], line["a_f1"], style, color=APPROACH_COLOURS["-"], label=f"{a}, {split}")
             ax.plot(line["minutes"], line["b_f1"], style, color="0.55", label=f"{b}, {split}")
         first = pair.drop_duplicates("epochs")
+        marked = record["profile_epochs"] if profile_epochs is None else profile_epochs
         for x, y, epochs in zip(first["minutes"], first["a_f1"], first["epochs"]):
-            mark = " (this profile)" if epochs == record["profile_epochs"] else ""
+            mark = " (this profile)" if epochs == marked else ""
             ax.annotate(f"{epochs} epochs{mark}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set_title(f"{a} vs {b}")
         ax.margins(x=0.2)  # room for the last point's label
