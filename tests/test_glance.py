@@ -2,6 +2,7 @@
 whose rows differ by construction."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from dinoxfer_lib.data.splits import make_split
@@ -84,3 +85,12 @@ def test_build_minutes_sums_each_kind_of_stage_and_lists_the_timed_notebooks(tmp
     assert list(minutes.loc["notebooks", "minutes"]) == [1.0, 10.0]  # the untimed record is left out
     note = classifier.build_minutes_note(minutes.reset_index())
     assert "The 2 notebooks the runner timed took 11.0 minutes" in note and "15 minutes" in note
+    assert "faster" not in note  # within the budget: nothing to reach
+
+
+def test_an_over_budget_build_says_how_far_off_it_is_and_which_kinds_alone_exceed_it():
+    minutes = pd.DataFrame({"kind": ["stages", "stages", "stages"], "what": ["dino", "probes", "datasets"],
+                            "minutes": [36.0, 21.0, 3.0], "count": [7, 20, 3], "largest": ["", "", ""]})
+    note = classifier.build_minutes_note(minutes)
+    assert "would have to run 4.0× faster" in note
+    assert "dino and probes alone take more than the whole budget" in note and "frontier" in note

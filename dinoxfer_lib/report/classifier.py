@@ -543,7 +543,7 @@ def build_minutes(store) -> pd.DataFrame:
 
 def build_minutes_note(minutes: pd.DataFrame) -> str:
     """The build's minutes against its budget, in one paragraph: the stages' total and their largest kinds, the
-    notebooks' total where the runner recorded it."""
+    notebooks' total where the runner recorded it and, over budget, how far off it is and what would reach it."""
     stages = minutes[minutes["kind"] == "stages"]
     total = stages["minutes"].sum()
     top = ", ".join(f"{row.what} {row.minutes:.1f} min ({row.count} stage{'s' * (row.count != 1)}, "
@@ -553,8 +553,16 @@ def build_minutes_note(minutes: pd.DataFrame) -> str:
     if len(notebooks):
         text += (f" The {len(notebooks)} notebooks the runner timed took {notebooks['minutes'].sum():.1f} minutes "
                  "(the install and the HTML build are not among them).")
-    return text + (f" The budget is {TARGET_BUILD_MINUTES:.0f} minutes for `make book` from a fresh clone, install "
-                   "included.")
+    text += (f" The budget is {TARGET_BUILD_MINUTES:.0f} minutes for `make book` from a fresh clone, install "
+             "included.")
+    if total > TARGET_BUILD_MINUTES:
+        alone = stages[stages["minutes"] > TARGET_BUILD_MINUTES]["what"].tolist()
+        text += (f" To meet it the stages alone would have to run {total / TARGET_BUILD_MINUTES:.1f}× faster"
+                 + (f", and {' and '.join(alone)} alone take{'s' * (len(alone) == 1)} more than the whole budget"
+                    if alone else "")
+                 + ". What would reach it: fewer DINO epochs (chapter 04's frontier shows what each budget buys), "
+                   "fewer backbones or probe sets, or a GPU (the *Performance* chapter).")
+    return text
 
 
 def targets_note(targets: pd.DataFrame) -> str:
