@@ -219,6 +219,7 @@ def plot_frontier(record: dict, *, profile_epochs: int | None = None) -> Figure:
     rows = frontier_comparisons(record)
     rows["minutes"] = rows["dino_seconds"] / 60
     panels = list(dict.fromkeys(zip(rows["a"], rows["b"])))
+    marked = record["profile_epochs"] if profile_epochs is None else profile_epochs
     fig = Figure(figsize=(min(FULL_WIDTH, 6 * len(panels)), 3.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
     for ax, (a, b) in zip(axes, panels):
@@ -227,7 +228,6 @@ def plot_frontier(record: dict, *, profile_epochs: int | None = None) -> Figure:
             ax.plot(line["minutes"], line["a_f1"], style, color=APPROACH_COLOURS["-"], label=f"{a}, {split}")
             ax.plot(line["minutes"], line["b_f1"], style, color="0.55", label=f"{b}, {split}")
         first = pair.drop_duplicates("epochs")
-        marked = record["profile_epochs"] if profile_epochs is None else profile_epochs
         for x, y, epochs in zip(first["minutes"], first["a_f1"], first["epochs"]):
             mark = " (this profile)" if epochs == marked else ""
             ax.annotate(f"{epochs} epochs{mark}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
