@@ -557,11 +557,11 @@ def build_minutes_note(minutes: pd.DataFrame) -> str:
              "included.")
     if total > TARGET_BUILD_MINUTES:
         alone = stages[stages["minutes"] > TARGET_BUILD_MINUTES]["what"].tolist()
-        text += (f" To meet it the stages alone would have to run {total / TARGET_BUILD_MINUTES:.1f}× faster"
-                 + (f", and {' and '.join(alone)} alone take{'s' * (len(alone) == 1)} more than the whole budget"
-                    if alone else "")
-                 + ". What would reach it: fewer DINO epochs (chapter 04's frontier shows what each budget buys), "
-                   "fewer backbones or probe sets, or a GPU (the *Performance* chapter).")
+        text += f" To meet it the stages alone would have to run {total / TARGET_BUILD_MINUTES:.1f}× faster"
+        if alone:
+            text += f", and {' and '.join(alone)} alone take{'s' * (len(alone) == 1)} more than the whole budget"
+        text += (". What would reach it: fewer DINO epochs (chapter 04's frontier shows what each budget buys), "
+                 "fewer backbones or probe sets, or a GPU (the *Performance* chapter).")
     return text
 
 
