@@ -135,8 +135,9 @@ def _cmd_bench(args: argparse.Namespace) -> None:
 
 
 def _cmd_frontier(args: argparse.Namespace) -> None:
-    from dinoxfer_lib.bench.frontier import (FRONTIER_DIR, default_epochs, frontier_table, frontier_targets_table,
-                                             make_frontier_record, measure_frontier, write_frontier_record)
+    from dinoxfer_lib.bench.frontier import (FRONTIER_DIR, default_epochs, extend_frontier_record, frontier_table,
+                                             frontier_targets_table, make_frontier_record, measure_frontier,
+                                             read_extendable, write_frontier_record)
     from dinoxfer_lib.config import load_config
     from dinoxfer_lib.errors import ConfigError
     from dinoxfer_lib.runner import parse_overrides
@@ -148,8 +149,12 @@ def _cmd_frontier(args: argparse.Namespace) -> None:
         raise ConfigError(f"--epochs {' '.join(map(str, epochs))}: expected distinct whole numbers >= 1 in "
                           "increasing order, e.g. 4 8 16")
     folder = args.record_dir or FRONTIER_DIR
+    earlier = (read_extendable(args.extend, profile=args.profile, config=config, overrides=overrides, epochs=epochs)
+               if args.extend else None)
     points = measure_frontier(args.profile, overrides, epochs=epochs, runs_root=args.runs)
     record = make_frontier_record(points, profile=args.profile, config=config, overrides=overrides)
+    if earlier:
+        record = extend_frontier_record(earlier, record)
     print(frontier_table(record).to_string())
     print(frontier_targets_table(record).T.to_string())
     print(f"recorded for the classifier chapter: {write_frontier_record(record, folder)}")
@@ -295,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     frontier.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="override a config value, e.g. seed=1")
     frontier.add_argument("--record-dir", type=Path, default=None,
                           help="where the record goes (default: book/performance/frontier/ of this checkout)")
+    frontier.add_argument("--extend", type=Path, default=None, metavar="RECORD",
+                          help="a frontier record of the same profile and recipe: measure only --epochs not in it and "
+                               "write a new record holding both (RECORD itself is kept)")
     frontier.set_defaults(func=_cmd_frontier)
 
     channels = sub.add_parser("channels", help="which input slot of a published backbone holds which stain")

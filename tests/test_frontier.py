@@ -7,6 +7,7 @@ import json
 import pytest
 
 from dinoxfer_lib.bench.frontier import (
+    extend_frontier_record,
     frontier_comparisons,
     frontier_note,
     frontier_table,
@@ -113,13 +114,21 @@ def test_records_are_numbered_and_the_latest_of_the_profile_is_read(tmp_path):
     assert table.loc[4, "interval"] == "[+0.000, +0.200]" and table.loc[4, "this profile"] == ""
 
 
-def test_the_command_records_each_budget_in_its_own_store(tmp_path):
+def test_the_command_records_each_budget_in_its_own_store_and_extends_a_record(tmp_path):
     runs, records = tmp_path / "runs", tmp_path / "records"
-    assert main(["frontier", "--profile", "smoke", "--epochs", "1", "2", "--runs", str(runs),
+    assert main(["frontier", "--profile", "smoke", "--epochs", "2", "--runs", str(runs),
                  "--record-dir", str(records)]) == 0
-    (path,) = records.glob("smoke_*.json")
+    (first,) = records.glob("smoke_*.json")
+    measured_first = first.read_text()
+    assert main(["frontier", "--profile", "smoke", "--epochs", "1", "--runs", str(runs), "--record-dir",
+                 str(records), "--extend", str(first)]) == 0
+    assert first.read_text() == measured_first  # the extended record is kept as it was
+    (path,) = set(records.glob("smoke_*.json")) - {first}
     saved = json.loads(path.read_text())
     points = saved["points"]
+    assert [run["epochs"] for run in saved["measurements"]] == [[2], [1]]
+    assert [run["command"] for run in saved["measurements"]] == [
+        "dinoxfer frontier --profile smoke --epochs 2", "dinoxfer frontier --profile smoke --epochs 1"]
     assert saved["recipe"] == recipe_fields(load_config("smoke"))
     assert [p["epochs"] for p in points] == [1, 2] and points[1]["steps"] == 2 * points[0]["steps"]
     assert all(0 <= p["trained_f1"] <= 1 and p["low"] <= p["difference"] <= p["high"] for p in points)
@@ -135,6 +144,36 @@ def test_the_command_records_each_budget_in_its_own_store(tmp_path):
     assert {p.name for p in (runs / "frontier").iterdir()} == {"e1", "e2"}
     trained = {path.name for path in (runs / "frontier" / "e2" / "smoke" / "dino").iterdir()}
     assert trained == {"opencell", "opencell_grouped", "hpa", "natural"}
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"profile": "demo"}, "a record of the 'demo' profile, not 'smoke'"),
+    ({"overrides": {"seed": 1}}, "measured with another recipe (differs in overrides)"),
+    ({"points": [point(1, 0.1, 0.0, 0.2)]}, "already holds 4 epochs"),
+    ({"points": None}, "not a readable frontier record"),
+])
+def test_a_record_that_new_budgets_cannot_join_is_refused_before_training(tmp_path, capsys, change, expected):
+    earlier = tmp_path / "earlier.json"
+    smoke = {**record([{**point(1, 0.1, 0.0, 0.2), "epochs": 3}], profile="smoke"),
+             "recipe": recipe_fields(load_config("smoke")), **change}
+    earlier.write_text(json.dumps(smoke))
+    runs = tmp_path / "runs"
+    assert main(["frontier", "--profile", "smoke", "--epochs", "4", "--runs", str(runs), "--extend",
+                 str(earlier)]) == 2
+    err = capsys.readouterr().err
+    assert f"--extend {earlier}: {expected}" in err and len(err.strip().splitlines()) == 1
+    assert not runs.exists()  # nothing trained
+
+
+def test_an_extended_record_names_every_run_behind_it():
+    earlier = {**record(FULL[:1]), "command": "dinoxfer frontier --profile demo --epochs 4"}
+    later = {**record(FULL[1:]), "command": "dinoxfer frontier --profile demo --epochs 8 16", "commit": "def5678",
+             "date": "2026-12-03"}
+    text = frontier_note(extend_frontier_record(earlier, later), profile="demo", config=CONFIG)
+    assert ("Recorded by `dinoxfer frontier --profile demo --epochs 4` on x86_64, 2 cores, 2026-12-02 (commit "
+            "abc1234) and `dinoxfer frontier --profile demo --epochs 8 16` on x86_64, 2 cores, 2026-12-03 (commit "
+            "def5678), not by this build.") in text
+    assert "first met at 8 epochs" in text  # the points of both runs are read as one frontier
 
 
 def test_epochs_out_of_order_are_refused_in_one_line(tmp_path, capsys):

@@ -12,7 +12,9 @@ profile as a recorded measurement, never as the build's own (:func:`frontier_tab
 :func:`frontier_note`).
 
 Each budget trains in its own store, ``<runs>/frontier/e<epochs>/`` (the datasets are generated there again, about
-a minute on ``demo``), so the book's own stages are never replaced.
+a minute on ``demo``), so the book's own stages are never replaced. A budget takes most of an hour on ``demo``, so a
+record can be extended: ``--extend RECORD`` measures only new budgets with the same recipe and writes a new record
+holding both runs' points, each run's provenance kept (:func:`read_extendable`, :func:`extend_frontier_record`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 import pandas as pd
 
 from dinoxfer_lib.bench.records import write_numbered
+from dinoxfer_lib.errors import ConfigError
 from dinoxfer_lib.provenance import git_state
 
 # The frontier records the book ships, in a checkout: ``book/performance/frontier`` at the repository's root.
@@ -38,6 +41,8 @@ BACKBONES = {"opencell": ("opencell", False), "opencell_grouped": ("opencell", T
              "natural": ("natural", False)}
 # The splits each point probes, as chapter 04 labels them.
 SPLITS = {"by image": False, "grouped by protein": True}
+# Where, when and from which commit one `dinoxfer frontier` run measured its points.
+PROVENANCE = ("command", "machine", "date", "time", "commit")
 
 
 def default_epochs(profile_epochs: int) -> list[int]:
@@ -151,6 +156,52 @@ def make_frontier_record(points: list[dict], *, profile: str, config,
     }
 
 
+def measurements(record: dict) -> list[dict]:
+    """The `dinoxfer frontier` runs behind a record, oldest first: each run's :data:`PROVENANCE` and the
+    ``epochs`` it measured (one run unless the record was extended)."""
+    return record.get("measurements") or [
+        {"epochs": [point["epochs"] for point in record["points"]], **{key: record[key] for key in PROVENANCE}}]
+
+
+def read_extendable(path: str | Path, *, profile: str, config, overrides: Mapping[str, Any] | None,
+                    epochs: Sequence[int]) -> dict:
+    """The record at ``path``, when budgets ``epochs`` measured now (``profile``, its run ``config`` with
+    ``overrides``) may join it: same profile, recipe and overrides, none of the budgets already measured. Checked
+    before any training, so that an hour of it is never spent on points that cannot join.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and what differs.
+    """
+    try:
+        earlier = json.loads(Path(path).read_text())
+        recorded = {int(point["epochs"]) for point in earlier["points"]}
+        recorded_profile = earlier["profile"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"--extend {path}: not a readable frontier record (expected the JSON `dinoxfer frontier` "
+                          f"writes, with profile and points): {error}") from None
+    if recorded_profile != profile:
+        raise ConfigError(f"--extend {path}: a record of the {recorded_profile!r} profile, not {profile!r}")
+    differences = recipe_differences(earlier, config)
+    if earlier.get("overrides", {}) != dict(overrides or {}):
+        differences.append("overrides")
+    if differences:
+        raise ConfigError(f"--extend {path}: measured with another recipe (differs in {', '.join(differences)}); "
+                          "its points cannot join these")
+    if repeated := sorted(recorded & set(epochs)):
+        raise ConfigError(f"--extend {path}: already holds {', '.join(map(str, repeated))} epochs; measure only new "
+                          "budgets, or measure them all again without --extend")
+    return earlier
+
+
+def extend_frontier_record(earlier: dict, record: dict) -> dict:
+    """``record`` (just measured) holding ``earlier``'s points too, in order of epochs, with every run's provenance
+    under ``measurements`` (:func:`measurements`); ``earlier`` as checked by :func:`read_extendable`."""
+    points = sorted(earlier["points"] + record["points"], key=lambda point: point["epochs"])
+    return {**record, "points": points, "measurements": measurements(earlier) + measurements(record)}
+
+
 def write_frontier_record(record: dict, folder: str | Path = FRONTIER_DIR) -> Path:
     """``<profile>_<date>.json`` in ``folder`` (numbered when one exists, :func:`~.records.write_numbered`)."""
     return write_numbered(record, folder, f"{record['profile']}_{record['date']}")
@@ -207,8 +258,9 @@ def frontier_note(record: dict | None, *, profile: str, config) -> str:
     if record is None:
         return (f"No frontier is recorded for the `{profile}` profile: `dinoxfer frontier --profile {profile}` "
                 "measures it and writes it beside the book.")
-    source = (f"Recorded by `{record['command']}` on {record['machine']}, {record['date']} (commit "
-              f"{record['commit']}), not by this build.")
+    runs = [f"`{run['command']}` on {run['machine']}, {run['date']} (commit {run['commit']})"
+            for run in measurements(record)]
+    source = f"Recorded by {' and '.join(runs)}, not by this build."
     if differences := recipe_differences(record, config):
         source += (f" **It was measured with another recipe** (differs in {', '.join(differences)}): run the "
                    "command again to measure this one.")
