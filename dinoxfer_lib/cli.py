@@ -76,11 +76,11 @@ def _cmd_book(args: argparse.Namespace) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
-    from dinoxfer_lib.provenance import device_description, git_state, package_versions
+    from dinoxfer_lib.provenance import commit_label, device_description, git_state, package_versions
 
     state = git_state()
     print(f"device: {device_description()}")
-    print(f"git: {state['commit'] or 'unknown'}{' (dirty)' if state['dirty'] else ''}")
+    print(f"git: {commit_label(state, digits=40)}")
     print(f"source sha256: {state['source_sha256']}")
     print(f"profiles: {', '.join(available_profiles())}")
     for name, version in package_versions().items():

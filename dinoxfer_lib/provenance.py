@@ -59,7 +59,21 @@ def git_state() -> dict[str, str | bool | None]:
 
     commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no")
+    if git("rev-parse", "HEAD") != commit:  # a commit landed between the two reads: the status is not commit's
+        status = None
     return {"commit": commit, "dirty": bool(status) if status is not None else None, "source_sha256": source_sha256()}
+
+
+def commit_label(git: dict, *, digits: int = 7) -> str:
+    """A :func:`git_state` commit as records and tables show it: ``+dirty`` after a tree with uncommitted changes,
+    ``+unchecked`` when git gave the commit but not the tree's state (no status, or a commit landed while it was
+    read), so that no record passes for a clean tree it was not checked to be."""
+    commit = git.get("commit")
+    if not commit:
+        return "unknown"
+    if git.get("dirty") is None:
+        return commit[:digits] + "+unchecked"
+    return commit[:digits] + ("+dirty" if git["dirty"] else "")
 
 
 @lru_cache(maxsize=1)

@@ -110,6 +110,25 @@ def test_truncated_file_is_not_trusted(tmp_path):
         store.load("missing")
 
 
+@pytest.mark.parametrize("heads, status, label", [
+    (["a" * 40, "a" * 40], "", "aaaaaaa"),
+    (["a" * 40, "a" * 40], " M dinoxfer_lib/cli.py", "aaaaaaa+dirty"),
+    (["a" * 40, "b" * 40], "", "aaaaaaa+unchecked"),  # a commit landed between reading HEAD and the status
+])
+def test_a_record_never_passes_for_a_clean_tree_it_was_not_checked_to_be(monkeypatch, heads, status, label):
+    from dinoxfer_lib import provenance
+
+    heads = iter(heads)
+
+    def fake_git(command, **kwargs):
+        out = next(heads) if command[1] == "rev-parse" else status
+        return subprocess.CompletedProcess(command, 0, stdout=out + "\n", stderr="")
+
+    monkeypatch.setattr(provenance.subprocess, "run", fake_git)
+    assert provenance.commit_label(provenance.git_state.__wrapped__()) == label  # not the cached state
+    assert provenance.commit_label({"commit": None, "dirty": None}) == "unknown"
+
+
 def test_folder_without_provenance_is_not_trusted(tmp_path):
     (tmp_path / "smoke" / "a").mkdir(parents=True)
     (tmp_path / "smoke" / "a" / "out.txt").write_text("orphan")

@@ -32,7 +32,7 @@ import pandas as pd
 
 from dinoxfer_lib.bench.records import write_numbered
 from dinoxfer_lib.errors import ConfigError
-from dinoxfer_lib.provenance import git_state
+from dinoxfer_lib.provenance import commit_label, git_state
 
 # The frontier records the book ships, in a checkout: ``book/performance/frontier`` at the repository's root.
 FRONTIER_DIR = Path(__file__).resolve().parents[2] / "book" / "performance" / "frontier"
@@ -150,7 +150,7 @@ def make_frontier_record(points: list[dict], *, profile: str, config,
                    f"({torch.get_num_threads()} threads)",
         "date": datetime.date.today().isoformat(),
         "time": datetime.datetime.now(datetime.timezone.utc).strftime("%H:%M UTC"),
-        "commit": (git["commit"] or "unknown")[:7] + ("+dirty" if git["dirty"] else ""),
+        "commit": commit_label(git),
         "command": f"dinoxfer frontier --profile {profile} --epochs " + " ".join(str(p["epochs"]) for p in points),
         "points": points,
     }

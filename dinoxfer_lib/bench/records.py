@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dinoxfer_lib.provenance import git_state, package_versions
+from dinoxfer_lib.provenance import commit_label, git_state, package_versions
 
 # The records the book ships, in a checkout: ``book/performance/records`` at the repository's root.
 RECORD_DIR = Path(__file__).resolve().parents[2] / "book" / "performance" / "records"
@@ -169,7 +169,7 @@ def make_record(results: list[dict], variants: list[dict] | None, device) -> dic
         "software": f"Python {versions['python']}, torch {torch.__version__}, timm {versions.get('timm', '?')}, "
                     f"CUDA {torch.version.cuda}",
         "bf16_matmul_tflops": bf16_matmul_tflops(device),
-        "results": [{**result, "commit": (git["commit"] or "unknown")[:7] + ("+dirty" if git["dirty"] else ""),
+        "results": [{**result, "commit": commit_label(git),
                      "source_sha256": git["source_sha256"][:12]} for result in results],
     }
     if variants is not None:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from dinoxfer_lib.data.dataset import ImageSet
+from dinoxfer_lib.provenance import commit_label
 from dinoxfer_lib.store import ArtifactStore
 
 
@@ -86,7 +87,7 @@ def provenance_table(store: ArtifactStore, stages: Iterable[str]) -> pd.DataFram
     for stage in stages:
         record = store.load(stage).provenance
         git = record.get("git") or {}
-        commit = (git.get("commit") or "unknown")[:10] + (" (dirty)" if git.get("dirty") else "")
+        commit = commit_label(git, digits=10)
         rows.append(
             {
                 "stage": stage,
