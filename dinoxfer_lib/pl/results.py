@@ -220,7 +220,7 @@ def plot_frontier(record: dict, *, profile_epochs: int | None = None) -> Figure:
     rows["minutes"] = rows["dino_seconds"] / 60
     panels = list(dict.fromkeys(zip(rows["a"], rows["b"])))
     marked = record["profile_epochs"] if profile_epochs is None else profile_epochs
-    fig = Figure(figsize=(min(FULL_WIDTH, 6 * len(panels)), 3.4), layout="constrained")
+    fig = Figure(figsize=(min(FULL_WIDTH, 6 * len(panels)), 4.8), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
     for ax, (a, b) in zip(axes, panels):
         pair = rows[(rows["a"] == a) & (rows["b"] == b)]
@@ -228,12 +228,16 @@ def plot_frontier(record: dict, *, profile_epochs: int | None = None) -> Figure:
             ax.plot(line["minutes"], line["a_f1"], style, color=APPROACH_COLOURS["-"], label=f"{a}, {split}")
             ax.plot(line["minutes"], line["b_f1"], style, color="0.55", label=f"{b}, {split}")
         first = pair.drop_duplicates("epochs")
+        last = first["minutes"].max()
         for x, y, epochs in zip(first["minutes"], first["a_f1"], first["epochs"]):
             mark = " (this profile)" if epochs == marked else ""
-            ax.annotate(f"{epochs} epochs{mark}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            right = x == last  # the last label reads leftwards, inside the panel
+            ax.annotate(f"{epochs} epochs{mark}", (x, y), textcoords="offset points", xytext=(-4 if right else 4, 4),
+                        ha="right" if right else "left", fontsize=8)
         ax.set_title(f"{a} vs {b}")
-        ax.margins(x=0.2)  # room for the last point's label
-        ax.legend(frameon=False, fontsize=8)
+        ax.set_xlabel("CPU minutes of DINO (OpenCell backbone)")
+        ax.margins(x=0.1)
+        # below the panel: inside it the legend hides points and their labels
+        ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     axes[0].set(ylabel="test macro F1 (OpenCell)")
-    fig.supxlabel("DINO training of the OpenCell backbone, CPU minutes", fontsize="medium")
     return fig
