@@ -235,7 +235,8 @@ display(Markdown(classifier.targets_note(targets)))
 # probe, folds, test images and bootstrap): the OpenCell backbone against random weights and HPA-like against
 # natural-image pretraining, by image and grouped by protein. It runs longer than the book's budget, so
 # `dinoxfer frontier --profile <profile>` measures it once and records it beside the book
-# (`book/performance/frontier/`); the latest record of this profile is shown, with where and when it was measured.
+# (`book/performance/frontier/`); the latest record of this profile is shown, with where and when it was measured
+# (every run behind it, when budgets were added with `--extend`).
 
 # %%
 frontier = frontier_records.latest_frontier(run.config.profile)
