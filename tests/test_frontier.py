@@ -174,6 +174,12 @@ def test_an_extended_record_names_every_run_behind_it():
             "abc1234) and `dinoxfer frontier --profile demo --epochs 8 16` on x86_64, 2 cores, 2026-12-03 (commit "
             "def5678), not by this build.") in text
     assert "first met at 8 epochs" in text  # the points of both runs are read as one frontier
+    third = {**record([full_point(8, gain=0.3, grouped_gain=0.2, hpa_gain=0.05, hpa_low=0.01)]), "commit": "0123abc",
+             "command": "dinoxfer frontier --profile demo --epochs 32"}
+    text = frontier_note(extend_frontier_record(extend_frontier_record(earlier, later), third), profile="demo",
+                         config=CONFIG)
+    assert "(commit abc1234); `dinoxfer frontier --profile demo --epochs 8 16`" in text  # commas live inside runs
+    assert "(commit def5678) and `dinoxfer frontier --profile demo --epochs 32`" in text
 
 
 def test_epochs_out_of_order_are_refused_in_one_line(tmp_path, capsys):

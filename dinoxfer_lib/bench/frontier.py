@@ -260,7 +260,8 @@ def frontier_note(record: dict | None, *, profile: str, config) -> str:
                 "measures it and writes it beside the book.")
     runs = [f"`{run['command']}` on {run['machine']}, {run['date']} (commit {run['commit']})"
             for run in measurements(record)]
-    source = f"Recorded by {' and '.join(runs)}, not by this build."
+    listed = "; ".join(runs[:-1]) + " and " + runs[-1] if len(runs) > 1 else runs[0]  # a run's text holds commas
+    source = f"Recorded by {listed}, not by this build."
     if differences := recipe_differences(record, config):
         source += (f" **It was measured with another recipe** (differs in {', '.join(differences)}): run the "
                    "command again to measure this one.")
