@@ -291,10 +291,8 @@ def frontier_note(record: dict | None, *, profile: str, config) -> str:
         reached = scores[scores["f1"] >= TARGET_BEST_F1]
         best = reached.iloc[0] if len(reached) else scores.loc[scores["f1"].idxmax()]
         verb = "first reached at" if len(reached) else "not reached at any measured budget; the highest took"
-        line = f"{label}: {verb} {_budget(best)}: {best['f1']:.3f} ({best['set']})."
-        if not len(reached):
-            line += _doubling_estimate(scores.groupby("epochs")["f1"].max(), TARGET_BEST_F1)
-        lines.append(line)
+        estimate = "" if len(reached) else _doubling_estimate(scores.groupby("epochs")["f1"].max(), TARGET_BEST_F1)
+        lines.append(f"{label}: {verb} {_budget(best)}: {best['f1']:.3f} ({best['set']}).{estimate}")
     then = "" if record["profile_epochs"] == config.dino.epochs else f" (it trained {record['profile_epochs']} then)"
     return (f"{source} This profile trains {config.dino.epochs} epochs{then}.\n\n"
             + "\n".join(f"- {line}" for line in lines))
@@ -326,7 +324,8 @@ def _doubling_estimate(best_by_epochs: pd.Series, target: float) -> str:
     rise = best_by_epochs[top] - best_by_epochs[top // 2]
     span = f"{top // 2} → {top} epochs"
     if rise <= 0:
-        return f" It did not rise over the last doubling ({span}: {rise:+.3f}), so more epochs alone are not seen to reach it."
+        return (f" It did not rise over the last doubling ({span}: {rise:+.3f}), so more epochs alone are not seen to "
+                "reach it.")
     doublings = math.ceil(round((target - best_by_epochs[top]) / rise, 6))  # 0.18 / 0.03 is 6, not 6.000000000000005
     return (f" At the rate of the last doubling ({span}: {rise:+.3f}) it would take about {doublings} more "
             f"doubling{'s' if doublings > 1 else ''}, {top * 2 ** doublings} epochs (extrapolated, not measured).")
