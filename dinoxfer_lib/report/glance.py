@@ -106,16 +106,16 @@ def claims_table(result: ProbeResult, labels: np.ndarray, *, synthetic: bool, n_
               + (_SYNTHETIC_WHY if synthetic else ""))
     _paired_claim(claim, diff, pairs, "replication_hpa",
                   "HPA FOV with channel replication falls behind mapping (the lowest row)", p,
-                  lambda d: d["high"] < 0, synthetic, "interval below 0")
+                  lambda d: d["high"] < 0, synthetic, "lies below 0")
     _paired_claim(claim, diff, pairs, "replication_imagenet",
                   "With ImageNet weights, mapping and replication are close", p,
-                  lambda d: d["low"] <= 0 <= d["high"], synthetic, "interval includes 0")
+                  lambda d: d["low"] <= 0 <= d["high"], synthetic, "includes 0")
     _paired_claim(claim, diff, pairs, "opencell_imagenet",
                   "ImageNet with mapping and OpenCell from scratch give comparable results", p,
-                  lambda d: d["low"] <= 0 <= d["high"], synthetic, "interval includes 0")
+                  lambda d: d["low"] <= 0 <= d["high"], synthetic, "includes 0")
     _paired_claim(claim, diff, pairs, "hpa_imagenet",
                   "Microscopy pretraining on a large corpus (HPA) beats natural images (ImageNet), with mapping", p,
-                  lambda d: d["low"] > 0, synthetic, "interval above 0")
+                  lambda d: d["low"] > 0, synthetic, "lies above 0")
     if len(main):
         train, test = main["train_f1_mean"], main["test_f1_mean"]
         gap = float((train - test).min())
@@ -145,7 +145,8 @@ def _paired_claim(claim: Callable, diff: dict, pairs: dict, key: str, text: str,
     a, b = pairs[key]
     d = diff[key]
     claim(text, f"{a} − {b}: {p(a) - p(b):+.4f}", f"{interval(d['difference'], d['low'], d['high'])}",
-          _verdict(bool(holds(d))), f"Paired bootstrap over the test images; the claim holds when the {rule}. "
+          _verdict(bool(holds(d))),
+          f"Paired bootstrap over the test images; the claim holds when the 95 % interval {rule}. "
           + (_SYNTHETIC_WHY if synthetic else ""))
 
 
