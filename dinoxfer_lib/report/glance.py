@@ -31,6 +31,12 @@ FIGURE_2_CLASSES = ("cytoplasmic", "nucleoplasm")
 FIGURE_2_IMAGES = 2
 # The probe's training F1 (Discussion) and the smallest train - test gap that counts as the paper's overfitting.
 OVERFIT_GAP = 0.1
+# How a paired claim is read from its 95 % bootstrap interval: the rule as the book words it, and its test.
+_INTERVAL_RULES = {
+    "lies below 0": lambda d: d["high"] < 0,
+    "includes 0": lambda d: d["low"] <= 0 <= d["high"],
+    "lies above 0": lambda d: d["low"] > 0,
+}
 _SYNTHETIC_WHY = ("On the synthetic stand-ins this ranking follows the planted effects (the HPA-like corpus shares "
                   "the target's compartments, natural images have none): it checks the pipeline, not the paper.")
 
@@ -105,17 +111,16 @@ def claims_table(result: ProbeResult, labels: np.ndarray, *, synthetic: bool, n_
                "Not resolved from the runner-up: the 95 % interval includes 0. ")
               + (_SYNTHETIC_WHY if synthetic else ""))
     _paired_claim(claim, diff, pairs, "replication_hpa",
-                  "HPA FOV with channel replication falls behind mapping (the lowest row)", p,
-                  lambda d: d["high"] < 0, synthetic, "lies below 0")
+                  "HPA FOV with channel replication falls behind mapping (the lowest row)", p, "lies below 0",
+                  synthetic)
     _paired_claim(claim, diff, pairs, "replication_imagenet",
-                  "With ImageNet weights, mapping and replication are close", p,
-                  lambda d: d["low"] <= 0 <= d["high"], synthetic, "includes 0")
+                  "With ImageNet weights, mapping and replication are close", p, "includes 0", synthetic)
     _paired_claim(claim, diff, pairs, "opencell_imagenet",
-                  "ImageNet with mapping and OpenCell from scratch give comparable results", p,
-                  lambda d: d["low"] <= 0 <= d["high"], synthetic, "includes 0")
+                  "ImageNet with mapping and OpenCell from scratch give comparable results", p, "includes 0",
+                  synthetic)
     _paired_claim(claim, diff, pairs, "hpa_imagenet",
                   "Microscopy pretraining on a large corpus (HPA) beats natural images (ImageNet), with mapping", p,
-                  lambda d: d["low"] > 0, synthetic, "lies above 0")
+                  "lies above 0", synthetic)
     if len(main):
         train, test = main["train_f1_mean"], main["test_f1_mean"]
         gap = float((train - test).min())
@@ -137,15 +142,15 @@ def claims_table(result: ProbeResult, labels: np.ndarray, *, synthetic: bool, n_
     return pd.DataFrame(rows, columns=["claim", "paper", "this build", "verdict", "why"])
 
 
-def _paired_claim(claim: Callable, diff: dict, pairs: dict, key: str, text: str, p: Callable, holds: Callable,
-                  synthetic: bool, rule: str) -> None:
+def _paired_claim(claim: Callable, diff: dict, pairs: dict, key: str, text: str, p: Callable, rule: str,
+                  synthetic: bool) -> None:
     """One claim about the difference of the two rows ``pairs[key]``, read from its paired bootstrap interval."""
     if key not in diff:
         return
     a, b = pairs[key]
     d = diff[key]
     claim(text, f"{a} − {b}: {p(a) - p(b):+.4f}", f"{interval(d['difference'], d['low'], d['high'])}",
-          _verdict(bool(holds(d))),
+          _verdict(bool(_INTERVAL_RULES[rule](d))),
           f"Paired bootstrap over the test images; the claim holds when the 95 % interval {rule}. "
           + (_SYNTHETIC_WHY if synthetic else ""))
 
